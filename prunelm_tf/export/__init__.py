@@ -1,0 +1,1 @@
+"""Export of biLMs: SavedModel (and, in later modules, TFLite and ELMo HDF5)."""

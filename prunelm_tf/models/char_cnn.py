@@ -1,0 +1,116 @@
+"""ELMo's character CNN and highway layers (ELMO_FORMAT.md, steps 3-5)."""
+
+from __future__ import annotations
+
+from typing import Sequence, Tuple
+
+import tensorflow as tf
+import tensorflow_model_optimization as tfmot
+
+keras = tf.keras
+
+
+class CharCNN(keras.layers.Layer, tfmot.sparsity.keras.PrunableLayer):
+  """Character embedding, filter banks, max over positions, activation.
+
+  Input: char_ids int32 [batch, time, max_chars], already shifted by +1 so 0
+  means "no token". Output: float32 [batch, time, sum(counts)].
+
+  Weights (ELMo names in brackets): ``char_embedding`` (n_characters - 1, dim)
+  [char_embed] -- a zero row is prepended at run time for id 0;
+  ``kernel_{i}`` (width_i, dim, count_i) [CNN/W_cnn_i without its leading 1];
+  ``bias_{i}`` (count_i,) [CNN/b_cnn_i].
+
+  The filter kernels are prunable. The character embedding is not: it is a few
+  thousand parameters that every token reads, so pruning it saves nothing and
+  costs accuracy.
+  """
+
+  def __init__(self, filters: Sequence[Tuple[int, int]], embedding_dim: int,
+               n_characters: int = 262, activation: str = "relu", **kwargs):
+    super().__init__(**kwargs)
+    self.filters = tuple((int(w), int(n)) for w, n in filters)
+    self.embedding_dim = int(embedding_dim)
+    self.n_characters = int(n_characters)
+    self.activation = activation
+    self._activation_fn = keras.activations.get(activation)
+
+  def build(self, input_shape):
+    self.max_chars = int(input_shape[-1])
+    # The weight file always holds the 261 real characters; run time uses 262
+    # ids (0 = padding) whatever options.json says.
+    self.char_embedding = self.add_weight(
+        "char_embedding", shape=(261, self.embedding_dim),
+        initializer=keras.initializers.RandomUniform(-1.0, 1.0))
+    self.kernels, self.biases = [], []
+    for i, (width, count) in enumerate(self.filters):
+      self.kernels.append(self.add_weight(
+          f"kernel_{i}", shape=(width, self.embedding_dim, count),
+          initializer=keras.initializers.RandomNormal(
+              stddev=(1.0 / (width * self.embedding_dim)) ** 0.5)))
+      self.biases.append(self.add_weight(f"bias_{i}", shape=(count,),
+                                         initializer="zeros"))
+    super().build(input_shape)
+
+  def get_prunable_weights(self):
+    return list(self.kernels)
+
+  def call(self, char_ids):
+    shape = tf.shape(char_ids)
+    flat_ids = tf.reshape(char_ids, [-1, self.max_chars])
+    table = tf.concat([tf.zeros([1, self.embedding_dim], self.char_embedding.dtype),
+                       self.char_embedding], axis=0)
+    chars = tf.gather(table, flat_ids)  # [batch * time, max_chars, dim]
+    banks = []
+    for kernel, bias in zip(self.kernels, self.biases):
+      conv = tf.nn.conv1d(chars, kernel, stride=1, padding="VALID") + bias
+      banks.append(self._activation_fn(tf.reduce_max(conv, axis=1)))
+    out = tf.concat(banks, axis=-1)
+    return tf.reshape(out, tf.concat([shape[:2], [self.n_filters]], axis=0))
+
+  @property
+  def n_filters(self) -> int:
+    return sum(n for _, n in self.filters)
+
+  def compute_output_shape(self, input_shape):
+    return tf.TensorShape(input_shape[:2]).concatenate([self.n_filters])
+
+  def get_config(self):
+    config = super().get_config()
+    config.update(filters=[list(f) for f in self.filters],
+                  embedding_dim=self.embedding_dim,
+                  n_characters=self.n_characters, activation=self.activation)
+    return config
+
+
+class Highway(keras.layers.Layer, tfmot.sparsity.keras.PrunableLayer):
+  """ELMo highway layer: ``g * relu(x Wt + bt) + (1 - g) * x``, g = sigmoid(x Wc + bc).
+
+  ELMo's naming is kept: the "carry" gate multiplies the transformed branch.
+  Weights: ``carry_kernel``/``carry_bias`` [W_carry/b_carry] and
+  ``transform_kernel``/``transform_bias`` [W_transform/b_transform].
+  """
+
+  def build(self, input_shape):
+    dim = int(input_shape[-1])
+    self.carry_kernel = self.add_weight("carry_kernel", shape=(dim, dim),
+                                        initializer=keras.initializers.GlorotUniform())
+    # A negative carry bias starts the layer close to the identity (as bilm-tf).
+    self.carry_bias = self.add_weight("carry_bias", shape=(dim,),
+                                      initializer=keras.initializers.Constant(-2.0))
+    self.transform_kernel = self.add_weight("transform_kernel", shape=(dim, dim),
+                                            initializer=keras.initializers.GlorotUniform())
+    self.transform_bias = self.add_weight("transform_bias", shape=(dim,), initializer="zeros")
+    super().build(input_shape)
+
+  def get_prunable_weights(self):
+    return [self.carry_kernel, self.transform_kernel]
+
+  def call(self, x):
+    gate = tf.sigmoid(tf.einsum("...i,ij->...j", x, self.carry_kernel) + self.carry_bias)
+    transformed = tf.nn.relu(
+        tf.einsum("...i,ij->...j", x, self.transform_kernel) + self.transform_bias)
+    return gate * transformed + (1.0 - gate) * x
+
+  def compute_output_shape(self, input_shape):
+    return tf.TensorShape(input_shape)

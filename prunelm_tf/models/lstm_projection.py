@@ -1,0 +1,143 @@
+"""ELMo's LSTM with a projection layer, as one prunable Keras layer.
+
+Weights use ELMo's layout so released files load without reshuffling:
+``kernel`` (input_dim + projection_dim, 4 * units) with rows ``[x_t; h_{t-1}]``
+and gate columns in the order i, j, f, o; ``bias`` (4 * units) without the
+forget bias of +1.0 (added at run time); ``projection`` (units, projection_dim),
+no bias. See ELMO_FORMAT.md step 7.
+
+Why not ``keras.layers.RNN`` with a cell: the input half of the kernel is
+applied to all time steps in one large matmul before the loop, so the loop only
+does the recurrent half. That halves the work inside the sequential loop, which
+dominates on CPU.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import tensorflow as tf
+import tensorflow_model_optimization as tfmot
+
+keras = tf.keras
+
+
+def _clip(x: tf.Tensor, value: Optional[float]) -> tf.Tensor:
+  if value is None:
+    return x
+  return tf.clip_by_value(x, -value, value)
+
+
+class LSTMWithProjection(keras.layers.Layer, tfmot.sparsity.keras.PrunableLayer):
+  """One direction of one ELMo LSTM layer over a padded batch.
+
+  Call with ``[inputs, mask]``:
+    inputs: float32 [batch, time, input_dim].
+    mask: float32 [batch, time], 1.0 at real positions (a prefix of each row).
+  Optional ``initial_state=(c, h)`` with c: [batch, units], h: [batch, proj].
+
+  Returns float32 [batch, time, projection_dim] with zeros at padding, or with
+  ``return_state=True`` the tuple (outputs, c_final, h_final), where the final
+  state of each row is the state after its last real position (a row that is
+  all padding keeps its initial state).
+
+  With ``go_backwards=True`` each row is reversed within its own length, so the
+  recurrence runs from the last real position to the first and padding is
+  never fed in; outputs are written back at their original positions.
+  """
+
+  def __init__(self, units: int, projection_units: int, *,
+               cell_clip: Optional[float] = None,
+               proj_clip: Optional[float] = None,
+               forget_bias: float = 1.0,
+               go_backwards: bool = False,
+               kernel_initializer="glorot_uniform",
+               projection_initializer="glorot_uniform",
+               **kwargs):
+    super().__init__(**kwargs)
+    self.units = int(units)
+    self.projection_units = int(projection_units)
+    self.cell_clip = cell_clip
+    self.proj_clip = proj_clip
+    self.forget_bias = float(forget_bias)
+    self.go_backwards = bool(go_backwards)
+    self.kernel_initializer = keras.initializers.get(kernel_initializer)
+    self.projection_initializer = keras.initializers.get(projection_initializer)
+
+  def build(self, input_shape):
+    x_shape = tf.TensorShape(input_shape[0])
+    input_dim = x_shape[-1]
+    if input_dim is None:
+      raise ValueError(f"{self.name}: the last input dimension must be known, got {x_shape}.")
+    self.input_dim = int(input_dim)
+    self.kernel = self.add_weight(
+        "kernel", shape=(self.input_dim + self.projection_units, 4 * self.units),
+        initializer=self.kernel_initializer)
+    self.bias = self.add_weight("bias", shape=(4 * self.units,), initializer="zeros")
+    self.projection = self.add_weight(
+        "projection", shape=(self.units, self.projection_units),
+        initializer=self.projection_initializer)
+    super().build(input_shape)
+
+  def get_prunable_weights(self):
+    return [self.kernel, self.projection]
+
+  def call(self, inputs, initial_state=None, return_state=False):
+    x, mask = inputs
+    mask = tf.cast(mask, x.dtype)
+    lengths = tf.cast(tf.reduce_sum(mask, axis=1), tf.int32)
+    if self.go_backwards:
+      x = tf.reverse_sequence(x, lengths, seq_axis=1, batch_axis=0)
+    batch = tf.shape(x)[0]
+    if initial_state is None:
+      c0 = tf.zeros([batch, self.units], x.dtype)
+      h0 = tf.zeros([batch, self.projection_units], x.dtype)
+    else:
+      c0, h0 = initial_state
+
+    # Input half of the kernel for all steps at once: [batch, time, 4 * units].
+    x_kernel = self.kernel[:self.input_dim]
+    h_kernel = self.kernel[self.input_dim:]
+    xw = tf.einsum("btd,dg->btg", x, x_kernel) + self.bias
+    # Time-major for the loop. The mask is a prefix in both directions (the
+    # reversal is within each row's own length).
+    xw_tm = tf.transpose(xw, [1, 0, 2])
+    mask_tm = tf.transpose(mask, [1, 0])[:, :, tf.newaxis]
+    steps = tf.shape(xw_tm)[0]
+    outputs_ta = tf.TensorArray(x.dtype, size=steps, element_shape=h0.shape)
+
+    def step(t, c_prev, h_prev, outputs):
+      z = xw_tm[t] + tf.matmul(h_prev, h_kernel)
+      i, j, f, o = tf.split(z, 4, axis=-1)
+      c = tf.sigmoid(f + self.forget_bias) * c_prev + tf.sigmoid(i) * tf.tanh(j)
+      c = _clip(c, self.cell_clip)
+      h = _clip(tf.matmul(tf.sigmoid(o) * tf.tanh(c), self.projection), self.proj_clip)
+      m = mask_tm[t]
+      c = m * c + (1.0 - m) * c_prev
+      h_out = m * h
+      h = h_out + (1.0 - m) * h_prev
+      return t + 1, c, h, outputs.write(t, h_out)
+
+    _, c_last, h_last, outputs_ta = tf.while_loop(
+        lambda t, *_: t < steps, step, (tf.constant(0), c0, h0, outputs_ta),
+        maximum_iterations=steps)
+    outputs = tf.transpose(outputs_ta.stack(), [1, 0, 2])
+    if self.go_backwards:
+      outputs = tf.reverse_sequence(outputs, lengths, seq_axis=1, batch_axis=0)
+    if return_state:
+      return outputs, c_last, h_last
+    return outputs
+
+  def compute_output_shape(self, input_shape):
+    x_shape = tf.TensorShape(input_shape[0])
+    return x_shape[:-1].concatenate([self.projection_units])
+
+  def get_config(self):
+    config = super().get_config()
+    config.update(
+        units=self.units, projection_units=self.projection_units,
+        cell_clip=self.cell_clip, proj_clip=self.proj_clip,
+        forget_bias=self.forget_bias, go_backwards=self.go_backwards,
+        kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
+        projection_initializer=keras.initializers.serialize(self.projection_initializer))
+    return config

@@ -1,0 +1,111 @@
+"""Atomic artifact writes and run-folder bookkeeping.
+
+Every artifact is written under a temporary name in its final directory and
+renamed when complete, so a crash never leaves a half-written file or model
+that looks whole.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import uuid
+from typing import Any, Iterator
+
+
+def _tmp_name(path: str) -> str:
+  head, tail = os.path.split(os.path.abspath(path))
+  return os.path.join(head, f".{tail}.tmp-{uuid.uuid4().hex[:8]}")
+
+
+@contextlib.contextmanager
+def atomic_path(path: str) -> Iterator[str]:
+  """Yields a temporary path beside ``path``; renamed to ``path`` on success.
+
+  Works for files and directories (e.g. a SavedModel). An existing ``path``
+  is replaced only once the new one is complete.
+  """
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  tmp = _tmp_name(path)
+  try:
+    yield tmp
+    if os.path.isdir(tmp) and os.path.exists(path):
+      old = _tmp_name(path)
+      os.replace(path, old)
+      os.replace(tmp, path)
+      if os.path.isdir(old):
+        shutil.rmtree(old, ignore_errors=True)
+      else:
+        os.remove(old)
+    else:
+      os.replace(tmp, path)
+  finally:
+    if os.path.isdir(tmp):
+      shutil.rmtree(tmp, ignore_errors=True)
+    elif os.path.exists(tmp):
+      os.remove(tmp)
+
+
+def write_text(path: str, text: str) -> None:
+  with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+    f.write(text)
+
+
+def write_json(path: str, obj: Any) -> None:
+  write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def read_json(path: str) -> Any:
+  with open(path, encoding="utf-8") as f:
+    return json.load(f)
+
+
+def prepare_run_dir(run_dir: str, config_json: str, *, overwrite: bool,
+                    flag_name: str = "--run_dir") -> bool:
+  """Checks that ``run_dir`` is new or holds this same run.
+
+  Args:
+    run_dir: the run folder.
+    config_json: the run's config, serialised as in ``config.json``.
+    overwrite: remove a run folder that holds a different run.
+    flag_name: named in the error message.
+
+  Returns:
+    True if the folder already holds this run (resume), False if new.
+
+  Raises:
+    ValueError: the folder holds a different run (or something else) and
+      overwrite is False.
+  """
+  config_path = os.path.join(run_dir, "config.json")
+  if os.path.exists(config_path):
+    with open(config_path, encoding="utf-8") as f:
+      existing = json.load(f)
+    if existing == json.loads(config_json):
+      return True
+    if not overwrite:
+      changed = sorted(_diff_keys(existing, json.loads(config_json)))
+      raise ValueError(
+          f"{flag_name}={run_dir} holds a different run (config.json differs in: "
+          f"{', '.join(changed[:10])}). Choose a new {flag_name}, restore the flags of that "
+          "run to resume it, or pass --overwrite to delete it and start over.")
+    shutil.rmtree(run_dir)
+  elif os.path.isdir(run_dir) and os.listdir(run_dir):
+    if not overwrite:
+      raise ValueError(
+          f"{flag_name}={run_dir} is not empty and holds no config.json, so it is not a run "
+          f"folder of this tool. Choose a new {flag_name} or pass --overwrite to delete it.")
+    shutil.rmtree(run_dir)
+  os.makedirs(run_dir, exist_ok=True)
+  return False
+
+
+def _diff_keys(a: Any, b: Any, prefix: str = "") -> list:
+  if isinstance(a, dict) and isinstance(b, dict):
+    keys = []
+    for k in set(a) | set(b):
+      keys += _diff_keys(a.get(k), b.get(k), f"{prefix}{k}.")
+    return keys
+  return [] if a == b else [prefix.rstrip(".")]
