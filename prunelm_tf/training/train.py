@@ -7,7 +7,7 @@ Run folder layout::
   vocab.txt        the vocabulary (ELMo format)
   checkpoints/     tf.train.Checkpoint of model, optimizer and step
   tensorboard/     scalars: loss, perplexity per direction, learning rate, tokens/s
-  model.weights.h5 final weights (load with ``load_run``)
+  model_weights.h5 final weights (load with ``load_run``)
   saved_model/     final Keras SavedModel, serving signature -> representations
   metrics.json     perplexity (valid/test, per direction), tokens/s, wall time
 """
@@ -35,7 +35,7 @@ from prunelm_tf.utils import files
 
 keras = tf.keras
 
-WEIGHTS_FILE = "model.weights.h5"
+WEIGHTS_FILE = "model_weights.h5"
 
 
 def load_corpus(spec: str, max_sentences: int = 0, tfds_data_dir: str = "", *, what: str):

@@ -1,0 +1,93 @@
+"""TFLite export of the biLM's representations and reloading with LiteRT.
+
+The converted graph takes one sentence (batch 1; the time dimension stays
+dynamic) and returns its layer representations. The LSTM loops become TFLite
+WHILE loops of builtin ops; no Flex (select TF) ops are allowed, so a model
+that would need them fails at conversion instead of on the phone.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterable, Optional
+
+import numpy as np
+import tensorflow as tf
+
+from prunelm_tf.export.saved_model import serving_function
+from prunelm_tf.utils.files import atomic_path
+
+keras = tf.keras
+
+QUANTIZATION_MODES = ("none", "dynamic", "float16", "int8")
+
+
+def check_quantization_mode(mode: str) -> None:
+  if mode not in QUANTIZATION_MODES:
+    raise ValueError(f"unknown TFLite quantization mode {mode!r}; choose from "
+                     f"{', '.join(QUANTIZATION_MODES)}.")
+
+
+def convert_to_tflite(model: keras.Model, quantization: str = "none", *,
+                      representative_inputs: Optional[Callable[[], Iterable[np.ndarray]]] = None
+                      ) -> bytes:
+  """Converts the representations of ``model`` to a TFLite flatbuffer.
+
+  Args:
+    model: a biLM from ``build_bilm`` (pruning wrappers stripped).
+    quantization: "none" (float32), "dynamic" (int8 weights, float
+      activations), "float16" (float16 weights), or "int8" (int8 weights and
+      activations where the kernels allow; float inputs/outputs remain).
+    representative_inputs: for "int8": a callable yielding int32 input arrays
+      of shape [1, time(, chars)] drawn from real text.
+
+  Returns:
+    The flatbuffer bytes.
+  """
+  check_quantization_mode(quantization)
+  fn = serving_function(model, batch_size=1)
+  converter = tf.lite.TFLiteConverter.from_concrete_functions([fn], model)
+  converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+  if quantization != "none":
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+  if quantization == "float16":
+    converter.target_spec.supported_types = [tf.float16]
+  elif quantization == "int8":
+    if representative_inputs is None:
+      raise ValueError("int8 quantization needs representative_inputs drawn from the corpus.")
+    converter.representative_dataset = lambda: ([x] for x in representative_inputs())
+  return converter.convert()
+
+
+def export_tflite(model: keras.Model, path: str, quantization: str = "none", **kwargs) -> int:
+  """Converts and writes atomically; returns the file size in bytes."""
+  flatbuffer = convert_to_tflite(model, quantization, **kwargs)
+  with atomic_path(path) as tmp, open(tmp, "wb") as f:
+    f.write(flatbuffer)
+  return len(flatbuffer)
+
+
+class TFLiteBiLM:
+  """Runs an exported biLM with the LiteRT interpreter, one sentence at a time."""
+
+  def __init__(self, model_path: str, num_threads: int = 1):
+    from ai_edge_litert.interpreter import Interpreter  # heavy; only when used
+    self.interpreter = Interpreter(model_path=model_path, num_threads=num_threads)
+    self._input = self.interpreter.get_input_details()[0]
+    self._output = self.interpreter.get_output_details()[0]
+    self.interpreter.allocate_tensors()
+
+  @property
+  def input_rank(self) -> int:
+    return len(self._input["shape"])
+
+  def __call__(self, ids: np.ndarray) -> np.ndarray:
+    """ids: int32 [1, time(, chars)] -> float32 [1, n_layers + 1, time - 2, 2 * proj]."""
+    ids = np.asarray(ids, np.int32)
+    if tuple(self._input["shape"]) != ids.shape:
+      self.interpreter.resize_tensor_input(self._input["index"], ids.shape)
+      self.interpreter.allocate_tensors()
+      self._input = self.interpreter.get_input_details()[0]
+      self._output = self.interpreter.get_output_details()[0]
+    self.interpreter.set_tensor(self._input["index"], ids)
+    self.interpreter.invoke()
+    return self.interpreter.get_tensor(self._output["index"])

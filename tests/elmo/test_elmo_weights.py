@@ -1,0 +1,253 @@
+"""ELMo HDF5 import/export: char-CNN parity, bit-exact round trip, bad files."""
+
+import json
+import os
+import shutil
+
+import h5py
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_model_optimization as tfmot
+
+from prunelm_tf import data as data_lib
+from prunelm_tf.elmo import weights as weights_lib
+from prunelm_tf.models import BiLMConfig, CharCNNConfig, build_bilm
+
+keras = tf.keras
+
+
+def _datasets(path):
+  out = {}
+  with h5py.File(path, "r") as f:
+    f.visititems(lambda name, obj: out.__setitem__(name, (obj[()], obj.dtype))
+                 if isinstance(obj, h5py.Dataset) else None)
+  return out
+
+
+def _weights(model):
+  return {w.name: w.numpy() for w in model.weights}
+
+
+def _copy_fixture(fixture, tmp_path):
+  options = tmp_path / "options.json"
+  weights = tmp_path / "lm_weights.hdf5"
+  shutil.copyfile(fixture.options, options)
+  shutil.copyfile(fixture.weights, weights)
+  return options, weights
+
+
+@pytest.fixture(scope="module")
+def loaded(elmo_loaded):
+  return elmo_loaded
+
+
+def test_char_cnn_matches_reference_token_embeddings(loaded, shared_data):
+  model, config = loaded
+  root = shared_data / "elmo_fixture"
+  words = (root / "vocab_test.txt").read_text(encoding="utf-8").split("\n")
+  assert len(words) == 458 and "<S>" in words and "</S>" in words
+  # <S> and </S> map to the sentence-boundary character rows.
+  ids = np.stack([data_lib.word_to_char_ids(w) for w in words])[np.newaxis]
+  token_embedding = keras.Model(model.input, model.get_layer("token_embedding").output)
+  got = token_embedding(ids, training=False).numpy()[0]
+  with h5py.File(root / "elmo_token_embeddings.hdf5", "r") as f:
+    expected = f["embedding"][()]
+  diff = float(np.abs(got - expected).max())
+  print(f"char-CNN token embedding vs elmo_token_embeddings.hdf5: max abs diff {diff:.3g}")
+  assert got.shape == expected.shape == (458, 16)
+  assert diff <= 1e-5
+
+
+def test_import_export_is_bit_exact(any_fixture, tmp_path):
+  model, config = weights_lib.load_elmo(any_fixture.options, any_fixture.weights)
+  weights_lib.export_elmo(model, config, tmp_path / "options.json", tmp_path / "weights.hdf5")
+  original, exported = _datasets(any_fixture.weights), _datasets(tmp_path / "weights.hdf5")
+  assert set(original) == set(exported)
+  for name, (value, dtype) in original.items():
+    assert exported[name][1] == dtype == np.float32, name
+    assert np.array_equal(exported[name][0], value), name
+  assert (json.loads((tmp_path / "options.json").read_text()) ==
+          json.loads(any_fixture.options.read_text()))
+  # ... and import again gives the same model.
+  again, again_config = weights_lib.load_elmo(tmp_path / "options.json", tmp_path / "weights.hdf5")
+  assert again_config == config
+  for name, value in _weights(model).items():
+    assert np.array_equal(_weights(again)[name], value), name
+  assert sorted(os.listdir(tmp_path)) == ["options.json", "weights.hdf5"]  # no temp files
+
+
+def test_thresholded_model_exports_and_reloads_equal(loaded, tmp_path):
+  model, config = loaded
+  clone = build_bilm(config)
+  clone.set_weights(model.get_weights())
+  for spec in weights_lib.weight_layout(config):
+    var = weights_lib.model_variable(clone, spec)
+    value = var.numpy()
+    var.assign(np.where(np.abs(value) < np.median(np.abs(value)), 0.0, value))
+  weights_lib.export_elmo(clone, config, tmp_path / "o.json", tmp_path / "w.hdf5")
+  reloaded, _ = weights_lib.load_elmo(tmp_path / "o.json", tmp_path / "w.hdf5")
+  kernel = reloaded.get_layer("forward_lstm_1").kernel.numpy()
+  assert 0.45 <= 1.0 - np.count_nonzero(kernel) / kernel.size <= 0.55
+  for name, value in _weights(clone).items():
+    assert np.array_equal(_weights(reloaded)[name], value), name
+
+
+def test_pruned_then_stripped_model_exports(loaded, elmo_fixture, tmp_path):
+  model, config = loaded
+  clone = build_bilm(config)
+  clone.set_weights(model.get_weights())
+  sparsity = tfmot.sparsity.keras
+  pruned = sparsity.prune_low_magnitude(
+      clone, pruning_schedule=sparsity.ConstantSparsity(0.5, 0, frequency=1))
+  with pytest.raises(ValueError, match="strip_pruning"):
+    weights_lib.export_elmo(pruned, config, tmp_path / "o.json", tmp_path / "w.hdf5")
+  step = sparsity.UpdatePruningStep()
+  step.set_model(pruned)
+  step.on_train_begin()
+  step.on_train_batch_begin(batch=0)
+  ids = data_lib.sentence_to_char_ids(elmo_fixture.sentences[0])[np.newaxis]
+  pruned(ids, training=True)  # applies the masks
+  stripped = sparsity.strip_pruning(pruned)
+  weights_lib.export_elmo(stripped, config, tmp_path / "o.json", tmp_path / "w.hdf5")
+  with h5py.File(tmp_path / "w.hdf5", "r") as f:
+    kernel = f["RNN_1/RNN/MultiRNNCell/Cell0/LSTMCell/W_0"][()]
+  assert abs(1.0 - np.count_nonzero(kernel) / kernel.size - 0.5) < 0.01
+  reloaded, _ = weights_lib.load_elmo(tmp_path / "o.json", tmp_path / "w.hdf5")
+  expected = stripped(ids, training=False)["representations"].numpy()
+  np.testing.assert_array_equal(reloaded(ids, training=False)["representations"].numpy(),
+                                expected)
+
+
+def test_softmax_is_not_exported(loaded, elmo_fixture, tmp_path):
+  model, config = loaded
+  with_softmax = BiLMConfig(**{**config.to_dict(), "vocab_size": 12})
+  lm = build_bilm(with_softmax)
+  for layer in model.layers:
+    if layer.weights:
+      lm.get_layer(layer.name).set_weights(layer.get_weights())
+  weights_lib.export_elmo(lm, with_softmax, tmp_path / "o.json", tmp_path / "w.hdf5")
+  assert set(_datasets(tmp_path / "w.hdf5")) == set(_datasets(elmo_fixture.weights))
+  assert "n_tokens_vocab" not in json.loads((tmp_path / "o.json").read_text())
+
+
+def test_word_input_model_export_is_refused(tmp_path):
+  config = BiLMConfig(vocab_size=10, token_encoder="word", lstm_dim=8, projection_dim=4,
+                      n_layers=1)
+  with pytest.raises(ValueError, match="word-input model is not supported"):
+    weights_lib.export_elmo(build_bilm(config), config, tmp_path / "o.json", tmp_path / "w.hdf5")
+  assert not os.listdir(tmp_path)
+
+
+def test_export_failure_leaves_nothing_and_keeps_existing_files(loaded, tmp_path):
+  model, config = loaded
+  (tmp_path / "w.hdf5").write_bytes(b"previous weights")
+  other = BiLMConfig(**{**config.to_dict(), "lstm_dim": 32})  # does not match the model
+  with pytest.raises(ValueError, match="does not match its config"):
+    weights_lib.export_elmo(model, other, tmp_path / "o.json", tmp_path / "w.hdf5")
+  assert sorted(os.listdir(tmp_path)) == ["w.hdf5"]
+  assert (tmp_path / "w.hdf5").read_bytes() == b"previous weights"
+
+
+def test_width_equal_to_projection_has_no_cnn_proj(tmp_path):
+  # bilm-tf writes no CNN_proj when the char-CNN width equals projection_dim.
+  config = BiLMConfig(vocab_size=0, lstm_dim=16, projection_dim=8, n_layers=1,
+                      char_cnn=CharCNNConfig(embedding_dim=4, filters=((1, 4), (2, 4)),
+                                             n_highway=1))
+  model = build_bilm(config)
+  projection = model.get_layer("token_projection")
+  projection.set_weights([np.eye(8, dtype=np.float32), np.zeros(8, np.float32)])
+  weights_lib.export_elmo(model, config, tmp_path / "o.json", tmp_path / "w.hdf5")
+  assert not any(n.startswith("CNN_proj") for n in _datasets(tmp_path / "w.hdf5"))
+  reloaded, _ = weights_lib.load_elmo(tmp_path / "o.json", tmp_path / "w.hdf5")
+  ids = data_lib.sentence_to_char_ids(["a", "tiny", "test"])[np.newaxis]
+  np.testing.assert_array_equal(reloaded(ids)["representations"].numpy(),
+                                model(ids)["representations"].numpy())
+  with h5py.File(tmp_path / "w.hdf5", "r+") as f:  # half a projection is an error
+    f["CNN_proj/W_proj"] = np.eye(8, dtype=np.float32)
+  with pytest.raises(ValueError, match="'CNN_proj/b_proj' is missing"):
+    weights_lib.load_elmo(tmp_path / "o.json", tmp_path / "w.hdf5")
+
+
+# --- bad input -------------------------------------------------------------
+
+
+def test_truncated_weight_file(elmo_fixture, tmp_path):
+  options, weights = _copy_fixture(elmo_fixture, tmp_path)
+  data = weights.read_bytes()
+  weights.write_bytes(data[:len(data) // 2])
+  with pytest.raises(ValueError, match=f"{weights} is not a readable HDF5 file.*truncated"):
+    weights_lib.load_elmo(options, weights)
+
+
+def test_garbage_weight_file(elmo_fixture, tmp_path):
+  options, weights = _copy_fixture(elmo_fixture, tmp_path)
+  weights.write_bytes(np.random.default_rng(0).bytes(4096))
+  with pytest.raises(ValueError, match=f"{weights} is not a readable HDF5 file"):
+    weights_lib.load_elmo(options, weights)
+
+
+def test_missing_weight_file(elmo_fixture, tmp_path):
+  with pytest.raises(FileNotFoundError, match="missing.hdf5"):
+    weights_lib.load_elmo(elmo_fixture.options, tmp_path / "missing.hdf5")
+
+
+def test_missing_dataset_is_named(elmo_fixture, tmp_path):
+  options, weights = _copy_fixture(elmo_fixture, tmp_path)
+  with h5py.File(weights, "r+") as f:
+    del f["CNN_high_1/b_transform"]
+  with pytest.raises(ValueError, match=f"{weights}.*'CNN_high_1/b_transform' is missing "
+                     r"\(expected shape \(124,\)"):
+    weights_lib.load_elmo(options, weights)
+
+
+def test_shape_disagreeing_with_options_names_dataset_and_shapes(elmo_fixture, tmp_path):
+  options, weights = _copy_fixture(elmo_fixture, tmp_path)
+  changed = json.loads(options.read_text())
+  changed["lstm"]["projection_dim"] = 8
+  options.write_text(json.dumps(changed))
+  with pytest.raises(ValueError) as e:
+    weights_lib.load_elmo(options, weights)
+  message = str(e.value)
+  assert str(weights) in message and str(options) in message
+  assert "'CNN_proj/W_proj' has shape (124, 16) but options" in message
+  assert "expects (124, 8)" in message
+
+
+def test_more_layers_than_options_say_is_refused(elmo_fixture, tmp_path):
+  options, weights = _copy_fixture(elmo_fixture, tmp_path)
+  changed = json.loads(options.read_text())
+  changed["lstm"]["n_layers"] = 1
+  options.write_text(json.dumps(changed))
+  with pytest.raises(ValueError, match="RNN_0/RNN/MultiRNNCell/Cell1/LSTMCell/B.*not part of"):
+    weights_lib.load_elmo(options, weights)
+
+
+def test_non_finite_dataset_is_named(elmo_fixture, tmp_path):
+  options, weights = _copy_fixture(elmo_fixture, tmp_path)
+  with h5py.File(weights, "r+") as f:
+    f["CNN/b_cnn_2"][3] = np.nan
+  with pytest.raises(ValueError, match="'CNN/b_cnn_2' holds NaN"):
+    weights_lib.load_elmo(options, weights)
+
+
+def test_malformed_options_name_the_file(elmo_fixture, tmp_path):
+  options, weights = _copy_fixture(elmo_fixture, tmp_path)
+  options.write_text('{"lstm": {"dim": 64')
+  with pytest.raises(ValueError, match=f"{options} is not valid JSON"):
+    weights_lib.load_elmo(options, weights)
+
+
+def test_nothing_is_assigned_when_any_dataset_is_bad(loaded, elmo_fixture, tmp_path):
+  model, config = loaded
+  _, weights = _copy_fixture(elmo_fixture, tmp_path)
+  last = weights_lib.weight_layout(config)[-1].dataset
+  with h5py.File(weights, "r+") as f:
+    del f[last]
+    f[last] = np.zeros((64, 15), np.float32)  # the last dataset checked
+  fresh = build_bilm(config)
+  before = _weights(fresh)
+  with pytest.raises(ValueError, match=rf"'{last}' has shape \(64, 15\).*expects \(64, 16\)"):
+    weights_lib.assign_elmo_weights(fresh, config, weights)
+  for name, value in _weights(fresh).items():
+    assert np.array_equal(before[name], value), name
