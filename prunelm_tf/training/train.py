@@ -180,7 +180,8 @@ def train_and_evaluate(config: TrainingRunConfig, run_dir: str, *, overwrite: bo
 
 def run_training(trainer: Trainer, make_epoch_dataset, *, run_dir: str, steps_per_epoch: int,
                  total_steps: int, log_every_steps: int, checkpoint_every_steps: int,
-                 eval_fn=None, callbacks=(), extra_scalars=None) -> Dict:
+                 eval_fn=None, callbacks=(), extra_scalars=None,
+                 tensorboard_dir: Optional[str] = None) -> Dict:
   """The resumable step loop over epochs; returns throughput figures.
 
   Args:
@@ -195,6 +196,7 @@ def run_training(trainer: Trainer, make_epoch_dataset, *, run_dir: str, steps_pe
       ``UpdatePruningStep``): ``on_train_begin``, ``on_train_batch_begin``,
       ``on_epoch_end``, and ``on_epoch_end`` once more after the last step.
     extra_scalars: ``step -> {name: value}`` written with each log (e.g. sparsity).
+    tensorboard_dir: where scalars go; default ``run_dir/tensorboard``.
   """
   model, optimizer = trainer.model, trainer.optimizer
   step = tf.Variable(0, dtype=tf.int64, name="global_step")
@@ -205,7 +207,7 @@ def run_training(trainer: Trainer, make_epoch_dataset, *, run_dir: str, steps_pe
     checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
     logging.info("Resumed from %s at step %d.", manager.latest_checkpoint, int(step))
   resumed_from = int(step)
-  writer = tf.summary.create_file_writer(os.path.join(run_dir, "tensorboard"))
+  writer = tf.summary.create_file_writer(tensorboard_dir or os.path.join(run_dir, "tensorboard"))
   for cb in callbacks:
     cb.set_model(model)
     cb.on_train_begin()

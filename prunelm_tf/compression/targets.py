@@ -1,0 +1,85 @@
+"""Which weights are pruned, to what target, and how sparse they really are.
+
+Weight names are ``<layer>/<weight>`` as the biLM defines them, e.g.
+``forward_lstm_0/kernel``, ``softmax/kernel``, ``char_cnn/kernel_2``,
+``word_embedding/embeddings``. The prunable weights of a layer are those its
+``get_prunable_weights`` returns (tfmot's registry for built-in layers): never
+biases.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Dict, List, Sequence, Tuple
+
+import numpy as np
+import tensorflow as tf
+from tensorflow_model_optimization.python.core.sparsity.keras import prune_registry
+
+keras = tf.keras
+
+
+def _short_name(variable: tf.Variable) -> str:
+  return variable.name.split("/")[-1].split(":")[0]
+
+
+def prunable_weights(model: keras.Model) -> Dict[str, tf.Variable]:
+  """``{"layer/weight": variable}`` for every prunable matrix of ``model``, in layer order."""
+  out = {}
+  for layer in model.layers:
+    inner = getattr(layer, "layer", layer)  # a tfmot wrapper holds the real layer
+    if hasattr(inner, "get_prunable_weights"):
+      weights = inner.get_prunable_weights()
+    elif prune_registry.PruneRegistry.supports(inner):
+      weights = [getattr(inner, name) for name in
+                 prune_registry.PruneRegistry._weight_names(inner)]  # pylint: disable=protected-access
+    else:
+      weights = []
+    for w in weights:
+      out[f"{inner.name}/{_short_name(w)}"] = w
+  return out
+
+
+def resolve_targets(names: Sequence[str], default: float,
+                    overrides: Sequence[Tuple[str, float]]) -> Dict[str, float]:
+  """Target sparsity per weight: ``default`` unless a pattern matches (last match wins).
+
+  Patterns are regular expressions matched against the whole weight name
+  (``re.fullmatch``); a pattern naming a layer (``softmax``) also matches its
+  weights (``softmax/kernel``).
+
+  Raises:
+    ValueError: a pattern matches no weight (a typo would otherwise silently
+      prune what the user meant to skip).
+  """
+  targets = {n: default for n in names}
+  for pattern, value in overrides:
+    try:
+      regex = re.compile(pattern)
+    except re.error as e:
+      raise ValueError(f"--layer_sparsity pattern {pattern!r} is not a valid regular "
+                       f"expression: {e}.") from e
+    matched = [n for n in names if regex.fullmatch(n) or regex.fullmatch(n.split("/")[0])]
+    if not matched:
+      raise ValueError(
+          f"--layer_sparsity pattern {pattern!r} matches no prunable weight. The prunable "
+          f"weights are: {', '.join(names)}.")
+    for n in matched:
+      targets[n] = value
+  return targets
+
+
+def measure_sparsity(model: keras.Model) -> Dict:
+  """Measured on the weights themselves: ``{"overall", "per_weight": {name: fraction}}``.
+
+  "overall" is the fraction of zeros over all prunable matrices together.
+  """
+  per_weight = {}
+  zeros = total = 0
+  for name, w in prunable_weights(model).items():
+    values = w.numpy()
+    z = int(values.size - np.count_nonzero(values))
+    per_weight[name] = z / values.size
+    zeros += z
+    total += values.size
+  return {"overall": zeros / total if total else 0.0, "per_weight": per_weight}
