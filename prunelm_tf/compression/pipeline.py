@@ -32,7 +32,7 @@ from prunelm_tf.compression.targets import measure_sparsity, prunable_weights, r
 from prunelm_tf.compression.threshold import prune_by_threshold
 from prunelm_tf.export.saved_model import export_saved_model
 from prunelm_tf.export.sizes import gzip_bytes, path_bytes, zip_directory
-from prunelm_tf.export.tflite import TFLiteBiLM, export_tflite
+from prunelm_tf.export.tflite import ConverterCrashed, TFLiteBiLM, export_tflite
 from prunelm_tf.models.bilm import build_bilm, input_name
 from prunelm_tf.models.config import BiLMConfig
 from prunelm_tf.training.loop import LossSpec, Trainer, evaluate_perplexity, model_input
@@ -123,11 +123,18 @@ def export_variant(model: keras.Model, out_dir: str, config: CompressConfig,
   sizes["saved_model_zip_bytes"] = zip_directory(sm_dir, os.path.join(out_dir, "saved_model.zip"))
   seconds["export_saved_model"] = time.time() - t
   diffs = {}
+  errors = {}
   for mode in config.tflite_quantization:
     t = time.time()
     path = os.path.join(out_dir, f"bilm_{mode}.tflite")
-    export_tflite(model, path, mode,
-                  representative_inputs=(lambda: iter(parity_inputs)) if mode == "int8" else None)
+    try:
+      export_tflite(model, path, mode, saved_model_dir=sm_dir,
+                    representative_inputs=(lambda: iter(parity_inputs)) if mode == "int8" else None)
+    except ConverterCrashed as e:
+      # Recorded, not fatal: the other modes and variants are still worth having.
+      logging.error("%s: %s", out_dir, e)
+      errors[mode] = str(e)
+      continue
     sizes["tflite"][mode] = {"bytes": path_bytes(path), "gzip_bytes": gzip_bytes(path)}
     runner = TFLiteBiLM(path)
     diffs[mode] = max(float(np.abs(runner(x) - model(x, training=False)["representations"].numpy()
@@ -143,7 +150,10 @@ def export_variant(model: keras.Model, out_dir: str, config: CompressConfig,
     sizes["elmo_hdf5_bytes"] = path_bytes(os.path.join(elmo_dir, "weights.hdf5"))
     sizes["elmo_hdf5_gzip_bytes"] = gzip_bytes(os.path.join(elmo_dir, "weights.hdf5"))
     seconds["export_elmo"] = time.time() - t
-  return {"sizes": sizes, "tflite_max_abs_diff": diffs}
+  info = {"sizes": sizes, "tflite_max_abs_diff": diffs}
+  if errors:
+    info["tflite_errors"] = errors
+  return info
 
 
 def _retrain(source: Source, config: CompressConfig, targets: Dict[str, float], final: float,

@@ -8,7 +8,11 @@ that would need them fails at conversion instead of on the phone.
 
 from __future__ import annotations
 
-from typing import Callable, Iterable, Optional
+import os
+import subprocess
+import sys
+import tempfile
+from typing import Callable, Iterable, List, Optional
 
 import numpy as np
 import tensorflow as tf
@@ -58,12 +62,52 @@ def convert_to_tflite(model: keras.Model, quantization: str = "none", *,
   return converter.convert()
 
 
-def export_tflite(model: keras.Model, path: str, quantization: str = "none", **kwargs) -> int:
-  """Converts and writes atomically; returns the file size in bytes."""
-  flatbuffer = convert_to_tflite(model, quantization, **kwargs)
+class ConverterCrashed(RuntimeError):
+  """The TFLite converter died (a native crash), not a Python error."""
+
+
+def export_tflite(model: keras.Model, path: str, quantization: str = "none", *,
+                  representative_inputs: Optional[Callable[[], Iterable[np.ndarray]]] = None,
+                  saved_model_dir: Optional[str] = None) -> int:
+  """Converts and writes atomically; returns the file size in bytes.
+
+  "int8" is converted in a child process from ``saved_model_dir`` (the
+  model's exported SavedModel): calibrating a graph with WHILE loops crashes
+  the converter natively in TF 2.21 (tensorflow/tensorflow#41305), and a
+  segfault must not take the whole compression run with it.
+
+  Raises:
+    ConverterCrashed: the converter crashed; nothing is written.
+  """
+  if quantization == "int8":
+    if saved_model_dir is None or representative_inputs is None:
+      raise ValueError("int8 export needs saved_model_dir and representative_inputs.")
+    flatbuffer = _convert_int8_in_child(saved_model_dir, list(representative_inputs()))
+  else:
+    flatbuffer = convert_to_tflite(model, quantization,
+                                   representative_inputs=representative_inputs)
   with atomic_path(path) as tmp, open(tmp, "wb") as f:
     f.write(flatbuffer)
   return len(flatbuffer)
+
+
+def _convert_int8_in_child(saved_model_dir: str, inputs: List[np.ndarray]) -> bytes:
+  with tempfile.TemporaryDirectory() as tmp:
+    calibration = os.path.join(tmp, "calibration.npz")
+    np.savez(calibration, *inputs)
+    out = os.path.join(tmp, "model.tflite")
+    proc = subprocess.run(
+        [sys.executable, "-m", "prunelm_tf.export.tflite_int8", saved_model_dir, calibration, out],
+        capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+      tail = (proc.stderr or "").strip().splitlines()[-3:]
+      raise ConverterCrashed(
+          f"int8 (full-integer) TFLite conversion failed with exit code {proc.returncode}"
+          f"{' (a native crash)' if proc.returncode < 0 else ''}: {' | '.join(tail)}. "
+          "The TF 2.21 converter crashes calibrating WHILE loops (tensorflow/tensorflow#41305); "
+          "use --tflite_quantization=dynamic (int8 weights) instead.")
+    with open(out, "rb") as f:
+      return f.read()
 
 
 class TFLiteBiLM:

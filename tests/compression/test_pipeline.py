@@ -1,0 +1,113 @@
+"""compress() end to end on a tiny trained model: both methods, exports, report, bad input."""
+
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from prunelm_tf.compression import CompressConfig, RetrainConfig, ScheduleConfig, compress
+from prunelm_tf.export.saved_model import load_saved_model
+from prunelm_tf.training.train import load_run
+
+
+def test_threshold_sweep_exports_measures_and_shrinks(tiny_run_dir, tiny_text, tmp_path):
+  config = CompressConfig(model_dir=tiny_run_dir, eval=tiny_text, method="threshold",
+                          sparsity_sweep=(0.3, 0.6, 0.9), tflite_quantization=("none", "dynamic"),
+                          num_parity_sentences=2)
+  run_dir = str(tmp_path / "c")
+  result = compress(config, run_dir)
+  saved = json.load(open(os.path.join(run_dir, "metrics.json")))
+  assert [v["name"] for v in saved["variants"]] == ["threshold_30", "threshold_60", "threshold_90"]
+  zips = [saved["dense"]["sizes"]["saved_model_zip_bytes"]] + \
+      [v["sizes"]["saved_model_zip_bytes"] for v in saved["variants"]]
+  assert zips == sorted(zips, reverse=True) and zips[-1] < zips[0]  # zip falls as sparsity rises
+  gz = [v["sizes"]["tflite"]["none"]["gzip_bytes"] for v in saved["variants"]]
+  assert gz == sorted(gz, reverse=True)
+  for v in saved["variants"]:
+    for name, value in v["sparsity"]["per_weight"].items():
+      assert abs(value - v["target_sparsity"]) < 0.01, (v["name"], name)  # exact up to rounding
+    assert v["tflite_max_abs_diff"]["none"] <= 1e-5
+    assert v["tflite_max_abs_diff"]["dynamic"] < 0.5
+    assert set(v["perplexity"]) == {"forward", "backward", "mean"}
+    assert set(v["representation_similarity"]) == {"layer_0", "layer_1", "layer_2"}
+    for f in ("saved_model", "saved_model.zip", "bilm_none.tflite", "bilm_dynamic.tflite"):
+      assert os.path.exists(os.path.join(run_dir, "variants", v["name"], f))
+  ppl = [saved["dense"]["perplexity"]["forward"]] + [v["perplexity"]["forward"]
+                                                    for v in saved["variants"]]
+  assert ppl[-1] > ppl[0]  # 90% thresholding costs perplexity
+  assert "| threshold_90 | threshold | 0.90 |" in open(os.path.join(run_dir, "summary.md")).read()
+  assert os.listdir(os.path.join(run_dir, "tensorboard", "hparams"))
+  # The stripped, exported SavedModel reloads with the same outputs and sparsity.
+  exported = load_saved_model(os.path.join(run_dir, "variants", "threshold_60", "saved_model"))
+  ids = tf.constant([[1, 5, 6, 7, 2]], tf.int32)
+  dense, _, _ = load_run(tiny_run_dir)
+  kernel = exported.get_layer("forward_lstm_0").kernel.numpy()
+  assert abs(1 - np.count_nonzero(kernel) / kernel.size - 0.6) < 0.01
+  served = tf.saved_model.load(os.path.join(run_dir, "variants", "threshold_60", "saved_model"))
+  np.testing.assert_allclose(served.signatures["serving_default"](token_ids=ids)["representations"],
+                             exported(ids)["representations"], atol=1e-6)
+  assert not np.allclose(exported(ids)["representations"], dense(ids)["representations"])
+  # Same run again: finished variants are kept, not recomputed.
+  again = compress(config, run_dir)
+  assert again["variants"] == saved["variants"]
+
+
+def test_retrain_reaches_target_on_every_pruned_matrix(tiny_run_dir, tiny_text, tmp_path):
+  config = CompressConfig(
+      model_dir=tiny_run_dir, train=tiny_text, eval=tiny_text, method="retrain",
+      sparsity_sweep=(0.75,), layer_sparsity=(("softmax", 0.0),),
+      schedule=ScheduleConfig(end_step=6, frequency=1),
+      retrain=RetrainConfig(num_steps=8, learning_rate=0.005, batch_size=2,
+                            objective="lm+distill"),
+      tflite_quantization=("none", "float16", "int8"), num_parity_sentences=2)
+  result = compress(config, str(tmp_path / "r"))
+  v = result["variants"][0]
+  for name, value in v["sparsity"]["per_weight"].items():
+    if name.startswith("softmax"):
+      assert value == 0.0
+    else:
+      assert abs(value - 0.75) <= 0.005, (name, value)
+  assert v["tflite_max_abs_diff"]["none"] <= 1e-5
+  assert v["tflite_max_abs_diff"]["float16"] < 0.05
+  # int8 either converts and runs, or its converter crash is recorded, not fatal.
+  assert ("int8" in v["tflite_max_abs_diff"]) != ("int8" in v.get("tflite_errors", {}))
+  if "int8" in v.get("tflite_errors", {}):
+    assert "41305" in v["tflite_errors"]["int8"]
+  events = os.listdir(os.path.join(str(tmp_path / "r"), "tensorboard", "retrain_75"))
+  assert events  # per-step loss and sparsity scalars
+
+
+def test_model_folder_without_model(tmp_path, tiny_text):
+  (tmp_path / "m").mkdir()
+  (tmp_path / "m" / "config.json").write_text("{}")
+  with pytest.raises(FileNotFoundError, match="--model_dir.*holds no model"):
+    compress(CompressConfig(model_dir=str(tmp_path / "m"), eval=tiny_text), str(tmp_path / "o"))
+  assert not (tmp_path / "o").exists()
+
+
+def test_corpus_that_does_not_fit_the_vocabulary(tiny_run_dir, tmp_path):
+  other = tmp_path / "other.txt"
+  other.write_text("Das ist ein ganz anderer Text .\nNoch ein Satz hier .\n")
+  with pytest.raises(ValueError, match="--eval: .* not in the model's vocabulary"):
+    compress(CompressConfig(model_dir=tiny_run_dir, eval=str(other)), str(tmp_path / "o"))
+  assert not (tmp_path / "o").exists()
+
+
+def test_pattern_matching_nothing_fails_before_work(tiny_run_dir, tiny_text, tmp_path):
+  with pytest.raises(ValueError, match="matches no prunable weight"):
+    compress(CompressConfig(model_dir=tiny_run_dir, eval=tiny_text,
+                            layer_sparsity=(("highway_.*", 0.5),)), str(tmp_path / "o"))
+  assert not (tmp_path / "o").exists()
+
+
+def test_run_folder_of_another_run_is_refused(tiny_run_dir, tiny_text, tmp_path):
+  run_dir = str(tmp_path / "o")
+  base = dict(model_dir=tiny_run_dir, eval=tiny_text, tflite_quantization=("none",),
+              num_parity_sentences=1)
+  compress(CompressConfig(**base, sparsity_sweep=(0.5,)), run_dir)
+  with pytest.raises(ValueError, match="holds a different run"):
+    compress(CompressConfig(**base, sparsity_sweep=(0.7,)), run_dir)
+  assert os.path.exists(os.path.join(run_dir, "variants", "threshold_50", "metrics.json"))
