@@ -1,0 +1,119 @@
+"""Full-size ELMo ("Original": 2 x 4096/512, 93.6M parameters) with random weights, end to end.
+
+  python -m benchmarks.elmo_scale --work_dir=DIR [--sentences=100]
+
+Generates options.json + a random-weight HDF5 file in the real layout (the
+released file is not downloadable here), then: load, threshold to 90 %, export
+SavedModel + dynamic-range TFLite + ELMo HDF5, embed PTB sentences. Prints the
+wall seconds per stage and the peak RSS of the process; writes DIR/scale.json.
+Target: whole run <= 5 minutes, peak RSS <= 6 GB on 2 cores.
+"""
+
+import argparse
+import json
+import os
+import platform
+import resource
+import time
+
+import prunelm_tf  # noqa: F401  (Keras 2 before TensorFlow)
+import h5py
+import numpy as np
+import tensorflow as tf
+
+from prunelm_tf.compression import prunable_weights, prune_by_threshold, resolve_targets
+from prunelm_tf.data import open_corpus, read_sentences
+from prunelm_tf.elmo import ElmoEmbedder, config_to_options, export_elmo, load_elmo, \
+    options_to_config, weight_layout
+from prunelm_tf.export.saved_model import export_saved_model
+from prunelm_tf.export.sizes import path_bytes
+from prunelm_tf.export.tflite import export_tflite
+
+ORIGINAL_OPTIONS = {
+    "lstm": {"dim": 4096, "projection_dim": 512, "n_layers": 2, "cell_clip": 3, "proj_clip": 3,
+             "use_skip_connections": True},
+    "char_cnn": {"embedding": {"dim": 16},
+                 "filters": [[1, 32], [2, 32], [3, 64], [4, 128], [5, 256], [6, 512], [7, 1024]],
+                 "n_highway": 2, "n_characters": 262, "max_characters_per_token": 50,
+                 "activation": "relu"},
+}
+PTB_TEST = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "ptb",
+                        "ptb.test.txt")
+
+
+def peak_rss_gb() -> float:
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2  # Linux: KiB
+
+
+def write_random_elmo(options_path: str, weight_path: str, seed: int = 0) -> int:
+  """Random float32 weights in the exact HDF5 layout; returns the parameter count."""
+  config = options_to_config(ORIGINAL_OPTIONS)
+  with open(options_path, "w") as f:
+    json.dump(ORIGINAL_OPTIONS, f)
+  rng = np.random.default_rng(seed)
+  count = 0
+  with h5py.File(weight_path, "w") as h5:
+    for spec in weight_layout(config):
+      fan_in = int(np.prod(spec.shape[:-1])) if len(spec.shape) > 1 else spec.shape[0]
+      values = rng.standard_normal(spec.shape, dtype=np.float32) / np.sqrt(max(fan_in, 1))
+      h5.create_dataset(spec.dataset, data=values)
+      count += values.size
+  return count
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--work_dir", required=True)
+  parser.add_argument("--sentences", type=int, default=100)
+  parser.add_argument("--sparsity", type=float, default=0.9)
+  args = parser.parse_args()
+  os.makedirs(args.work_dir, exist_ok=True)
+  seconds = {}
+  t0 = time.time()
+  options, weights = (os.path.join(args.work_dir, n) for n in ("options.json", "weights.hdf5"))
+  n_params = write_random_elmo(options, weights)
+  seconds["generate_random_hdf5"] = time.time() - t0
+
+  start = time.time()
+  t = time.time()
+  model, config = load_elmo(options, weights)
+  seconds["load"] = time.time() - t
+  t = time.time()
+  names = list(prunable_weights(model))
+  prune_by_threshold(model, resolve_targets(names, args.sparsity, ()))
+  seconds["threshold"] = time.time() - t
+  t = time.time()
+  sm = export_saved_model(model, os.path.join(args.work_dir, "saved_model"))
+  seconds["export_saved_model"] = time.time() - t
+  t = time.time()
+  tfl_bytes = export_tflite(model, os.path.join(args.work_dir, "bilm_dynamic.tflite"), "dynamic")
+  seconds["export_tflite_dynamic"] = time.time() - t
+  t = time.time()
+  export_elmo(model, config, os.path.join(args.work_dir, "pruned_options.json"),
+              os.path.join(args.work_dir, "pruned_weights.hdf5"))
+  seconds["export_hdf5"] = time.time() - t
+  t = time.time()
+  sentences = read_sentences(open_corpus(PTB_TEST, max_sentences=args.sentences))
+  embedder = ElmoEmbedder(model, config)
+  embeddings = embedder.embed_sentences(sentences, batch_size=32)
+  seconds["embed"] = time.time() - t
+  total = time.time() - start
+  result = {
+      "parameters": n_params, "sparsity": args.sparsity, "sentences": len(sentences),
+      "tokens": sum(len(s) for s in sentences), "seconds": seconds,
+      "total_seconds_excluding_generation": total, "peak_rss_gb": peak_rss_gb(),
+      "sizes": {"hdf5_bytes": os.path.getsize(weights), "saved_model_bytes": path_bytes(sm),
+                "tflite_dynamic_bytes": tfl_bytes},
+      "embedding_shape_first": list(np.asarray(embeddings[0]).shape),
+      "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                  "tensorflow": tf.__version__},
+      "command": f"python -m benchmarks.elmo_scale --work_dir={args.work_dir} "
+                 f"--sentences={args.sentences}",
+  }
+  with open(os.path.join(args.work_dir, "scale.json"), "w") as f:
+    json.dump(result, f, indent=2)
+  print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+  main()
