@@ -30,6 +30,7 @@ import numpy as np
 import tensorflow as tf
 
 from prunelm_tf import data as data_lib
+from prunelm_tf.export.tflite import TFLiteBiLM
 from prunelm_tf.elmo.weights import load_elmo
 from prunelm_tf.models.bilm import representation_model
 from prunelm_tf.models.config import BiLMConfig
@@ -264,30 +265,16 @@ class TFLiteElmoEmbedder(Embedder):
   stateful = False
 
   def __init__(self, tflite_file: str, *, num_threads: int = 1):
-    if not os.path.isfile(tflite_file):
-      raise FileNotFoundError(f"TFLite file {tflite_file} does not exist.")
-    from ai_edge_litert.interpreter import Interpreter  # heavy; only when used
-    try:
-      self._interpreter = Interpreter(model_path=tflite_file, num_threads=num_threads)
-    except ValueError as e:
-      raise ValueError(f"{tflite_file} is not a readable TFLite model ({e}).") from e
-    inputs = self._interpreter.get_input_details()
-    outputs = [o for o in self._interpreter.get_output_details() if len(o["shape"]) == 4]
-    if len(inputs) != 1 or len(inputs[0]["shape"]) != 3 or inputs[0]["dtype"] != np.int32:
-      found = [(tuple(i["shape_signature"]), np.dtype(i["dtype"]).name) for i in inputs]
+    self._runner = TFLiteBiLM(tflite_file, num_threads=num_threads)
+    if self._runner.input_rank != 3:
       raise ValueError(
-          f"{tflite_file} has inputs {found}; embedding needs one int32 char-id input "
+          f"{tflite_file} takes token ids [1, time]; embedding text needs a char-id input "
           "[1, time, max_chars]. Word-input (token id) TFLite models cannot embed text "
           "without their vocabulary; use --model_dir for those.")
-    if len(outputs) != 1:
-      raise ValueError(f"{tflite_file} has {len(outputs)} rank-4 outputs; expected exactly "
-                       "one, the representations [1, n_layers + 1, time - 2, 2 * proj].")
-    self._input, self._output = inputs[0], outputs[0]
-    signature = self._input["shape_signature"]
-    self.max_characters_per_token = int(self._input["shape"][2])
+    signature = self._runner.input_shape_signature
+    self.max_characters_per_token = signature[2]
     # A converter may fix the time dimension; sentences are then padded to it.
-    self._fixed_time = None if signature[1] == -1 else int(signature[1])
-    self._shape = None
+    self._fixed_time = None if signature[1] == -1 else signature[1]
     self.tflite_file = tflite_file
 
   def _embed_one(self, tokens: Sequence[str]) -> np.ndarray:
@@ -299,14 +286,7 @@ class TFLiteElmoEmbedder(Embedder):
             f"(fixed time dimension {self._fixed_time}); got {len(tokens)}. Export it with a "
             "dynamic time dimension or split the sentence.")
       ids = np.pad(ids, [(0, 0), (0, self._fixed_time - ids.shape[1]), (0, 0)])
-    if ids.shape != self._shape:
-      self._interpreter.resize_tensor_input(self._input["index"], ids.shape)
-      self._interpreter.allocate_tensors()
-      self._shape = ids.shape
-    self._interpreter.set_tensor(self._input["index"], ids)
-    self._interpreter.invoke()
-    return np.array(self._interpreter.get_tensor(self._output["index"])[0, :, :len(tokens)],
-                    np.float32)
+    return np.array(self._runner(ids)[0, :, :len(tokens)], np.float32)
 
   def embed_batch(self, sentences: Sequence[Sequence[str]]) -> List[np.ndarray]:
     return [self._embed_one(s) for s in sentences]

@@ -12,7 +12,7 @@ import os
 import subprocess
 import sys
 import tempfile
-from typing import Callable, Iterable, List, Optional
+from typing import Callable, Iterable, List, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -111,27 +111,57 @@ def _convert_int8_in_child(saved_model_dir: str, inputs: List[np.ndarray]) -> by
 
 
 class TFLiteBiLM:
-  """Runs an exported biLM with the LiteRT interpreter, one sentence at a time."""
+  """Runs an exported biLM with the LiteRT interpreter, one sentence at a time.
+
+  Args:
+    model_path: a flatbuffer with one int32 input, token ids [1, time] or char
+      ids [1, time, chars], and one rank-4 float32 output, the representations
+      [1, n_layers + 1, time - 2, 2 * proj].
+    num_threads: interpreter threads.
+
+  Raises:
+    FileNotFoundError / ValueError: no file, not a TFLite model, or not a biLM
+      of this shape (the message says what was found).
+  """
 
   def __init__(self, model_path: str, num_threads: int = 1):
+    if not os.path.isfile(model_path):
+      raise FileNotFoundError(f"TFLite file {model_path} does not exist.")
     from ai_edge_litert.interpreter import Interpreter  # heavy; only when used
-    self.interpreter = Interpreter(model_path=model_path, num_threads=num_threads)
-    self._input = self.interpreter.get_input_details()[0]
-    self._output = self.interpreter.get_output_details()[0]
-    self.interpreter.allocate_tensors()
+    try:
+      self.interpreter = Interpreter(model_path=model_path, num_threads=num_threads)
+    except ValueError as e:
+      raise ValueError(f"{model_path} is not a readable TFLite model ({e}).") from e
+    inputs = self.interpreter.get_input_details()
+    outputs = [o for o in self.interpreter.get_output_details() if len(o["shape"]) == 4]
+    if len(inputs) != 1 or len(inputs[0]["shape"]) not in (2, 3) or \
+        inputs[0]["dtype"] != np.int32:
+      found = [(tuple(i["shape_signature"]), np.dtype(i["dtype"]).name) for i in inputs]
+      raise ValueError(f"{model_path} has inputs {found}; a biLM has one int32 input, token ids "
+                       "[1, time] or char ids [1, time, max_chars].")
+    if len(outputs) != 1:
+      raise ValueError(f"{model_path} has {len(outputs)} rank-4 outputs; expected exactly one, "
+                       "the representations [1, n_layers + 1, time - 2, 2 * proj].")
+    self.model_path = model_path
+    self._input, self._output = inputs[0], outputs[0]
+    self._shape = None
 
   @property
   def input_rank(self) -> int:
     return len(self._input["shape"])
 
+  @property
+  def input_shape_signature(self) -> Tuple[int, ...]:
+    """The input shape with -1 for dynamic dimensions."""
+    return tuple(int(d) for d in self._input["shape_signature"])
+
   def __call__(self, ids: np.ndarray) -> np.ndarray:
     """ids: int32 [1, time(, chars)] -> float32 [1, n_layers + 1, time - 2, 2 * proj]."""
     ids = np.asarray(ids, np.int32)
-    if tuple(self._input["shape"]) != ids.shape:
+    if ids.shape != self._shape:
       self.interpreter.resize_tensor_input(self._input["index"], ids.shape)
       self.interpreter.allocate_tensors()
-      self._input = self.interpreter.get_input_details()[0]
-      self._output = self.interpreter.get_output_details()[0]
+      self._shape = ids.shape
     self.interpreter.set_tensor(self._input["index"], ids)
     self.interpreter.invoke()
     return self.interpreter.get_tensor(self._output["index"])
