@@ -163,9 +163,6 @@ def _retrain(source: Source, config: CompressConfig, targets: Dict[str, float], 
   r = config.retrain
   lm = r.objective in ("lm", "lm+distill")
   distill = r.objective in ("distill", "lm+distill")
-  if lm and not source.config.has_softmax:
-    raise ValueError(f"--retrain_objective={r.objective} needs a softmax, and {source.description} "
-                     "has none (ELMo weight files never do). Use --retrain_objective=distill.")
   loss = LossSpec(lm_weight=1.0 if lm else 0.0, distill_weight=r.distill_weight if distill else 0.0,
                   teacher=source.model if distill else None)
   trainer = Trainer(pruned, keras.optimizers.Adam(r.learning_rate), loss, clip_norm=r.clip_norm,
@@ -202,6 +199,11 @@ def compress(config: CompressConfig, run_dir: str, *, overwrite: bool = False,
   """
   start = time.time()
   source = load_source(config)
+  if (config.method == "retrain" and config.retrain.objective != "distill"
+      and not source.config.has_softmax):
+    raise ValueError(f"--retrain_objective={config.retrain.objective} needs a softmax, and "
+                     f"{source.description} has none (ELMo weight files never do). Use "
+                     "--retrain_objective=distill.")
   names = list(prunable_weights(source.model))
   for s in config.sparsity_sweep:  # patterns are checked once, before any work
     resolve_targets(names, s, config.layer_sparsity)
