@@ -55,7 +55,9 @@ def write_random_elmo(options_path: str, weight_path: str, seed: int = 0) -> int
   with h5py.File(weight_path, "w") as h5:
     for spec in weight_layout(config):
       fan_in = int(np.prod(spec.shape[:-1])) if len(spec.shape) > 1 else spec.shape[0]
-      values = rng.standard_normal(spec.shape, dtype=np.float32) / np.sqrt(max(fan_in, 1))
+      values = (rng.standard_normal(spec.shape, dtype=np.float32) /
+                np.float32(np.sqrt(max(fan_in, 1))))
+      assert values.dtype == np.float32  # the real files are float32 throughout
       h5.create_dataset(spec.dataset, data=values)
       count += values.size
   return count

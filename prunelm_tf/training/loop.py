@@ -92,6 +92,8 @@ class Trainer:
 
   def __init__(self, model: keras.Model, optimizer: keras.optimizers.Optimizer,
                loss: LossSpec, *, clip_norm: float = 0.0, seed: int = 0):
+    if loss.distill_weight and loss.teacher is None:
+      raise ValueError("a distillation loss needs the dense teacher model (LossSpec.teacher).")
     self.model = model
     self.optimizer = optimizer
     self.loss = loss
@@ -102,6 +104,9 @@ class Trainer:
     if loss.distill_weight and "representations" not in keys:
       keys.append("representations")
     self._view = model if set(keys) == set(model.output) else output_model(model, keys)
+    # The teacher's softmax is never needed: its representations only.
+    self._teacher = (output_model(loss.teacher, ["representations"])
+                     if loss.teacher is not None else None)
     self._seed = seed
     spec = model.inputs[0].type_spec
     token_spec = tf.TensorSpec([None, None], tf.int32)
@@ -126,7 +131,7 @@ class Trainer:
         terms.update(forward_nll=fwd, backward_nll=bwd, num_predictions=count)
       total += self.loss.lm_weight * (fwd + bwd) / (2.0 * count)
     if self.loss.distill_weight:
-      target = self.loss.teacher(inputs, training=False)["representations"]
+      target = self._teacher(inputs, training=False)["representations"]
       mse = tf.reduce_mean(tf.square(outputs["representations"] - target))
       terms["distill_mse"] = mse
       total += self.loss.distill_weight * mse
