@@ -9,6 +9,7 @@ that would need them fails at conversion instead of on the phone.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -100,7 +101,9 @@ def _convert_int8_in_child(saved_model_dir: str, inputs: List[np.ndarray]) -> by
         [sys.executable, "-m", "prunelm_tf.export.tflite_int8", saved_model_dir, calibration, out],
         capture_output=True, text=True, check=False)
     if proc.returncode != 0:
-      tail = (proc.stderr or "").strip().splitlines()[-3:]
+      # TF's C++ start-up log lines say nothing about the failure.
+      tail = [line for line in (proc.stderr or "").strip().splitlines()
+              if not re.match(r"^[IWE]\d{4} ", line) and "absl::InitializeLog" not in line][-3:]
       raise ConverterCrashed(
           f"int8 (full-integer) TFLite conversion failed with exit code {proc.returncode}"
           f"{' (a native crash)' if proc.returncode < 0 else ''}: {' | '.join(tail)}. "
