@@ -124,6 +124,8 @@ def export_variant(model: keras.Model, out_dir: str, config: CompressConfig,
   seconds["export_saved_model"] = time.time() - t
   diffs = {}
   errors = {}
+  # The Keras reference of each parity sentence, once for all modes.
+  expected = [model(x, training=False)["representations"].numpy() for x in parity_inputs]
   for mode in config.tflite_quantization:
     t = time.time()
     path = os.path.join(out_dir, f"bilm_{mode}.tflite")
@@ -137,8 +139,8 @@ def export_variant(model: keras.Model, out_dir: str, config: CompressConfig,
       continue
     sizes["tflite"][mode] = {"bytes": path_bytes(path), "gzip_bytes": gzip_bytes(path)}
     runner = TFLiteBiLM(path)
-    diffs[mode] = max(float(np.abs(runner(x) - model(x, training=False)["representations"].numpy()
-                                   ).max()) for x in parity_inputs)
+    diffs[mode] = max(float(np.abs(runner(x) - e).max())
+                      for x, e in zip(parity_inputs, expected))
     seconds[f"export_tflite_{mode}"] = time.time() - t
   if config.export_elmo:
     from prunelm_tf.elmo import export_elmo
@@ -170,13 +172,12 @@ def _retrain(source: Source, config: CompressConfig, targets: Dict[str, float], 
   steps_per_epoch = max(1, sum(1 for _ in _dataset(source, train_sentences, r.batch_size,
                                                    shuffle=False)))
   weights = prunable_weights(pruned)
+  sizes = {n: int(np.prod(w.shape)) for n, w in weights.items()}
 
   def sparsity_scalars(step):
-    values = {name: 1.0 - np.count_nonzero(w.numpy()) / w.numpy().size
-              for name, w in weights.items()}
-    out = {f"sparsity/{n}": v for n, v in values.items()}
-    sizes = {n: w.numpy().size for n, w in weights.items()}
-    out["sparsity/overall"] = sum(values[n] * sizes[n] for n in values) / sum(sizes.values())
+    zeros = {n: sizes[n] - np.count_nonzero(w.numpy()) for n, w in weights.items()}
+    out = {f"sparsity/{n}": zeros[n] / sizes[n] for n in weights}
+    out["sparsity/overall"] = sum(zeros.values()) / sum(sizes.values())
     return out
 
   os.makedirs(variant_dir, exist_ok=True)
