@@ -23,11 +23,9 @@ import zipfile
 import prunelm_tf  # noqa: F401  (Keras 2 before TensorFlow)
 import tensorflow as tf
 
-from prunelm_tf.compression import CompressConfig, RetrainConfig, ScheduleConfig, compress
+from benchmarks import ptb_sweep
+from prunelm_tf.compression import compress
 from prunelm_tf.utils.files import write_json, write_text
-
-PTB = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "ptb")
-
 
 def zipped_bytes(path: str) -> int:
   """Size of ``path`` alone in a deflate zip (what a download of the file costs)."""
@@ -43,34 +41,28 @@ def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--model_dir", required=True, help="A pipelines.train run folder (PTB).")
   parser.add_argument("--out_dir", required=True)
-  parser.add_argument("--retrain_steps", type=int, default=600,
-                      help="Optimizer steps of each retraining (end_step = 2/3 of it).")
-  parser.add_argument("--batch_size", type=int, default=32)
-  parser.add_argument("--learning_rate", type=float, default=5e-4)
-  parser.add_argument("--max_eval_sentences", type=int, default=0,
-                      help="Limit PTB test sentences (0 = all 3761).")
+  parser.add_argument("--groups", default="threshold,threshold_sens,retrain",
+                      help="Comma-separated groups of benchmarks/ptb_sweep.py to run (the "
+                           "report needs all; a subset only fills their run folders).")
+  parser.add_argument("--retrain_steps", type=int, default=ptb_sweep.FULL.retrain_steps,
+                      help="Optimizer steps of each retraining (the ramp is the first half).")
   args = parser.parse_args()
   start = time.time()
-  common = dict(model_dir=args.model_dir, eval=os.path.join(PTB, "ptb.test.txt"),
-                max_sentences=args.max_eval_sentences,
-                tflite_quantization=("none", "dynamic", "int8"), num_parity_sentences=4)
-  threshold = compress(CompressConfig(**common, method="threshold",
-                                      sparsity_sweep=(0.5, 0.7, 0.9)),
-                       os.path.join(args.out_dir, "threshold"))
-  end_step = max(2, args.retrain_steps * 2 // 3)
-  retrain = compress(CompressConfig(
-      **{**common, "max_sentences": 0}, train=os.path.join(PTB, "ptb.train.txt"),
-      method="retrain", sparsity_sweep=(0.8, 0.9, 0.95),
-      schedule=ScheduleConfig(kind="polynomial", initial_sparsity=0.0, final_sparsity=0.95,
-                              begin_step=0, end_step=end_step, power=3.0,
-                              frequency=max(1, end_step // 10)),
-      retrain=RetrainConfig(num_steps=args.retrain_steps, learning_rate=args.learning_rate,
-                            objective="lm", batch_size=args.batch_size)),
-      os.path.join(args.out_dir, "retrain"))
+  settings = dataclasses.replace(ptb_sweep.FULL, retrain_steps=args.retrain_steps)
+  configs = ptb_sweep.compression_configs(args.model_dir, settings)
+  groups = [g for g in args.groups.split(",") if g]
+  unknown = set(groups) - set(configs)
+  if unknown:
+    parser.error(f"unknown --groups {sorted(unknown)}; choose from {sorted(configs)}.")
+  results = {g: compress(configs[g], os.path.join(args.out_dir, g)) for g in groups}
+  if set(groups) != set(configs):
+    print(f"ran {groups}; the report needs all groups, so none was written.")
+    return
+  threshold, retrain = results["threshold"], results["retrain"]
   dense = threshold["dense"]
-  variants = threshold["variants"] + retrain["variants"]
+  variants = [v for g in groups for v in results[g]["variants"]]
   # Zip of the dynamic-range TFLite file of each variant (the issue's size target).
-  for group, result in (("threshold", threshold), ("retrain", retrain)):
+  for group, result in results.items():
     for v in result["variants"] + [result["dense"]]:
       path = os.path.join(args.out_dir, group, "variants" if v["name"] != "dense" else "",
                           v["name"] if v["name"] != "dense" else "dense", "bilm_dynamic.tflite")

@@ -48,6 +48,9 @@ _POWER = flags.DEFINE_float("power", 3.0, "PolynomialDecay exponent.")
 _FREQ = flags.DEFINE_integer("frequency", 100, "Masks are updated every this many steps.")
 _STEPS = flags.DEFINE_integer("num_steps", 1200, "Retraining optimizer steps (>= --end_step).")
 _LR = flags.DEFINE_float("learning_rate", 5e-4, "Retraining Adam learning rate.")
+_LR_SCHEDULE = flags.DEFINE_enum("lr_schedule", "constant", ["constant", "linear", "cosine"],
+                                 "Retraining learning rate: constant, or linear/cosine decay to "
+                                 "zero at --num_steps.")
 _OBJECTIVE = flags.DEFINE_enum("retrain_objective", "lm", ["lm", "distill", "lm+distill"],
                                "lm: LM loss on --train; distill: MSE to the dense model's layer "
                                "representations (no softmax needed, the only choice for an "
@@ -83,7 +86,8 @@ def main(argv):
                               final_sparsity=max(sweep), begin_step=_BEGIN.value,
                               end_step=_END.value, power=_POWER.value, frequency=_FREQ.value),
       retrain=RetrainConfig(num_steps=_STEPS.value, learning_rate=_LR.value,
-                            objective=_OBJECTIVE.value, distill_weight=_DISTILL_W.value,
+                            lr_schedule=_LR_SCHEDULE.value, objective=_OBJECTIVE.value,
+                            distill_weight=_DISTILL_W.value,
                             batch_size=_BATCH.value, checkpoint_every_steps=_CKPT.value),
       tflite_quantization=tuple(_QUANT.value), num_parity_sentences=_PARITY.value,
       export_elmo=_EXPORT_ELMO.value, seed=_SEED.value)

@@ -11,7 +11,9 @@ from prunelm_tf.export.tflite import QUANTIZATION_MODES
 METHODS = ("retrain", "threshold")
 SCHEDULES = ("polynomial", "constant")
 THRESHOLD_SCOPES = ("layer", "global")
+ALLOCATIONS = ("uniform", "sensitivity")
 OBJECTIVES = ("lm", "distill", "lm+distill")
+LR_SCHEDULES = ("constant", "linear", "cosine")
 
 
 def _check_sparsity(name: str, value: float) -> None:
@@ -63,8 +65,11 @@ class RetrainConfig:
 
   # Optimizer steps (>= end_step so that the final sparsity is reached).
   num_steps: int = 1200
-  # Adam learning rate (constant; pruning-aware fine-tuning wants it small).
+  # Adam learning rate (pruning-aware fine-tuning wants it small).
   learning_rate: float = 5e-4
+  # "constant", or "linear" / "cosine" decay to zero at num_steps (fine-tunes
+  # the final mask at a falling rate after the schedule's end_step).
+  lr_schedule: str = "constant"
   # "lm": LM loss on the corpus; "distill": MSE to the dense model's layer
   # representations (needs no softmax); "lm+distill": their sum.
   objective: str = "lm"
@@ -88,6 +93,9 @@ class RetrainConfig:
       raise ValueError("retrain num_steps and batch_size must be >= 1.")
     if self.learning_rate <= 0:
       raise ValueError(f"retrain learning_rate must be > 0, got {self.learning_rate}.")
+    if self.lr_schedule not in LR_SCHEDULES:
+      raise ValueError(f"retrain lr_schedule must be one of {LR_SCHEDULES}, "
+                       f"got {self.lr_schedule!r}.")
     if self.distill_weight < 0 or self.num_sampled < 0 or self.clip_norm < 0:
       raise ValueError("distill_weight, num_sampled and clip_norm must be >= 0.")
     if self.checkpoint_every_steps < 1 or self.log_every_steps < 1:
@@ -113,6 +121,15 @@ class CompressConfig:
   method: str = "threshold"
   # Threshold: "layer" (each matrix to its target) or "global" (one threshold).
   threshold_scope: str = "layer"
+  # Threshold: "uniform" (every weight to the sweep value) or "sensitivity"
+  # (per-weight targets chosen from each weight's measured sensitivity on
+  # `calibration`, so that the overall sparsity still equals the sweep value).
+  threshold_allocation: str = "uniform"
+  # Corpus for the sensitivity measurement (a held-out split, never the test
+  # split that `eval` reports on).
+  calibration: str = ""
+  # Sentences of `calibration` used per sensitivity measurement.
+  calibration_sentences: int = 300
   # One variant per target sparsity.
   sparsity_sweep: Tuple[float, ...] = (0.5,)
   # Per-weight overrides as ((regex, sparsity), ...); matched against names
@@ -147,6 +164,22 @@ class CompressConfig:
     if self.threshold_scope not in THRESHOLD_SCOPES:
       raise ValueError(f"threshold_scope must be one of {THRESHOLD_SCOPES}, "
                        f"got {self.threshold_scope!r}.")
+    if self.threshold_allocation not in ALLOCATIONS:
+      raise ValueError(f"threshold_allocation must be one of {ALLOCATIONS}, "
+                       f"got {self.threshold_allocation!r}.")
+    if self.threshold_allocation == "sensitivity":
+      if self.method != "threshold":
+        raise ValueError("--threshold_allocation=sensitivity applies to --method=threshold only "
+                         "(tfmot gives one schedule per layer; set per-layer targets with "
+                         "--layer_sparsity instead).")
+      if self.threshold_scope != "layer":
+        raise ValueError("--threshold_allocation=sensitivity chooses a target per weight, so it "
+                         "needs --threshold_scope=layer.")
+      if not self.calibration:
+        raise ValueError("--threshold_allocation=sensitivity measures each weight's sensitivity "
+                         "on --calibration (a held-out split such as PTB valid); set it.")
+      if self.calibration_sentences < 1:
+        raise ValueError(f"calibration_sentences must be >= 1, got {self.calibration_sentences}.")
     if not self.sparsity_sweep:
       raise ValueError("sparsity_sweep needs at least one value, e.g. 0.5,0.7,0.9.")
     for s in self.sparsity_sweep:

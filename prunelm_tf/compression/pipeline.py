@@ -35,7 +35,8 @@ from prunelm_tf.export.sizes import gzip_bytes, path_bytes, zip_directory
 from prunelm_tf.export.tflite import ConverterCrashed, TFLiteBiLM, export_tflite
 from prunelm_tf.models.bilm import build_bilm, input_name
 from prunelm_tf.models.config import BiLMConfig
-from prunelm_tf.training.loop import LossSpec, Trainer, evaluate_perplexity, model_input
+from prunelm_tf.training.loop import (LearningRate, LossSpec, Trainer, evaluate_perplexity,
+                                      model_input)
 from prunelm_tf.training.train import load_corpus, load_run, run_training
 from prunelm_tf.utils import files
 
@@ -167,7 +168,8 @@ def _retrain(source: Source, config: CompressConfig, targets: Dict[str, float], 
   distill = r.objective in ("distill", "lm+distill")
   loss = LossSpec(lm_weight=1.0 if lm else 0.0, distill_weight=r.distill_weight if distill else 0.0,
                   teacher=source.model if distill else None)
-  trainer = Trainer(pruned, keras.optimizers.Adam(r.learning_rate), loss, clip_norm=r.clip_norm,
+  learning_rate = LearningRate(r.learning_rate, r.num_steps, schedule=r.lr_schedule)
+  trainer = Trainer(pruned, keras.optimizers.Adam(learning_rate), loss, clip_norm=r.clip_norm,
                     seed=config.seed)
   steps_per_epoch = max(1, sum(1 for _ in _dataset(source, train_sentences, r.batch_size,
                                                    shuffle=False)))
