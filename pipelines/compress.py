@@ -33,6 +33,16 @@ _METHOD = flags.DEFINE_enum("method", "threshold", ["threshold", "retrain"], "th
 _SCOPE = flags.DEFINE_enum("threshold_scope", "layer", ["layer", "global"], "layer: every matrix "
                            "pruned to its target; global: one magnitude threshold across all "
                            "pruned matrices (with the same target).")
+_ALLOCATION = flags.DEFINE_enum(
+    "threshold_allocation", "uniform", ["uniform", "sensitivity"], "uniform: every matrix gets "
+    "the sweep value. sensitivity: each matrix is first pruned alone on --calibration to measure "
+    "what it costs, then per-matrix targets are chosen so the overall sparsity is still the sweep "
+    "value at the least predicted loss (takes a few minutes more).")
+_CALIBRATION = flags.DEFINE_string("calibration", "", "Held-out corpus (e.g. the valid split) "
+                                   "for --threshold_allocation=sensitivity; never the test split.")
+_CALIBRATION_SENT = flags.DEFINE_integer("calibration_sentences", 300, "Sentences of "
+                                         "--calibration per sensitivity measurement.",
+                                         lower_bound=1)
 _SWEEP = flags.DEFINE_list("sparsity_sweep", ["0.5"], "Target sparsities, one variant each, e.g. "
                            "0.3,0.5,0.7,0.9. Each in [0, 1).")
 _LAYER_SPARSITY = flags.DEFINE_string(
@@ -80,7 +90,9 @@ def main(argv):
   config = CompressConfig(
       model_dir=_MODEL_DIR.value, options_file=_OPTIONS.value, weight_file=_WEIGHTS.value,
       train=_TRAIN.value, eval=_EVAL.value, max_sentences=_MAX_SENT.value, method=_METHOD.value,
-      threshold_scope=_SCOPE.value, sparsity_sweep=sweep,
+      threshold_scope=_SCOPE.value, threshold_allocation=_ALLOCATION.value,
+      calibration=_CALIBRATION.value, calibration_sentences=_CALIBRATION_SENT.value,
+      sparsity_sweep=sweep,
       layer_sparsity=parse_layer_sparsity(_LAYER_SPARSITY.value),
       schedule=ScheduleConfig(kind=_SCHEDULE.value, initial_sparsity=_INITIAL.value,
                               final_sparsity=max(sweep), begin_step=_BEGIN.value,

@@ -15,6 +15,7 @@ Run folder::
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import time
 from typing import Callable, Dict, List, Optional
@@ -26,9 +27,12 @@ import tensorflow_model_optimization as tfmot
 
 from prunelm_tf import data as data_lib
 from prunelm_tf.compression import report
+from prunelm_tf.compression.allocation import (allocate_sparsity, predicted_cost,
+                                               sensitivity_curves)
 from prunelm_tf.compression.config import CompressConfig
 from prunelm_tf.compression.retrain import strip, wrap_for_pruning
-from prunelm_tf.compression.targets import measure_sparsity, prunable_weights, resolve_targets
+from prunelm_tf.compression.targets import (measure_sparsity, overridden_names, prunable_weights,
+                                            resolve_targets)
 from prunelm_tf.compression.threshold import prune_by_threshold
 from prunelm_tf.export.saved_model import export_saved_model
 from prunelm_tf.export.sizes import gzip_bytes, path_bytes, zip_directory
@@ -193,6 +197,33 @@ def _retrain(source: Source, config: CompressConfig, targets: Dict[str, float], 
   return strip(pruned)
 
 
+def _sensitivity(source: Source, names, config: CompressConfig, sentences, run_dir: str) -> Dict:
+  """Per-weight sensitivity curves on the calibration corpus (cached in the run folder).
+
+  The loss is the mean LM NLL of both directions for models with a softmax,
+  otherwise 1 - the mean cosine similarity of the representations to the
+  dense model's (imported ELMo models have no softmax).
+  """
+  path = os.path.join(run_dir, "sensitivity.json")
+  if os.path.exists(path):
+    return files.read_json(path)
+  t = time.time()
+  model = _copy_model(source)
+  if source.config.has_softmax:
+    def loss_fn(m):
+      return math.log(evaluate_perplexity(m, _dataset(source, sentences, 64, shuffle=False))["mean"])
+  else:
+    def loss_fn(m):
+      sims = representation_similarity(m, source.model,
+                                       _dataset(source, sentences, 64, shuffle=False))
+      return 1.0 - sum(sims.values()) / len(sims)
+  result = sensitivity_curves(model, names, loss_fn)
+  result["seconds"] = time.time() - t
+  result["num_sentences"] = len(sentences)
+  files.write_json(path, result)
+  return result
+
+
 def compress(config: CompressConfig, run_dir: str, *, overwrite: bool = False,
              flags_text: Optional[str] = None, max_oov_rate: float = 0.2) -> Dict:
   """Runs every variant of ``config`` into ``run_dir``; returns the report dict.
@@ -214,8 +245,12 @@ def compress(config: CompressConfig, run_dir: str, *, overwrite: bool = False,
                     if config.eval else None)
   train_sentences = (load_corpus(config.train, config.max_sentences, what="--train")
                      if config.train else None)
+  sensitivity = config.threshold_allocation == "sensitivity"
+  calibration_sentences = (load_corpus(config.calibration, config.calibration_sentences,
+                                       what="--calibration") if sensitivity else None)
   if source.vocab is not None:
-    for flag, sentences in (("--eval", eval_sentences), ("--train", train_sentences)):
+    for flag, sentences in (("--eval", eval_sentences), ("--train", train_sentences),
+                            ("--calibration", calibration_sentences)):
       if sentences is not None:
         check_corpus_fits(sentences, source.vocab, flag, max_oov_rate)
   parity_source = eval_sentences or train_sentences
@@ -253,9 +288,13 @@ def compress(config: CompressConfig, run_dir: str, *, overwrite: bool = False,
     files.write_json(dense_path, dense)
   logging.info("dense: %s", report.one_line(dense))
 
+  # Weights set by --layer_sparsity keep their value; the rest share the budget.
+  free = [n for n in names if n not in overridden_names(names, config.layer_sparsity)]
+  curves = (_sensitivity(source, free, config, calibration_sentences, run_dir)
+            if sensitivity else None)
   variants = []
   for s in config.sparsity_sweep:
-    name = f"{config.method}_{round(s * 100):02d}"
+    name = f"{config.method}{'_sens' if sensitivity else ''}_{round(s * 100):02d}"
     vdir = os.path.join(run_dir, "variants", name)
     done = os.path.join(vdir, "metrics.json")
     if os.path.exists(done):
@@ -263,6 +302,14 @@ def compress(config: CompressConfig, run_dir: str, *, overwrite: bool = False,
       variants.append(files.read_json(done))
       continue
     targets = resolve_targets(names, s, config.layer_sparsity)
+    extra = {}
+    if sensitivity:
+      sizes = {n: int(np.prod(w.shape)) for n, w in prunable_weights(source.model).items()
+               if n in free}
+      allocated = allocate_sparsity({n: curves["curves"][n] for n in free}, sizes, s)
+      targets.update(allocated)
+      extra = {"allocation": "sensitivity", "allocated_targets": allocated,
+               "predicted_loss_increase": predicted_cost(curves["curves"], allocated)}
     seconds: Dict[str, float] = {}
     t = time.time()
     if config.method == "threshold":
@@ -273,7 +320,7 @@ def compress(config: CompressConfig, run_dir: str, *, overwrite: bool = False,
       model = _retrain(source, config, targets, s, train_sentences, vdir,
                        os.path.join(run_dir, "tensorboard", name))
       seconds["retrain"] = time.time() - t
-    variant = {"name": name, "method": config.method, "target_sparsity": s,
+    variant = {"name": name, "method": config.method, "target_sparsity": s, **extra,
                **describe(model, vdir, seconds)}
     files.write_json(done, variant)
     logging.info("%s: %s", name, report.one_line(variant))

@@ -16,6 +16,7 @@ HPARAMS = [
     hp.HParam("method", hp.Discrete(["dense", "threshold", "retrain"])),
     hp.HParam("target_sparsity", hp.RealInterval(0.0, 1.0)),
     hp.HParam("threshold_scope", hp.Discrete(["layer", "global", "n/a"])),
+    hp.HParam("threshold_allocation", hp.Discrete(["uniform", "sensitivity", "n/a"])),
     hp.HParam("schedule", hp.Discrete(["polynomial", "constant", "n/a"])),
     hp.HParam("retrain_objective", hp.Discrete(["lm", "distill", "lm+distill", "n/a"])),
     hp.HParam("quantization", hp.Discrete(list(QUANTIZATION_MODES))),
@@ -82,6 +83,8 @@ def write_hparams(log_dir: str, config: CompressConfig, result: Dict) -> None:
           "method": "dense" if is_dense else v["method"],
           "target_sparsity": 0.0 if is_dense else v["target_sparsity"],
           "threshold_scope": config.threshold_scope if v.get("method") == "threshold" else "n/a",
+          "threshold_allocation": (config.threshold_allocation
+                                   if v.get("method") == "threshold" else "n/a"),
           "schedule": config.schedule.kind if v.get("method") == "retrain" else "n/a",
           "retrain_objective": config.retrain.objective if v.get("method") == "retrain" else "n/a",
           "quantization": mode,

@@ -69,6 +69,13 @@ def resolve_targets(names: Sequence[str], default: float,
   return targets
 
 
+def overridden_names(names: Sequence[str], overrides: Sequence[Tuple[str, float]]) -> List[str]:
+  """The weights that some ``--layer_sparsity`` pattern sets (same matching as above)."""
+  regexes = [re.compile(p) for p, _ in overrides]
+  return [n for n in names
+          if any(r.fullmatch(n) or r.fullmatch(n.split("/")[0]) for r in regexes)]
+
+
 def measure_sparsity(model: keras.Model) -> Dict:
   """Measured on the weights themselves: ``{"overall", "per_weight": {name: fraction}}``.
 

@@ -21,6 +21,14 @@ BASE = dict(model_dir="run", eval="x.txt")
     (dict(options_file="o.json", weight_file="w.hdf5"), "exactly one input model"),
     (dict(method="retrain", train="t.txt", retrain=RetrainConfig(num_steps=10),
           schedule=ScheduleConfig(end_step=100)), "never reached"),
+    (dict(threshold_allocation="greedy"), "threshold_allocation"),
+    (dict(threshold_allocation="sensitivity"), "set it"),
+    (dict(threshold_allocation="sensitivity", calibration="v.txt", threshold_scope="global"),
+     "threshold_scope=layer"),
+    (dict(threshold_allocation="sensitivity", calibration="v.txt", method="retrain",
+          train="t.txt"), "--method=threshold only"),
+    (dict(threshold_allocation="sensitivity", calibration="v.txt", calibration_sentences=0),
+     "calibration_sentences"),
 ])
 def test_bad_compress_config(kw, match):
   with pytest.raises(ValueError, match=match):
@@ -45,6 +53,19 @@ def test_boundaries_pass():
   ScheduleConfig(final_sparsity=0.999, initial_sparsity=0.999)
   CompressConfig(**BASE, sparsity_sweep=(0.0, 0.99), tflite_quantization=("int8", "float16"))
   CompressConfig(model_dir="", options_file="o.json", weight_file="w.hdf5", eval="x")
+  CompressConfig(**BASE, threshold_allocation="sensitivity", calibration="v.txt",
+                 calibration_sentences=1)
+
+
+@pytest.mark.parametrize("kw,match", [
+    (dict(lr_schedule="step"), "lr_schedule"),
+    (dict(learning_rate=0.0), "learning_rate"),
+])
+def test_bad_retrain_config(kw, match):
+  with pytest.raises(ValueError, match=match):
+    RetrainConfig(**kw)
+  for schedule in ("constant", "linear", "cosine"):
+    RetrainConfig(lr_schedule=schedule)
 
 
 def test_parse_layer_sparsity():

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from prunelm_tf.compression import CompressConfig, RetrainConfig, ScheduleConfig, compress
+from prunelm_tf.compression import (CompressConfig, RetrainConfig, ScheduleConfig, compress,
+                                    prunable_weights)
 from prunelm_tf.export.saved_model import load_saved_model
 from prunelm_tf.training.train import load_run
 
@@ -111,3 +112,26 @@ def test_run_folder_of_another_run_is_refused(tiny_run_dir, tiny_text, tmp_path)
   with pytest.raises(ValueError, match="holds a different run"):
     compress(CompressConfig(**base, sparsity_sweep=(0.7,)), run_dir)
   assert os.path.exists(os.path.join(run_dir, "variants", "threshold_50", "metrics.json"))
+
+
+def test_sensitivity_allocation_keeps_overall_sparsity(tiny_run_dir, tiny_text, tmp_path):
+  config = CompressConfig(model_dir=tiny_run_dir, eval=tiny_text, method="threshold",
+                          sparsity_sweep=(0.6,), threshold_allocation="sensitivity",
+                          calibration=tiny_text, calibration_sentences=4,
+                          layer_sparsity=(("softmax", 0.0),), tflite_quantization=("none",),
+                          num_parity_sentences=1)
+  run_dir = str(tmp_path / "s")
+  result = compress(config, run_dir)
+  v = result["variants"][0]
+  assert v["name"] == "threshold_sens_60" and v["allocation"] == "sensitivity"
+  per_weight = v["sparsity"]["per_weight"]
+  assert per_weight["softmax/kernel"] == 0.0  # an explicit override is kept
+  free = [n for n in per_weight if not n.startswith("softmax")]
+  assert set(v["allocated_targets"]) == set(free)
+  sizes = {n: w.shape.num_elements()
+           for n, w in prunable_weights(load_run(tiny_run_dir)[0]).items()}
+  zeros = sum(per_weight[n] * sizes[n] for n in free)
+  assert zeros / sum(sizes[n] for n in free) == pytest.approx(0.6, abs=1e-3)
+  assert len({round(per_weight[n], 2) for n in free}) > 1  # not uniform
+  curves = json.load(open(os.path.join(run_dir, "sensitivity.json")))
+  assert set(curves["curves"]) == set(free) and curves["num_sentences"] == 4

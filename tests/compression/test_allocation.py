@@ -1,0 +1,73 @@
+"""Sensitivity-based allocation: exact budgets, cheapest weights first, curves restore weights."""
+
+import numpy as np
+import pytest
+
+from prunelm_tf.compression.allocation import (allocate_sparsity, predicted_cost,
+                                               sensitivity_curves)
+from prunelm_tf.compression.targets import prunable_weights
+from prunelm_tf.models import BiLMConfig, build_bilm
+
+CURVES = {
+    # "cheap" tolerates pruning, "costly" does not.
+    "cheap/kernel": {"0.5": 0.0, "0.9": 0.01},
+    "costly/kernel": {"0.5": 1.0, "0.9": 5.0},
+}
+
+
+def test_allocation_spends_the_budget_on_the_cheapest_weight_exactly():
+  sizes = {"cheap/kernel": 100, "costly/kernel": 100}
+  levels = allocate_sparsity(CURVES, sizes, 0.4)
+  assert levels["costly/kernel"] == 0.0
+  assert levels["cheap/kernel"] == pytest.approx(0.8)
+  zeros = sum(levels[n] * sizes[n] for n in sizes)
+  assert zeros == pytest.approx(0.4 * 200)
+  # Past what the cheap weight can give, the costly one takes the rest.
+  levels = allocate_sparsity(CURVES, sizes, 0.6)
+  assert levels["cheap/kernel"] == pytest.approx(0.9)
+  assert levels["costly/kernel"] == pytest.approx(0.3)
+  assert predicted_cost(CURVES, levels) == pytest.approx(0.01 + 0.3 / 0.5 * 1.0)
+
+
+def test_allocation_weighs_cost_per_pruned_entry():
+  # The costly weight is so large that pruning it a little gives many zeros cheaply per entry.
+  curves = {"a/kernel": {"0.5": 1.0}, "b/kernel": {"0.5": 1.0}}
+  levels = allocate_sparsity(curves, {"a/kernel": 10, "b/kernel": 1000}, 0.25)
+  assert levels["a/kernel"] == 0.0 and levels["b/kernel"] == pytest.approx(0.2525)
+
+
+def test_allocation_boundaries_and_errors():
+  sizes = {"cheap/kernel": 100, "costly/kernel": 100}
+  assert allocate_sparsity(CURVES, sizes, 0.0) == {"cheap/kernel": 0.0, "costly/kernel": 0.0}
+  top = allocate_sparsity(CURVES, sizes, 0.9)
+  assert top == pytest.approx({"cheap/kernel": 0.9, "costly/kernel": 0.9})
+  with pytest.raises(ValueError, match="measure higher levels"):
+    allocate_sparsity(CURVES, sizes, 0.95)
+  with pytest.raises(ValueError, match="different weights"):
+    allocate_sparsity(CURVES, {"cheap/kernel": 100}, 0.1)
+
+
+def test_sensitivity_curves_are_monotone_and_restore_the_weights():
+  model = build_bilm(BiLMConfig(vocab_size=20, token_encoder="word", lstm_dim=8,
+                                projection_dim=4, n_layers=1))
+  weights = prunable_weights(model)
+  before = {n: w.numpy().copy() for n, w in weights.items()}
+  target = "forward_lstm_0/kernel"
+  calls = []
+
+  def loss_fn(m):
+    # Distance of the model's weights from the dense ones: grows with pruning.
+    calls.append(1)
+    return float(sum(np.abs(prunable_weights(m)[n].numpy() - before[n]).sum() for n in before))
+
+  result = sensitivity_curves(model, [target, "softmax/kernel"], loss_fn, levels=(0.5, 0.9))
+  assert result["loss"] == 0.0
+  curve = result["curves"][target]
+  assert list(curve) == ["0.5", "0.9"] and 0 < curve["0.5"] <= curve["0.9"]
+  assert len(calls) == 1 + 2 * 2
+  for n, w in prunable_weights(model).items():
+    np.testing.assert_array_equal(w.numpy(), before[n])
+  with pytest.raises(ValueError, match=r"\(0, 1\)"):
+    sensitivity_curves(model, [target], loss_fn, levels=(0.5, 1.0))
+  with pytest.raises(ValueError, match="not prunable"):
+    sensitivity_curves(model, ["nope/kernel"], loss_fn)
