@@ -1,0 +1,76 @@
+r"""Evaluates compressed biLM variants: perplexity, SST-2 accuracy, sizes and latency.
+
+  python -m pipelines.evaluate --target=saved_models/compress \
+      --perplexity_corpus=../shared/data/ptb/ptb.test.txt --sst2_dir=../shared/data/sst2 \
+      --out_dir=saved_models/compress/evaluation
+
+--target is a pipelines.compress run folder (every variant and quantization
+mode), one of its variant folders, or a pipelines.train run folder. Each
+(variant, mode) is written to OUT_DIR/<variant>/<mode>/evaluation.json as soon
+as it is done; a second call with the same --out_dir resumes.
+"""
+
+import os
+
+from absl import app
+from absl import flags
+
+import pipelines  # noqa: F401  (Keras 2 before TensorFlow)
+from prunelm_tf.evaluation import LatencyConfig, ProbeConfig
+from prunelm_tf.evaluation.evaluate import EvaluateConfig, evaluate
+from prunelm_tf.utils import files
+
+_TARGET = flags.DEFINE_string("target", None, "A pipelines.compress run folder, one of its "
+                              "variant folders, or a pipelines.train run folder.", required=True)
+_VARIANTS = flags.DEFINE_list("variants", [], "Only these variants (e.g. dense,retrain_90); "
+                              "empty = all.")
+_QUANT = flags.DEFINE_list("quantization", [], "Only these TFLite modes of each variant "
+                           "(none, dynamic, float16, int8); empty = every mode it has.")
+_PPL = flags.DEFINE_string("perplexity_corpus", "", "Text (file glob or tfds:NAME/SPLIT) for "
+                           "forward/backward perplexity; empty = skip. Models without a softmax "
+                           "(imported ELMo) have no perplexity.")
+_MAX_SENT = flags.DEFINE_integer("max_sentences", 0, "Perplexity sentences to read; 0 = all.",
+                                 lower_bound=0)
+_SST2 = flags.DEFINE_string("sst2_dir", "", "Folder with GLUE SST-2 train.tsv and dev.tsv; "
+                            "empty = skip the downstream task.")
+_PROBE_TRAIN = flags.DEFINE_integer("sst2_train_sentences", 0, "Train the SST-2 probe on this "
+                                    "many (seeded) train sentences; 0 = all 67k, which embeds "
+                                    "every one of them once per entry.", lower_bound=0)
+_PROBE_EPOCHS = flags.DEFINE_integer("sst2_epochs", 10, "Probe training epochs.", lower_bound=1)
+_LATENCY = flags.DEFINE_bool("latency", True, "Measure TFLite and SavedModel latency (batch 1, "
+                             "--latency_tokens tokens) in child processes.")
+_LAT_RUNS = flags.DEFINE_integer("latency_runs", 100, "Timed runs per measurement.",
+                                 lower_bound=1)
+_LAT_TOKENS = flags.DEFINE_integer("latency_tokens", 20, "Sentence length for latency.",
+                                   lower_bound=1)
+_THREADS = flags.DEFINE_list("latency_threads", ["1", "2"], "Interpreter thread counts.")
+_OUT = flags.DEFINE_string("out_dir", None, "Where the entries, caches and evaluation.json "
+                           "go; default TARGET/evaluation.")
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  config = EvaluateConfig(
+      target=_TARGET.value, variants=tuple(_VARIANTS.value), quantization=tuple(_QUANT.value),
+      perplexity_corpus=_PPL.value, max_sentences=_MAX_SENT.value, sst2_dir=_SST2.value,
+      probe=ProbeConfig(max_train_sentences=_PROBE_TRAIN.value, epochs=_PROBE_EPOCHS.value),
+      latency=LatencyConfig(runs=_LAT_RUNS.value, num_tokens=_LAT_TOKENS.value,
+                            threads=tuple(int(t) for t in _THREADS.value)),
+      measure_latency=_LATENCY.value)
+  out_dir = _OUT.value or os.path.join(_TARGET.value, "evaluation")
+  entries = evaluate(config, out_dir)
+  files.write_json(os.path.join(out_dir, "evaluation.json"), {"entries": entries})
+  for e in entries:
+    ppl = e["perplexity"]
+    lat = e["latency"]["tflite"].get("1", {})
+    print(f"{e['name']:<28} sparsity {e['sparsity'] if e['sparsity'] is not None else '—'!s:<6.6}"
+          f"  ppl {ppl['mean'] if ppl else float('nan'):8.2f}"
+          f"  sst2 {e['sst2_accuracy'] if e['sst2_accuracy'] is not None else float('nan'):.4f}"
+          f"  tflite zip {(e['sizes']['tflite_zip_bytes'] or 0) / 1e6:7.3f} MB"
+          f"  p50 {lat.get('p50_ms', float('nan')):7.2f} ms")
+  print(f"wrote {os.path.join(out_dir, 'evaluation.json')}")
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,276 @@
+"""Evaluation of compressed variants: perplexity, SST-2, sizes and latency per artifact.
+
+``evaluate(config, out_dir)`` evaluates every variant that ``config.target``
+names (see ``variants.find_variants``) and, per variant, every TFLite
+quantization mode it was exported in. Each (variant, mode) is one *entry*:
+
+* perplexity: mode "none" with the Keras model (the float32 TFLite file
+  matches it to ~1e-6, see the compression tests); other modes with an LM
+  TFLite file converted in that same mode, softmax included, so the number is
+  the perplexity of the quantized artifact, not of its float original;
+* SST-2 dev accuracy of a frozen-feature probe (``downstream``): mode "none"
+  with the Keras model, other modes with the TFLite file itself; the same
+  probe config and seed for every entry;
+* sizes: SavedModel (raw, zip) and the TFLite file (raw, gzip, zip);
+* latency (``latency``): the TFLite file at each thread count, and, on the
+  "none" entry, the SavedModel.
+
+Each entry is written to ``out_dir/<variant>/<mode>/evaluation.json`` when
+done, so an interrupted evaluation resumes where it stopped; ``out_dir``
+also holds the per-entry SST-2 feature caches and LM TFLite files.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+import zipfile
+from typing import Dict, List, Optional, Sequence
+
+from absl import logging
+import numpy as np
+
+from prunelm_tf import data as data_lib
+from prunelm_tf.elmo.embedder import ElmoEmbedder, Embedder
+from prunelm_tf.evaluation import downstream, latency, perplexity
+from prunelm_tf.evaluation.variants import Variant, find_variants
+from prunelm_tf.export.tflite import QUANTIZATION_MODES, TFLiteBiLM
+from prunelm_tf.utils import files
+
+
+@dataclasses.dataclass(frozen=True)
+class EvaluateConfig:
+  """What to evaluate and how."""
+
+  # A pipelines.compress run folder, one of its variant folders, or a
+  # pipelines.train run folder.
+  target: str
+  # Only these variants ("" = all), e.g. ("dense", "retrain_90").
+  variants: tuple = ()
+  # Only these TFLite modes (those a variant has); () = all it has.
+  quantization: tuple = ()
+  # Corpus for perplexity (file glob or tfds:NAME/SPLIT); "" = skip.
+  perplexity_corpus: str = ""
+  # Read at most this many perplexity sentences; 0 = all.
+  max_sentences: int = 0
+  # Folder with SST-2 train.tsv and dev.tsv; "" = skip the downstream task.
+  sst2_dir: str = ""
+  probe: downstream.ProbeConfig = dataclasses.field(default_factory=downstream.ProbeConfig)
+  # Latency measurement; measure_latency=False skips it.
+  latency: latency.LatencyConfig = dataclasses.field(default_factory=latency.LatencyConfig)
+  measure_latency: bool = True
+  # Threads of the LiteRT interpreter for perplexity / SST-2 (not latency).
+  num_threads: int = 2
+
+  def __post_init__(self):
+    object.__setattr__(self, "variants", tuple(self.variants))
+    object.__setattr__(self, "quantization", tuple(self.quantization))
+    if not self.target:
+      raise ValueError("set the model to evaluate (a compression run folder, a variant folder "
+                       "or a training run folder).")
+    for mode in self.quantization:
+      if mode not in QUANTIZATION_MODES:
+        raise ValueError(f"unknown quantization mode {mode!r}; choose from "
+                         f"{', '.join(QUANTIZATION_MODES)}.")
+    if self.max_sentences < 0 or self.num_threads < 1:
+      raise ValueError("max_sentences must be >= 0 and num_threads >= 1.")
+    if self.sst2_dir:
+      for split in ("train.tsv", "dev.tsv"):
+        if not os.path.exists(os.path.join(self.sst2_dir, split)):
+          raise FileNotFoundError(f"sst2_dir {self.sst2_dir} has no {split}; it must hold the "
+                                  "GLUE SST-2 train.tsv and dev.tsv.")
+
+  def to_dict(self) -> dict:
+    return dataclasses.asdict(self)
+
+
+class TFLiteEmbedder(Embedder):
+  """Embeds sentences with a representation TFLite file (word or char input), one at a time."""
+
+  stateful = False
+
+  def __init__(self, tflite_file: str, config, vocab: Optional[data_lib.Vocabulary], *,
+               num_threads: int = 2):
+    if config.token_encoder == "word" and vocab is None:
+      raise ValueError(f"{tflite_file} takes word ids; its vocabulary is needed.")
+    self._runner = TFLiteBiLM(tflite_file, num_threads=num_threads)
+    self._config, self._vocab = config, vocab
+
+  def embed_batch(self, sentences: Sequence[Sequence[str]]) -> List[np.ndarray]:
+    out = []
+    for tokens in sentences:
+      if self._config.token_encoder == "word":
+        ids = data_lib.encode_sentence(tokens, self._vocab)[np.newaxis]
+      else:
+        ids = data_lib.sentence_to_char_ids(
+            tokens, self._config.char_cnn.max_characters_per_token)[np.newaxis]
+      out.append(np.array(self._runner(ids)[0, :, :len(tokens)], np.float32))
+    return out
+
+  def _processing_order(self, sentences) -> List[int]:
+    # Equal lengths in a row avoid re-allocating the interpreter's tensors.
+    return sorted(range(len(sentences)), key=lambda i: len(sentences[i]))
+
+
+def _zip_bytes(path: str) -> int:
+  """Bytes of ``path`` alone in a deflate (level 9) zip: what a download of it costs."""
+  tmp = path + ".measure.zip"
+  try:
+    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as zf:
+      zf.write(path, os.path.basename(path))
+    return os.path.getsize(tmp)
+  finally:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+
+
+def _entry_skeleton(variant: Variant, mode: str, group: str) -> Dict:
+  m = variant.metrics
+  sizes = m.get("sizes", {})
+  method = m.get("method", "dense")
+  tfl = sizes.get("tflite", {}).get(mode, {})
+  return {
+      "name": f"{variant.name}/{mode}", "variant": variant.name, "group": group,
+      "method": method,
+      "allocation": m.get("allocation", "uniform" if method == "threshold" else None),
+      "target_sparsity": m.get("target_sparsity", 0.0),
+      "sparsity": (m.get("sparsity") or {}).get("overall"), "quantization": mode,
+      "perplexity": None, "sst2_accuracy": None,
+      "sizes": {"saved_model_bytes": sizes.get("saved_model_bytes"),
+                "saved_model_zip_bytes": sizes.get("saved_model_zip_bytes"),
+                "tflite_bytes": tfl.get("bytes"), "tflite_gzip_bytes": tfl.get("gzip_bytes"),
+                "tflite_zip_bytes": (_zip_bytes(variant.tflite[mode]) if mode in variant.tflite
+                                     else None)},
+      "latency": {"tflite": {}, "saved_model": {}}, "errors": {}, "seconds": {}}
+
+
+def evaluate_variant(variant: Variant, mode: str, config: EvaluateConfig, out_dir: str, *,
+                     group: str = "", ppl_sentences=None, latency_ids=None) -> Dict:
+  """Evaluates one (variant, quantization mode); returns its entry (cached on disk)."""
+  entry_dir = os.path.join(out_dir, variant.name, mode)
+  done = os.path.join(entry_dir, "evaluation.json")
+  if os.path.exists(done):
+    return files.read_json(done)
+  os.makedirs(entry_dir, exist_ok=True)
+  entry = _entry_skeleton(variant, mode, group)
+  conversion_error = variant.metrics.get("tflite_errors", {}).get(mode)
+  if conversion_error:  # e.g. int8: the converter crashed; nothing to run
+    entry["errors"]["tflite"] = conversion_error
+    files.write_json(done, entry)
+    return entry
+  model = None
+  if variant.saved_model:
+    from prunelm_tf.export.saved_model import load_saved_model
+    model = load_saved_model(variant.saved_model)
+  elif variant.directory and variant.name == "dense" and variant.metrics == {}:
+    from prunelm_tf.training.train import load_run  # a training run folder
+    model = load_run(variant.directory)[0]
+
+  t = time.time()
+  if ppl_sentences is not None and variant.config.has_softmax and model is not None:
+    if mode == "none":
+      from prunelm_tf.training.loop import evaluate_perplexity
+      ds = data_lib.make_dataset(ppl_sentences, variant.vocab, batch_size=64,
+                                 char_inputs=variant.config.token_encoder == "char",
+                                 max_characters_per_token=(
+                                     variant.config.char_cnn.max_characters_per_token),
+                                 shuffle=False)
+      ppl = evaluate_perplexity(model, ds)
+    else:
+      lm_path = os.path.join(entry_dir, f"lm_{mode}.tflite")
+      try:
+        if not os.path.exists(lm_path):
+          perplexity.export_lm_tflite(model, lm_path, mode)
+        ppl = perplexity.tflite_perplexity(lm_path, ppl_sentences, variant.vocab,
+                                           num_threads=config.num_threads)
+      except ValueError as e:  # e.g. int8: the converter cannot do it
+        entry["errors"]["perplexity"] = str(e)
+        ppl = None
+    if ppl is not None:
+      entry["perplexity"] = {k: ppl[k] for k in ("forward", "backward", "mean")}
+  entry["seconds"]["perplexity"] = time.time() - t
+
+  t = time.time()
+  if config.sst2_dir:
+    embedder: Optional[Embedder] = None
+    if mode == "none" and model is not None:
+      embedder = ElmoEmbedder(model, variant.config, vocab=variant.vocab)
+    elif mode in variant.tflite:
+      embedder = TFLiteEmbedder(variant.tflite[mode], variant.config, variant.vocab,
+                                num_threads=config.num_threads)
+    if embedder is not None:
+      result = downstream.evaluate_sst2(
+          embedder, os.path.join(config.sst2_dir, "train.tsv"),
+          os.path.join(config.sst2_dir, "dev.tsv"), cache_dir=os.path.join(entry_dir, "sst2"),
+          probe=config.probe)
+      entry["sst2_accuracy"] = result["accuracy"]
+      entry["sst2"] = {k: result[k] for k in ("train_accuracy", "scalar_mix_weights", "gamma",
+                                              "num_train", "num_dev", "majority_baseline")}
+  entry["seconds"]["sst2"] = time.time() - t
+
+  t = time.time()
+  if config.measure_latency and latency_ids is not None:
+    lat = config.latency
+    for threads in lat.threads:
+      if mode in variant.tflite:
+        try:
+          entry["latency"]["tflite"][str(threads)] = latency.measure_latency(
+              "tflite", variant.tflite[mode], latency_ids, threads=threads, warmup=lat.warmup,
+              runs=lat.runs, timeout_seconds=lat.timeout_seconds)
+        except RuntimeError as e:  # e.g. a delegate crash: recorded, not fatal
+          entry["errors"][f"latency_tflite_{threads}"] = str(e)
+      if mode == "none" and variant.saved_model:
+        entry["latency"]["saved_model"][str(threads)] = latency.measure_latency(
+            "saved_model", variant.saved_model, latency_ids, threads=threads,
+            warmup=lat.warmup, runs=lat.runs, timeout_seconds=lat.timeout_seconds)
+  entry["seconds"]["latency"] = time.time() - t
+  files.write_json(done, entry)
+  logging.info("evaluated %s: ppl %s  sst2 %s", entry["name"],
+               entry["perplexity"] and round(entry["perplexity"]["mean"], 2),
+               entry["sst2_accuracy"])
+  return entry
+
+
+def evaluate(config: EvaluateConfig, out_dir: str, *, group: str = "",
+             skip: Sequence[str] = ()) -> List[Dict]:
+  """Evaluates every (variant, mode) of ``config.target`` into ``out_dir``; returns the entries.
+
+  Args:
+    skip: variant names not to evaluate (e.g. "dense" when another run's
+      dense model was evaluated already).
+  """
+  variants = find_variants(config.target)
+  if config.variants:
+    unknown = set(config.variants) - {v.name for v in variants}
+    if unknown:
+      raise ValueError(f"variants {sorted(unknown)} are not in {config.target}; it has "
+                       f"{[v.name for v in variants]}.")
+    variants = [v for v in variants if v.name in config.variants]
+  variants = [v for v in variants if v.name not in skip]
+  ppl_sentences = None
+  if config.perplexity_corpus:
+    from prunelm_tf.training.train import load_corpus
+    ppl_sentences = load_corpus(config.perplexity_corpus, config.max_sentences,
+                                what="perplexity corpus")
+  os.makedirs(out_dir, exist_ok=True)
+  files.write_text(os.path.join(out_dir, "evaluate_config.json"),
+                   json.dumps(config.to_dict(), indent=2, sort_keys=True, default=str) + "\n")
+  entries = []
+  for v in variants:
+    modes = list(v.tflite) + [m for m in v.metrics.get("tflite_errors", {})
+                              if m not in v.tflite]
+    modes = sorted(modes, key=QUANTIZATION_MODES.index) or ["none"]
+    if config.quantization:
+      modes = [m for m in modes if m in config.quantization]
+    ids = None
+    if config.measure_latency:
+      ids = latency.latency_input(
+          v.config.token_encoder == "char", num_tokens=config.latency.num_tokens,
+          max_characters_per_token=v.config.char_cnn.max_characters_per_token,
+          vocab_size=len(v.vocab) if v.vocab is not None else None)
+    for mode in modes:
+      entries.append(evaluate_variant(v, mode, config, out_dir, group=group,
+                                      ppl_sentences=ppl_sentences, latency_ids=ids))
+  return entries

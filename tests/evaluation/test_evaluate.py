@@ -1,0 +1,96 @@
+"""evaluate() end to end on a tiny compression run: every entry, its numbers, resume, bad input."""
+
+import json
+import os
+
+import pytest
+
+from prunelm_tf.compression import CompressConfig, compress
+from prunelm_tf.evaluation import LatencyConfig, ProbeConfig
+from prunelm_tf.evaluation.evaluate import EvaluateConfig, evaluate
+from prunelm_tf.evaluation.variants import find_variants
+
+WORDS_POS = "neural networks make use of language models".split()
+WORDS_NEG = "the curse of dimensionality is a data sparsity problem".split()
+
+
+@pytest.fixture(scope="module")
+def compressed(tiny_run_dir, tiny_text, tmp_path_factory):
+  run_dir = str(tmp_path_factory.mktemp("eval") / "c")
+  compress(CompressConfig(model_dir=tiny_run_dir, eval=tiny_text, method="threshold",
+                          sparsity_sweep=(0.5,), tflite_quantization=("none", "dynamic"),
+                          num_parity_sentences=1), run_dir)
+  return run_dir
+
+
+@pytest.fixture(scope="module")
+def sst2_dir(tmp_path_factory):
+  d = tmp_path_factory.mktemp("sst2")
+  for split, n in (("train", 24), ("dev", 8)):
+    rows = ["sentence\tlabel"]
+    for i in range(n):
+      words = WORDS_POS if i % 2 else WORDS_NEG
+      rows.append(" ".join(words[i % 3:]) + " \t" + str(i % 2))
+    (d / f"{split}.tsv").write_text("\n".join(rows) + "\n")
+  return str(d)
+
+
+def test_every_variant_and_mode_is_evaluated(compressed, tiny_text, sst2_dir, tmp_path):
+  config = EvaluateConfig(target=compressed, perplexity_corpus=tiny_text, sst2_dir=sst2_dir,
+                          probe=ProbeConfig(epochs=3),
+                          latency=LatencyConfig(runs=3, warmup=1, threads=(1,), num_tokens=5))
+  out = str(tmp_path / "e")
+  entries = evaluate(config, out, group="threshold")
+  assert [e["name"] for e in entries] == ["dense/none", "dense/dynamic", "threshold_50/none",
+                                          "threshold_50/dynamic"]
+  metrics = json.load(open(os.path.join(compressed, "metrics.json")))
+  by_name = {e["name"]: e for e in entries}
+  for e in entries:
+    assert e["perplexity"]["mean"] > 1 and 0 <= e["sst2_accuracy"] <= 1
+    assert e["sizes"]["tflite_zip_bytes"] > 0
+    assert e["latency"]["tflite"]["1"]["p50_ms"] > 0
+  # "none" perplexity is the Keras model's: the compression run measured the same.
+  assert by_name["threshold_50/none"]["perplexity"]["forward"] == pytest.approx(
+      metrics["variants"][0]["perplexity"]["forward"], rel=1e-5)
+  # The quantized artifact has its own (close, not equal) perplexity.
+  q, f = by_name["dense/dynamic"]["perplexity"]["mean"], by_name["dense/none"]["perplexity"]["mean"]
+  assert q != f and abs(q / f - 1) < 0.2
+  assert by_name["dense/none"]["latency"]["saved_model"]["1"]["p50_ms"] > 0
+  assert by_name["dense/dynamic"]["latency"]["saved_model"] == {}
+  assert by_name["threshold_50/none"]["sparsity"] == pytest.approx(0.5, abs=0.01)
+  # Resume: finished entries are read back, not recomputed.
+  stamp = os.path.getmtime(os.path.join(out, "threshold_50", "none", "evaluation.json"))
+  assert evaluate(config, out, group="threshold") == entries
+  assert os.path.getmtime(os.path.join(out, "threshold_50", "none", "evaluation.json")) == stamp
+
+
+def test_one_variant_folder_and_filters(compressed, tmp_path):
+  variants = find_variants(os.path.join(compressed, "variants", "threshold_50"))
+  assert [v.name for v in variants] == ["threshold_50"]
+  assert set(variants[0].tflite) == {"none", "dynamic"} and variants[0].vocab is not None
+  entries = evaluate(EvaluateConfig(target=compressed, variants=("threshold_50",),
+                                    quantization=("dynamic",), measure_latency=False),
+                     str(tmp_path / "e"))
+  assert [e["name"] for e in entries] == ["threshold_50/dynamic"]
+  assert entries[0]["perplexity"] is None and entries[0]["sst2_accuracy"] is None
+
+
+def test_training_run_folder_is_the_dense_variant(tiny_run_dir):
+  (v,) = find_variants(tiny_run_dir)
+  assert v.name == "dense" and v.config.token_encoder == "word"
+
+
+def test_bad_input(compressed, tmp_path):
+  with pytest.raises(FileNotFoundError, match="is not a directory"):
+    find_variants(str(tmp_path / "missing"))
+  (tmp_path / "empty").mkdir()
+  with pytest.raises(FileNotFoundError, match="neither a run folder"):
+    find_variants(str(tmp_path / "empty"))
+  with pytest.raises(ValueError, match="not in"):
+    evaluate(EvaluateConfig(target=compressed, variants=("retrain_90",)), str(tmp_path / "e"))
+  with pytest.raises(ValueError, match="unknown quantization mode"):
+    EvaluateConfig(target=compressed, quantization=("int4",))
+  with pytest.raises(FileNotFoundError, match="train.tsv"):
+    EvaluateConfig(target=compressed, sst2_dir=str(tmp_path))
+  with pytest.raises(ValueError, match="set the model"):
+    EvaluateConfig(target="")
