@@ -61,14 +61,16 @@ def main(argv):
   out_dir = _OUT.value or os.path.join(_TARGET.value, "evaluation")
   entries = evaluate(config, out_dir)
   files.write_json(os.path.join(out_dir, "evaluation.json"), {"entries": entries})
+  def num(value, fmt):
+    return "—" if value is None else format(value, fmt)
+
   for e in entries:
-    ppl = e["perplexity"]
-    lat = e["latency"]["tflite"].get("1", {})
-    print(f"{e['name']:<28} sparsity {e['sparsity'] if e['sparsity'] is not None else '—'!s:<6.6}"
-          f"  ppl {ppl['mean'] if ppl else float('nan'):8.2f}"
-          f"  sst2 {e['sst2_accuracy'] if e['sst2_accuracy'] is not None else float('nan'):.4f}"
-          f"  tflite zip {(e['sizes']['tflite_zip_bytes'] or 0) / 1e6:7.3f} MB"
-          f"  p50 {lat.get('p50_ms', float('nan')):7.2f} ms")
+    zip_bytes = e["sizes"]["tflite_zip_bytes"]
+    print(f"{e['name']:<28} sparsity {num(e['sparsity'], '.3f'):>6}"
+          f"  ppl {num(e['perplexity'] and e['perplexity']['mean'], '.2f'):>8}"
+          f"  sst2 {num(e['sst2_accuracy'], '.4f'):>6}"
+          f"  tflite zip {num(zip_bytes and zip_bytes / 1e6, '.3f'):>7} MB"
+          f"  p50 {num(e['latency']['tflite'].get('1', {}).get('p50_ms'), '.2f'):>7} ms")
   print(f"wrote {os.path.join(out_dir, 'evaluation.json')}")
 
 

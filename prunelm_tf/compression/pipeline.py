@@ -211,7 +211,8 @@ def _sensitivity(source: Source, names, config: CompressConfig, sentences, run_d
   model = _copy_model(source)
   if source.config.has_softmax:
     def loss_fn(m):
-      return math.log(evaluate_perplexity(m, _dataset(source, sentences, 64, shuffle=False))["mean"])
+      dataset = _dataset(source, sentences, 64, shuffle=False)
+      return math.log(evaluate_perplexity(m, dataset)["mean"])
   else:
     def loss_fn(m):
       sims = representation_similarity(m, source.model,

@@ -1,4 +1,4 @@
-"""Evaluation of biLM variants on downstream tasks (SST-2 with a frozen-feature probe)."""
+"""Evaluation of biLM variants: perplexity (Keras and LM TFLite), SST-2 probe, latency, sizes."""
 
 from prunelm_tf.evaluation.downstream import (ProbeConfig, evaluate_sst2, pooled_features,
                                               read_sentence_labels, train_probe, train_subset)

@@ -198,8 +198,14 @@ class ProbeConfig:
   epochs: int = 10
   # Sentences per Adam step.
   batch_size: int = 64
-  # Adam learning rate.
-  learning_rate: float = 1e-3
+  # Adam learning rate (1e-2 suits standardized features: a 1e-3 logistic probe
+  # stayed below the majority baseline after 10 epochs on 2,000 PTB-model features).
+  learning_rate: float = 1e-2
+  # Standardize every (layer, dimension) of the pooled features with the
+  # training set's mean and standard deviation before the mix. Mean-pooled
+  # biLM states vary little between sentences (std ~0.1 around means ~0.6),
+  # which a linear probe cannot use without rescaling.
+  standardize: bool = True
   # Dropout rate on the mixed vector and on the hidden layer (training only); 0 = none.
   dropout: float = 0.0
   # L2 penalty on the classifier kernels (not on the mix weights); 0 = none.
@@ -319,6 +325,11 @@ def train_probe(train_features: np.ndarray, train_labels: np.ndarray,
   subset = train_subset(train_features.shape[0], config)
   if subset.size < train_features.shape[0]:
     train_features, train_labels = train_features[subset], train_labels[subset]
+  if config.standardize:  # statistics of the training subset only
+    mean = train_features.mean(axis=0, keepdims=True)
+    std = train_features.std(axis=0, keepdims=True) + 1e-6
+    train_features = (train_features - mean) / std
+    dev_features = (dev_features - mean) / std
 
   start = time.perf_counter()
   tf.keras.utils.set_random_seed(config.seed)

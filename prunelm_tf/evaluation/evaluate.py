@@ -26,7 +26,6 @@ import dataclasses
 import json
 import os
 import time
-import zipfile
 from typing import Dict, List, Optional, Sequence
 
 from absl import logging
@@ -36,6 +35,7 @@ from prunelm_tf import data as data_lib
 from prunelm_tf.elmo.embedder import ElmoEmbedder, Embedder
 from prunelm_tf.evaluation import downstream, latency, perplexity
 from prunelm_tf.evaluation.variants import Variant, find_variants
+from prunelm_tf.export.sizes import zip_file_bytes
 from prunelm_tf.export.tflite import QUANTIZATION_MODES, TFLiteBiLM
 from prunelm_tf.utils import files
 
@@ -114,18 +114,6 @@ class TFLiteEmbedder(Embedder):
     return sorted(range(len(sentences)), key=lambda i: len(sentences[i]))
 
 
-def _zip_bytes(path: str) -> int:
-  """Bytes of ``path`` alone in a deflate (level 9) zip: what a download of it costs."""
-  tmp = path + ".measure.zip"
-  try:
-    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as zf:
-      zf.write(path, os.path.basename(path))
-    return os.path.getsize(tmp)
-  finally:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-
-
 def _entry_skeleton(variant: Variant, mode: str, group: str) -> Dict:
   m = variant.metrics
   sizes = m.get("sizes", {})
@@ -141,7 +129,7 @@ def _entry_skeleton(variant: Variant, mode: str, group: str) -> Dict:
       "sizes": {"saved_model_bytes": sizes.get("saved_model_bytes"),
                 "saved_model_zip_bytes": sizes.get("saved_model_zip_bytes"),
                 "tflite_bytes": tfl.get("bytes"), "tflite_gzip_bytes": tfl.get("gzip_bytes"),
-                "tflite_zip_bytes": (_zip_bytes(variant.tflite[mode]) if mode in variant.tflite
+                "tflite_zip_bytes": (zip_file_bytes(variant.tflite[mode]) if mode in variant.tflite
                                      else None)},
       "latency": {"tflite": {}, "saved_model": {}}, "errors": {}, "seconds": {}}
 

@@ -38,3 +38,15 @@ def zip_directory(directory: str, zip_path: str) -> int:
           full = os.path.join(root, n)
           zf.write(full, os.path.relpath(full, directory))
   return os.path.getsize(zip_path)
+
+
+def zip_file_bytes(path: str) -> int:
+  """Bytes of the file alone in a deflate (level 9) zip: what a download of it costs."""
+  tmp = path + ".measure.zip"
+  try:
+    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as zf:
+      zf.write(path, os.path.basename(path))
+    return os.path.getsize(tmp)
+  finally:
+    if os.path.exists(tmp):
+      os.remove(tmp)

@@ -288,3 +288,13 @@ def test_evaluate_sst2_with_a_tiny_bilm(sst2_files, tmp_path):
                          probe=ProbeConfig(epochs=1, max_train_sentences=8))
   assert 0.0 <= result["accuracy"] <= 1.0 and len(result["scalar_mix_weights"]) == 3
   assert result["num_train"] == 8 and result["num_dev"] == 12
+
+
+def test_standardized_probe_uses_small_variations_around_a_large_mean():
+  rng = np.random.default_rng(0)
+  signal = rng.normal(size=(200, 2, 4)).astype(np.float32)
+  labels = (signal[:, 0, 0] + signal[:, 1, 0] > 0).astype(np.int64)  # an equal mix separates
+  features = 5.0 + 1e-3 * signal  # what mean-pooled LSTM states look like
+  result = train_probe(features[:150], labels[:150], features[150:], labels[150:],
+                       ProbeConfig(epochs=30, batch_size=16))
+  assert result["accuracy"] >= 0.9
