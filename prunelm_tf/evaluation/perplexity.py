@@ -33,6 +33,7 @@ import tensorflow as tf
 import tqdm
 
 from prunelm_tf import data as data_lib
+from prunelm_tf.export.tflite import make_converter
 from prunelm_tf.models.bilm import lm_targets, output_model
 from prunelm_tf.utils.files import atomic_path
 
@@ -143,15 +144,7 @@ def convert_lm_to_tflite(model: keras.Model, quantization: str = "none") -> byte
     ValueError: the mode is unknown or "int8", or the model has no softmax.
   """
   _check_lm_quantization(quantization)
-  fn = lm_serving_function(model, batch_size=1)
-  converter = tf.lite.TFLiteConverter.from_concrete_functions([fn], model)
-  # No SELECT_TF_OPS: a graph that would need Flex ops fails here.
-  converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-  if quantization != "none":
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-  if quantization == "float16":
-    converter.target_spec.supported_types = [tf.float16]
-  return converter.convert()
+  return make_converter(lm_serving_function(model, batch_size=1), model, quantization).convert()
 
 
 def export_lm_tflite(model: keras.Model, path: str, quantization: str = "none") -> int:

@@ -32,6 +32,21 @@ def check_quantization_mode(mode: str) -> None:
                      f"{', '.join(QUANTIZATION_MODES)}.")
 
 
+def make_converter(fn, model: keras.Model, quantization: str) -> tf.lite.TFLiteConverter:
+  """A converter of concrete function ``fn`` with builtin ops only and the mode's weight types.
+
+  No SELECT_TF_OPS: a graph that would need Flex ops fails at conversion, not on
+  the phone. "int8" also needs a representative dataset (set by the caller).
+  """
+  converter = tf.lite.TFLiteConverter.from_concrete_functions([fn], model)
+  converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+  if quantization != "none":
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+  if quantization == "float16":
+    converter.target_spec.supported_types = [tf.float16]
+  return converter
+
+
 def convert_to_tflite(model: keras.Model, quantization: str = "none", *,
                       representative_inputs: Optional[Callable[[], Iterable[np.ndarray]]] = None
                       ) -> bytes:
@@ -49,14 +64,8 @@ def convert_to_tflite(model: keras.Model, quantization: str = "none", *,
     The flatbuffer bytes.
   """
   check_quantization_mode(quantization)
-  fn = serving_function(model, batch_size=1)
-  converter = tf.lite.TFLiteConverter.from_concrete_functions([fn], model)
-  converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-  if quantization != "none":
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-  if quantization == "float16":
-    converter.target_spec.supported_types = [tf.float16]
-  elif quantization == "int8":
+  converter = make_converter(serving_function(model, batch_size=1), model, quantization)
+  if quantization == "int8":
     if representative_inputs is None:
       raise ValueError("int8 quantization needs representative_inputs drawn from the corpus.")
     converter.representative_dataset = lambda: ([x] for x in representative_inputs())
