@@ -143,9 +143,8 @@ def main():
                                     **eval_config),
                      os.path.join(args.out_dir, "evaluation"), group=group,
                      skip=() if i == 0 else ("dense",))
-    for e in found:
-      if e["variant"] == "dense":
-        e["group"] = "dense"
+    for e in found:  # entries evaluated earlier (e.g. by pipelines.evaluate) get their group
+      e["group"] = "dense" if e["variant"] == "dense" else group
     entries += found
   stage_seconds["evaluate"] = time.time() - t
 
