@@ -136,11 +136,58 @@ def _entry_skeleton(variant: Variant, mode: str, group: str) -> Dict:
 
 def evaluate_variant(variant: Variant, mode: str, config: EvaluateConfig, out_dir: str, *,
                      group: str = "", ppl_sentences=None, latency_ids=None) -> Dict:
-  """Evaluates one (variant, quantization mode); returns its entry (cached on disk)."""
+  """Evaluates one (variant, quantization mode); returns its entry (cached on disk).
+
+  Perplexity, SST-2 and sizes are cached in ``evaluation.json``, latency
+  separately in ``latency.json``: latency can be measured later, in a pass of
+  its own on a quiet machine (``measure_latency=False`` first, then True).
+  """
   entry_dir = os.path.join(out_dir, variant.name, mode)
   done = os.path.join(entry_dir, "evaluation.json")
   if os.path.exists(done):
-    return files.read_json(done)
+    entry = files.read_json(done)
+  else:
+    entry = _evaluate_quality(variant, mode, config, entry_dir, group, ppl_sentences)
+  if config.measure_latency and latency_ids is not None and not entry["errors"].get("tflite"):
+    measured = _latency(variant, mode, config, entry_dir, latency_ids)
+    entry["latency"] = {k: measured[k] for k in ("tflite", "saved_model")}
+    for threads, message in measured.get("errors", {}).items():
+      entry["errors"][f"latency_tflite_{threads}"] = message
+    entry["seconds"]["latency"] = measured["seconds"]
+  return entry
+
+
+def _latency(variant: Variant, mode: str, config: EvaluateConfig, entry_dir: str,
+             latency_ids) -> Dict:
+  """TFLite latency per thread count (and the SavedModel's on the "none" entry), cached."""
+  path = os.path.join(entry_dir, "latency.json")
+  if os.path.exists(path):
+    return files.read_json(path)
+  lat, result, errors = config.latency, {"tflite": {}, "saved_model": {}}, {}
+  t = time.time()
+  for threads in lat.threads:
+    if mode in variant.tflite:
+      try:
+        result["tflite"][str(threads)] = latency.measure_latency(
+            "tflite", variant.tflite[mode], latency_ids, threads=threads, warmup=lat.warmup,
+            runs=lat.runs, timeout_seconds=lat.timeout_seconds)
+      except RuntimeError as e:  # e.g. a delegate crash: recorded, not fatal
+        errors[str(threads)] = str(e)
+    if mode == "none" and variant.saved_model:
+      result["saved_model"][str(threads)] = latency.measure_latency(
+          "saved_model", variant.saved_model, latency_ids, threads=threads,
+          warmup=lat.warmup, runs=lat.runs, timeout_seconds=lat.timeout_seconds)
+  if errors:
+    result["errors"] = errors
+  result["seconds"] = time.time() - t
+  files.write_json(path, result)
+  return result
+
+
+def _evaluate_quality(variant: Variant, mode: str, config: EvaluateConfig, entry_dir: str,
+                      group: str, ppl_sentences) -> Dict:
+  """Perplexity, SST-2 and sizes of one entry, written to evaluation.json."""
+  done = os.path.join(entry_dir, "evaluation.json")
   os.makedirs(entry_dir, exist_ok=True)
   entry = _entry_skeleton(variant, mode, group)
   conversion_error = variant.metrics.get("tflite_errors", {}).get(mode)
@@ -198,22 +245,6 @@ def evaluate_variant(variant: Variant, mode: str, config: EvaluateConfig, out_di
                                               "num_train", "num_dev", "majority_baseline")}
   entry["seconds"]["sst2"] = time.time() - t
 
-  t = time.time()
-  if config.measure_latency and latency_ids is not None:
-    lat = config.latency
-    for threads in lat.threads:
-      if mode in variant.tflite:
-        try:
-          entry["latency"]["tflite"][str(threads)] = latency.measure_latency(
-              "tflite", variant.tflite[mode], latency_ids, threads=threads, warmup=lat.warmup,
-              runs=lat.runs, timeout_seconds=lat.timeout_seconds)
-        except RuntimeError as e:  # e.g. a delegate crash: recorded, not fatal
-          entry["errors"][f"latency_tflite_{threads}"] = str(e)
-      if mode == "none" and variant.saved_model:
-        entry["latency"]["saved_model"][str(threads)] = latency.measure_latency(
-            "saved_model", variant.saved_model, latency_ids, threads=threads,
-            warmup=lat.warmup, runs=lat.runs, timeout_seconds=lat.timeout_seconds)
-  entry["seconds"]["latency"] = time.time() - t
   files.write_json(done, entry)
   logging.info("evaluated %s: ppl %s  sst2 %s", entry["name"],
                entry["perplexity"] and round(entry["perplexity"]["mean"], 2),

@@ -1,5 +1,6 @@
 """evaluate() end to end on a tiny compression run: every entry, its numbers, resume, bad input."""
 
+import dataclasses
 import json
 import os
 
@@ -61,6 +62,15 @@ def test_every_variant_and_mode_is_evaluated(compressed, tiny_text, sst2_dir, tm
   # Resume: finished entries are read back, not recomputed.
   stamp = os.path.getmtime(os.path.join(out, "threshold_50", "none", "evaluation.json"))
   assert evaluate(config, out, group="threshold") == entries
+  # Latency is its own resumable pass: quality first without it, then only latency.
+  assert os.path.exists(os.path.join(out, "threshold_50", "none", "latency.json"))
+  quiet = str(tmp_path / "q")
+  first = evaluate(dataclasses.replace(config, measure_latency=False), quiet, group="threshold")
+  assert all(e["latency"] == {"tflite": {}, "saved_model": {}} for e in first)
+  assert not os.path.exists(os.path.join(quiet, "dense", "none", "latency.json"))
+  second = evaluate(config, quiet, group="threshold")
+  assert [e["perplexity"] for e in second] == [e["perplexity"] for e in first]
+  assert second[0]["latency"]["saved_model"]["1"]["p50_ms"] > 0
   assert os.path.getmtime(os.path.join(out, "threshold_50", "none", "evaluation.json")) == stamp
 
 
