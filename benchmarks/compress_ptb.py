@@ -53,11 +53,13 @@ def main():
   dense = results["threshold"]["dense"]
   variants = [v for g in groups for v in results[g]["variants"]]
   # Zip of the dynamic-range TFLite file of each variant (the size target).
-  for group, result in results.items():
-    for v in result["variants"]:
-      path = os.path.join(args.out_dir, group, "variants", v["name"], "bilm_dynamic.tflite")
-      if os.path.exists(path):
-        v["sizes"]["tflite"]["dynamic"]["zip_bytes"] = zip_file_bytes(path)
+  folders = [(dense, os.path.join(args.out_dir, "threshold", "dense"))] + [
+      (v, os.path.join(args.out_dir, g, "variants", v["name"]))
+      for g, result in results.items() for v in result["variants"]]
+  for v, folder in folders:
+    path = os.path.join(folder, "bilm_dynamic.tflite")
+    if os.path.exists(path):
+      v["sizes"]["tflite"]["dynamic"]["zip_bytes"] = zip_file_bytes(path)
 
   def rel(v, key):
     return v["perplexity"][key] / dense["perplexity"][key] - 1.0
