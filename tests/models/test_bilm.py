@@ -113,3 +113,41 @@ def test_config_dict_round_trip():
   assert BiLMConfig.from_dict(config.to_dict()) == config
   with pytest.raises(ValueError, match="unknown"):
     BiLMConfig.from_dict({**config.to_dict(), "bogus": 1})
+
+
+def test_unique_tokens_gives_per_position_values_and_gradients():
+  """The char path run once per distinct token = run at every position."""
+  config = tiny_config(token_encoder="char")
+  tf.keras.utils.set_random_seed(0)
+  fast = build_bilm(config)
+  slow = build_bilm(config, unique_tokens=False)
+  slow.set_weights(fast.get_weights())
+  rng = np.random.default_rng(0)
+  types = rng.integers(1, 262, size=(3, 50)).astype(np.int32)  # three distinct tokens
+  ids = types[rng.integers(0, 3, size=(2, 6))]  # repeated across the batch
+  ids[1, 4:] = 0
+  assert {l.name for l in fast.layers} >= {"unique_tokens", "gather_tokens"}
+
+  def loss_and_grads(model):
+    with tf.GradientTape() as tape:
+      out = model(ids, training=False)
+      loss = tf.reduce_sum(out["representations"] ** 2) + tf.reduce_sum(out["forward_logits"])
+    return loss, tape.gradient(loss, model.trainable_variables)
+
+  (loss_f, grads_f), (loss_s, grads_s) = loss_and_grads(fast), loss_and_grads(slow)
+  np.testing.assert_allclose(loss_f.numpy(), loss_s.numpy(), rtol=1e-5)
+  for var, g_f, g_s in zip(fast.trainable_variables, grads_f, grads_s):
+    np.testing.assert_allclose(tf.convert_to_tensor(g_f).numpy(), tf.convert_to_tensor(g_s).numpy(),
+                               rtol=1e-4, atol=1e-5, err_msg=var.name)
+
+
+def test_unique_tokens_static_batch_one_keeps_every_position():
+  """TFLite traces batch 1: no UniqueV2 (TFLite's UNIQUE is 1-D only)."""
+  config = tiny_config(token_encoder="char")
+  model = build_bilm(config, batch_size=1)
+  ids = np.random.default_rng(1).integers(1, 262, size=(1, 5, 50)).astype(np.int32)
+  ids[0, 3] = ids[0, 1]
+  reference = build_bilm(config, unique_tokens=False)
+  reference.set_weights(model.get_weights())
+  np.testing.assert_allclose(model(ids)["representations"].numpy(),
+                             reference(ids)["representations"].numpy(), rtol=1e-5, atol=1e-6)
