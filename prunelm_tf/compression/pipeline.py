@@ -257,7 +257,10 @@ def compress(config: CompressConfig, run_dir: str, *, overwrite: bool = False,
   parity_source = eval_sentences or train_sentences
   if parity_source is None:
     raise ValueError("set --eval (or --train): TFLite parity and int8 calibration need sentences.")
-  files.prepare_run_dir(run_dir, config.to_json(), overwrite=overwrite)
+  files.prepare_run_dir(run_dir, config.to_json(), overwrite=overwrite, inputs={
+      "--model_dir": config.model_dir, "--options_file": config.options_file,
+      "--weight_file": config.weight_file, "--train": config.train, "--eval": config.eval,
+      "--calibration": config.calibration})
   files.write_text(os.path.join(run_dir, "config.json"), config.to_json() + "\n")
   if flags_text is not None:
     files.write_text(os.path.join(run_dir, "flags.txt"), flags_text)

@@ -85,7 +85,7 @@ def load_run(run_dir: str) -> Tuple[keras.Model, BiLMConfig, "data_lib.Vocabular
     raise FileNotFoundError(
         f"{run_dir} holds no model ({WEIGHTS_FILE} is missing): the training run did not "
         "finish. Run pipelines.train again with the same --run_dir to resume it.")
-  d = files.read_json(config_path)
+  d = files.read_config_json(config_path)
   model_config = BiLMConfig.from_dict(d["model"])
   model = build_bilm(model_config)
   model.load_weights(weights_path)
@@ -123,7 +123,9 @@ def train_and_evaluate(config: TrainingRunConfig, run_dir: str, *, overwrite: bo
       for split, spec in (("valid", config.data.valid), ("test", config.data.test)) if spec}
   vocab = resolve_vocabulary(config, train_sentences, run_dir)
   config = with_vocab_size(config, len(vocab))
-  resumed = files.prepare_run_dir(run_dir, config.to_json(), overwrite=overwrite)
+  resumed = files.prepare_run_dir(run_dir, config.to_json(), overwrite=overwrite, inputs={
+      "--train": config.data.train, "--valid": config.data.valid, "--test": config.data.test,
+      "--vocab_file": config.data.vocab_file})
   if not resumed:
     vocab.save(os.path.join(run_dir, "vocab.txt"))
     files.write_text(os.path.join(run_dir, "config.json"), config.to_json() + "\n")

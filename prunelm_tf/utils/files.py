@@ -8,11 +8,12 @@ that looks whole.
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
 import shutil
 import uuid
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping, Optional
 
 
 def _tmp_name(path: str) -> str:
@@ -62,8 +63,61 @@ def read_json(path: str) -> Any:
     return json.load(f)
 
 
+def _input_paths(spec: str) -> list:
+  """The real paths an input flag value names (a file, a folder or a glob)."""
+  if not spec or spec.startswith("tfds:"):
+    return []
+  matches = glob.glob(spec) if glob.has_magic(spec) else [spec]
+  return [os.path.realpath(m) for m in matches or [spec]]
+
+
+def _inside(path: str, folder: str) -> bool:
+  """Whether real path ``path`` is ``folder`` or lies below it."""
+  return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def check_run_dir_spares_inputs(run_dir: str, inputs: Mapping[str, str], *, deleting: bool,
+                                flag_name: str = "--run_dir") -> None:
+  """Refuses a run folder that is, holds, or (when deleting) lies inside an input.
+
+  Args:
+    run_dir: the run folder about to be written (or deleted and rewritten).
+    inputs: flag name -> value (a file, folder or glob; ``tfds:`` specs and
+      empty values are skipped), e.g. ``{"--model_dir": "runs/ptb"}``.
+    deleting: whether the caller is about to delete ``run_dir`` (--overwrite).
+    flag_name: the run folder's flag, named in the message.
+
+  Raises:
+    ValueError: the run folder overlaps an input. Nothing has been touched.
+  """
+  target = os.path.realpath(run_dir)
+  for flag, spec in inputs.items():
+    for path in _input_paths(spec):
+      if _inside(path, target):
+        raise ValueError(
+            f"{flag_name}={run_dir} is or holds the input {flag}={spec}; a run never writes "
+            f"into (or, with --overwrite, deletes) its own input. Choose a {flag_name} outside "
+            "every input folder.")
+      if deleting and _inside(target, path):
+        raise ValueError(
+            f"--overwrite would delete {flag_name}={run_dir}, which lies inside the input "
+            f"{flag}={spec}; nothing was deleted. Choose a {flag_name} outside every input "
+            "folder.")
+
+
+def read_config_json(path: str) -> Any:
+  """Reads a run folder's ``config.json``; a corrupt file is named in the error."""
+  try:
+    with open(path, encoding="utf-8") as f:
+      return json.load(f)
+  except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    raise ValueError(f"{path} is not valid JSON ({e}); restore it from the run's flags.txt "
+                     "or choose a new run folder.") from None
+
+
 def prepare_run_dir(run_dir: str, config_json: str, *, overwrite: bool,
-                    flag_name: str = "--run_dir") -> bool:
+                    flag_name: str = "--run_dir",
+                    inputs: Optional[Mapping[str, str]] = None) -> bool:
   """Checks that ``run_dir`` is new or holds this same run.
 
   Args:
@@ -71,18 +125,22 @@ def prepare_run_dir(run_dir: str, config_json: str, *, overwrite: bool,
     config_json: the run's config, serialised as in ``config.json``.
     overwrite: remove a run folder that holds a different run.
     flag_name: named in the error message.
+    inputs: flag name -> path (file, folder or glob) of every input of the
+      run; a run folder that is or holds one is refused, and so is deleting one
+      that lies inside one (see `check_run_dir_spares_inputs`).
 
   Returns:
     True if the folder already holds this run (resume), False if new.
 
   Raises:
     ValueError: the folder holds a different run (or something else) and
-      overwrite is False.
+      overwrite is False, or the folder overlaps an input.
   """
+  inputs = inputs or {}
+  check_run_dir_spares_inputs(run_dir, inputs, deleting=False, flag_name=flag_name)
   config_path = os.path.join(run_dir, "config.json")
   if os.path.exists(config_path):
-    with open(config_path, encoding="utf-8") as f:
-      existing = json.load(f)
+    existing = read_config_json(config_path)
     if existing == json.loads(config_json):
       return True
     if not overwrite:
@@ -91,12 +149,14 @@ def prepare_run_dir(run_dir: str, config_json: str, *, overwrite: bool,
           f"{flag_name}={run_dir} holds a different run (config.json differs in: "
           f"{', '.join(changed[:10])}). Choose a new {flag_name}, restore the flags of that "
           "run to resume it, or pass --overwrite to delete it and start over.")
+    check_run_dir_spares_inputs(run_dir, inputs, deleting=True, flag_name=flag_name)
     shutil.rmtree(run_dir)
   elif os.path.isdir(run_dir) and os.listdir(run_dir):
     if not overwrite:
       raise ValueError(
           f"{flag_name}={run_dir} is not empty and holds no config.json, so it is not a run "
           f"folder of this tool. Choose a new {flag_name} or pass --overwrite to delete it.")
+    check_run_dir_spares_inputs(run_dir, inputs, deleting=True, flag_name=flag_name)
     shutil.rmtree(run_dir)
   os.makedirs(run_dir, exist_ok=True)
   return False

@@ -12,6 +12,7 @@ from prunelm_tf.compression import (CompressConfig, RetrainConfig, ScheduleConfi
                                     prunable_weights)
 from prunelm_tf.export.saved_model import load_saved_model
 from prunelm_tf.training.train import load_run
+from tests.tolerance import assert_float32_close
 
 
 def test_threshold_sweep_exports_measures_and_shrinks(tiny_run_dir, tiny_text, tmp_path):
@@ -48,8 +49,8 @@ def test_threshold_sweep_exports_measures_and_shrinks(tiny_run_dir, tiny_text, t
   kernel = exported.get_layer("forward_lstm_0").kernel.numpy()
   assert abs(1 - np.count_nonzero(kernel) / kernel.size - 0.6) < 0.01
   served = tf.saved_model.load(os.path.join(run_dir, "variants", "threshold_60", "saved_model"))
-  np.testing.assert_allclose(served.signatures["serving_default"](token_ids=ids)["representations"],
-                             exported(ids)["representations"], atol=1e-6)
+  assert_float32_close(served.signatures["serving_default"](token_ids=ids)["representations"],
+                       exported(ids)["representations"])
   assert not np.allclose(exported(ids)["representations"], dense(ids)["representations"])
   # Same run again: finished variants are kept, not recomputed.
   again = compress(config, run_dir)
@@ -135,3 +136,14 @@ def test_sensitivity_allocation_keeps_overall_sparsity(tiny_run_dir, tiny_text, 
   assert len({round(per_weight[n], 2) for n in free}) > 1  # not uniform
   curves = json.load(open(os.path.join(run_dir, "sensitivity.json")))
   assert set(curves["curves"]) == set(free) and curves["num_sentences"] == 4
+
+
+def test_overwrite_never_deletes_the_input_model(tiny_run_dir, tiny_text):
+  """--model_dir=X --run_dir=X --overwrite used to delete the trained model."""
+  before = sorted(os.listdir(tiny_run_dir))
+  config = CompressConfig(model_dir=tiny_run_dir, eval=tiny_text, method="threshold",
+                          sparsity_sweep=(0.5,), tflite_quantization=("none",))
+  with pytest.raises(ValueError, match="is or holds the input --model_dir"):
+    compress(config, tiny_run_dir, overwrite=True)
+  assert sorted(os.listdir(tiny_run_dir)) == before
+  load_run(tiny_run_dir)  # still loads

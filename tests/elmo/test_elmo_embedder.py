@@ -7,6 +7,7 @@ from prunelm_tf import data as data_lib
 from prunelm_tf.elmo import embedder as embedder_lib
 from prunelm_tf.models import BiLMConfig, build_bilm
 from tests.elmo import numpy_reference
+from tests.tolerance import assert_float32_close
 
 TOLERANCE = 1e-5
 # Stateful batches over the 30 sentences: the second has fewer rows (rows 7-9
@@ -82,7 +83,7 @@ def test_reset_states_starts_from_zero_again(elmo_fixture, elmo_loaded):
   embedder.reset_states()
   again = embedder.embed_batch(batch)
   for a, b in zip(first, again):
-    np.testing.assert_allclose(a, b, atol=1e-6)
+    assert_float32_close(a, b)
 
 
 def test_stateless_results_do_not_depend_on_batching(elmo_fixture, stateless):
@@ -90,7 +91,7 @@ def test_stateless_results_do_not_depend_on_batching(elmo_fixture, stateless):
   sentences = elmo_fixture.sentences[:8]
   for a, b in zip(embedder.embed_sentences(sentences, batch_size=1),
                   embedder.embed_sentences(sentences, batch_size=8)):
-    np.testing.assert_allclose(a, b, atol=1e-6)
+    assert_float32_close(a, b)
   order = [i for i, _ in embedder.iter_embeddings(sentences, batch_size=3)]
   assert sorted(order) == list(range(8))
   assert [len(sentences[i]) for i in order] == sorted(len(s) for s in sentences)
@@ -120,8 +121,8 @@ def test_word_input_model_embeds_with_vocabulary():
     embedder = embedder_lib.ElmoEmbedder(model, config, vocab=vocab, stateful=stateful)
     got = embedder.embed_batch(sentences)
     assert [g.shape for g in got] == [(3, 3, 8), (3, 2, 8)]
-    np.testing.assert_allclose(got[0], expected[0, :, :3], atol=1e-6)
-    np.testing.assert_allclose(got[1], expected[1, :, :2], atol=1e-6)
+    assert_float32_close(got[0], expected[0, :, :3])
+    assert_float32_close(got[1], expected[1, :, :2])
 
 
 @pytest.mark.parametrize("kwargs,message", [

@@ -11,6 +11,7 @@ from prunelm_tf import data as data_lib
 from prunelm_tf.elmo import embedder as embedder_lib
 from prunelm_tf.elmo import embedding_file
 from tests.elmo.run_dir import make_word_run_dir
+from tests.tolerance import assert_float32_close
 
 
 def _write_lines(tmp_path, data, name="input.txt"):
@@ -80,7 +81,7 @@ def test_writes_the_reference_layout(elmo_fixture, elmo_loaded, tmp_path):
   assert read_mapping == mapping
   keras_embedder = embedder_lib.ElmoEmbedder(*elmo_loaded)
   for i, e in enumerate(keras_embedder.embed_sentences([l.split() for l in lines])):
-    np.testing.assert_allclose(embeddings[i], e, atol=1e-6)
+    assert_float32_close(embeddings[i], e)
   assert sorted(os.listdir(tmp_path)) == ["elmo.hdf5", "input.txt"]
 
 
@@ -96,7 +97,7 @@ def test_stateful_file_follows_batches_in_input_order(elmo_fixture, elmo_loaded,
   expected = (stateful.embed_batch([l.split() for l in lines[:4]]) +
               stateful.embed_batch([l.split() for l in lines[4:]]))
   for i, e in enumerate(expected):
-    np.testing.assert_allclose(embeddings[i], e, atol=1e-6)
+    assert_float32_close(embeddings[i], e)
 
 
 class _FailingEmbedder(embedder_lib.Embedder):
@@ -127,4 +128,4 @@ def test_word_input_run_folder(shared_data, tmp_path):
     ids = data_lib.encode_sentence(line.split(), vocab)[np.newaxis]
     expected = model(ids, training=False)["representations"].numpy()[0]
     assert embeddings[i].shape == (3, len(line.split()), 8)
-    np.testing.assert_allclose(embeddings[i], expected, atol=1e-6)
+    assert_float32_close(embeddings[i], expected)

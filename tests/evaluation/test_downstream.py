@@ -13,6 +13,7 @@ from prunelm_tf.evaluation import downstream
 from prunelm_tf.evaluation.downstream import (ProbeConfig, evaluate_sst2, pooled_features,
                                               read_sentence_labels, train_probe, train_subset)
 from prunelm_tf.models import BiLMConfig, CharCNNConfig, build_bilm
+from tests.tolerance import assert_float32_close
 
 SST2_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "data", "sst2")
 N_LAYERS, DIM = 3, 4
@@ -129,7 +130,7 @@ def test_pooled_features_are_per_layer_token_means():
   reference = FakeEmbedder().embed_sentences(sentences)
   assert got.dtype == np.float32 and got.shape == (4, N_LAYERS, DIM)
   for g, e in zip(got, reference):
-    np.testing.assert_allclose(g, e.mean(axis=1), rtol=1e-6, atol=1e-6)
+    assert_float32_close(g, e.mean(axis=1))
   assert embedder.calls == 2  # batches of 3
 
 
@@ -283,7 +284,7 @@ def test_evaluate_sst2_with_a_tiny_bilm(sst2_files, tmp_path):
   pooled = pooled_features(embedder, sentences)
   assert pooled.shape == (2, 3, 8)
   for p, e in zip(pooled, embedder.embed_sentences(sentences)):
-    np.testing.assert_allclose(p, e.mean(axis=1), atol=1e-6)
+    assert_float32_close(p, e.mean(axis=1))
   result = evaluate_sst2(embedder, *sst2_files, cache_dir=tmp_path / "bilm",
                          probe=ProbeConfig(epochs=1, max_train_sentences=8))
   assert 0.0 <= result["accuracy"] <= 1.0 and len(result["scalar_mix_weights"]) == 3

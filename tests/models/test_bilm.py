@@ -8,6 +8,7 @@ import tensorflow as tf
 
 from prunelm_tf.models import (BiLMConfig, CharCNNConfig, ScalarMix, build_bilm,
                                lm_token_losses)
+from tests.tolerance import assert_float32_close
 
 TINY_CHAR = CharCNNConfig(embedding_dim=4, filters=((1, 4), (2, 4)), n_highway=1)
 
@@ -41,7 +42,7 @@ def test_sentence_alone_equals_sentence_in_padded_batch(skip):
   model = build_bilm(tiny_config(use_skip_connections=skip))
   alone = model(np.array([[1, 8, 9, 2]], np.int32))["representations"].numpy()
   batched = model(np.array([[1, 8, 9, 2, 0, 0], [1, 3, 4, 5, 6, 2]], np.int32))
-  np.testing.assert_allclose(batched["representations"][0, :, :2].numpy(), alone[0], atol=1e-6)
+  assert_float32_close(batched["representations"][0, :, :2].numpy(), alone[0])
 
 
 def test_forward_does_not_see_future_and_backward_does_not_see_past():
@@ -78,7 +79,7 @@ def test_scalar_mix_is_weighted_average():
   mix = ScalarMix()
   layers = tf.constant(np.random.default_rng(0).normal(size=(2, 3, 4, 5)), tf.float32)
   out = mix(layers)
-  np.testing.assert_allclose(out.numpy(), layers.numpy().mean(axis=1), atol=1e-6)
+  assert_float32_close(out.numpy(), layers.numpy().mean(axis=1))
   mix.scalar_parameters.assign([0.0, 100.0, 0.0])
   np.testing.assert_allclose(mix(layers).numpy(), layers.numpy()[:, 1], atol=1e-5)
   normed = ScalarMix(do_layer_norm=True)([layers, tf.ones((2, 4))])

@@ -10,6 +10,7 @@ import numpy as np
 from prunelm_tf.elmo import embedder as embedder_lib
 from tests.conftest import REPO_ROOT
 from tests.elmo.run_dir import make_word_run_dir
+from tests.tolerance import assert_float32_close
 
 
 def _embed(*flags):
@@ -47,7 +48,7 @@ def test_elmo_files_stateless_and_stateful(shared_data, tmp_path):
                                                    str(root / "lm_weights.hdf5"),
                                                    stateful=stateful)
     for got, expected in zip(outputs[stateful], embedder.embed_sentences(sentences, 5)):
-      np.testing.assert_allclose(got, expected, atol=1e-6)
+      assert_float32_close(got, expected)
   # Batch 2 started from batch 1's states.
   assert np.abs(outputs[True][5] - outputs[False][5]).max() > 1e-3
 

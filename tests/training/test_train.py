@@ -11,6 +11,7 @@ from prunelm_tf.models import BiLMConfig
 from prunelm_tf.training import train as train_lib
 from prunelm_tf.training.config import DataConfig, TrainConfig, TrainingRunConfig
 from prunelm_tf.training.loop import Trainer
+from tests.tolerance import assert_float32_close
 
 
 def tiny_run_config(shared_data, **train_kw) -> TrainingRunConfig:
@@ -51,7 +52,7 @@ def test_run_folder_artifacts_and_metrics(shared_data, tmp_path):
   served = tf.saved_model.load(os.path.join(run_dir, "saved_model"))
   ids = tf.constant([[1, 5, 6, 2]], tf.int32)
   out = served.signatures["serving_default"](token_ids=ids)["representations"]
-  np.testing.assert_allclose(out.numpy(), model(ids)["representations"].numpy(), atol=1e-6)
+  assert_float32_close(out.numpy(), model(ids)["representations"].numpy())
 
 
 def test_resume_after_interrupt_matches_uninterrupted_run(shared_data, tmp_path, monkeypatch):
