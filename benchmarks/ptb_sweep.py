@@ -19,6 +19,7 @@ import os
 from typing import Dict
 
 from prunelm_tf.compression import CompressConfig, RetrainConfig, ScheduleConfig
+from prunelm_tf.compression.methods.retrain import RetrainOptions
 
 SHARED_DATA = os.path.normpath(os.path.join(os.path.dirname(__file__), "..", "..", "shared",
                                             "data"))
@@ -67,19 +68,20 @@ def compression_configs(model_dir: str, settings: SweepSettings = FULL) -> Dict[
                                   sparsity_sweep=tuple(settings.threshold_sweep)),
       "threshold_sens": CompressConfig(
           **common, method="threshold", sparsity_sweep=tuple(settings.threshold_sweep),
-          threshold_allocation="sensitivity", calibration=os.path.join(PTB, "ptb.valid.txt"),
+          method_options={"allocation": "sensitivity"},
+          calibration=os.path.join(PTB, "ptb.valid.txt"),
           calibration_sentences=settings.calibration_sentences),
       # max_sentences also limits the training corpus, so the retraining reads
       # all of PTB train only in the full run.
       "retrain": CompressConfig(
           **common, train=os.path.join(PTB, "ptb.train.txt"), method="retrain",
           sparsity_sweep=tuple(settings.retrain_sweep),
-          schedule=ScheduleConfig(kind="polynomial", initial_sparsity=0.0,
-                                  final_sparsity=max(settings.retrain_sweep), begin_step=0,
-                                  end_step=end_step, power=3.0,
-                                  frequency=max(1, end_step // 25)),
-          retrain=RetrainConfig(num_steps=settings.retrain_steps,
-                                learning_rate=settings.learning_rate, lr_schedule="cosine",
-                                objective="lm", batch_size=settings.batch_size,
-                                checkpoint_every_steps=200, log_every_steps=25)),
+          method_options=RetrainOptions(
+              schedule=ScheduleConfig(kind="polynomial", initial_sparsity=0.0, begin_step=0,
+                                      end_step=end_step, power=3.0,
+                                      frequency=max(1, end_step // 25)),
+              retrain=RetrainConfig(num_steps=settings.retrain_steps,
+                                    learning_rate=settings.learning_rate, lr_schedule="cosine",
+                                    objective="lm", batch_size=settings.batch_size,
+                                    checkpoint_every_steps=200, log_every_steps=25))),
   }

@@ -1,7 +1,9 @@
-"""Compression of biLMs: pruning with retraining (tfmot) and without (thresholding)."""
+"""Compression of biLMs: registered methods (``methods.REGISTRY``), one pipeline (``compress``)."""
 
-from prunelm_tf.compression.config import (CompressConfig, RetrainConfig, ScheduleConfig,
-                                           parse_layer_sparsity)
+from prunelm_tf.compression.config import CompressConfig, parse_layer_sparsity
+from prunelm_tf.compression.finetune import RetrainConfig
+from prunelm_tf.compression.methods import REGISTRY
 from prunelm_tf.compression.pipeline import compress
+from prunelm_tf.compression.retrain import ScheduleConfig
 from prunelm_tf.compression.targets import measure_sparsity, prunable_weights, resolve_targets
 from prunelm_tf.compression.threshold import prune_by_threshold

@@ -129,3 +129,65 @@ def allocate_sparsity(curves: Mapping[str, Mapping[str, float]], sizes: Mapping[
 def predicted_cost(curves: Mapping[str, Mapping[str, float]], levels: Mapping[str, float]) -> float:
   """Sum of the single-weight costs at ``levels`` (the additive model)."""
   return sum(_cost(curves[n], levels[n]) for n in levels)
+
+
+def calibration_loss_fn(source, sentences) -> Callable[[object], float]:
+  """The loss a sensitivity curve measures, on calibration ``sentences``.
+
+  The mean LM NLL of both directions for models with a softmax; otherwise
+  1 - the mean cosine similarity of the representations to the dense model's
+  (imported ELMo models have no softmax).
+  """
+  import math  # pylint: disable=import-outside-toplevel
+  from prunelm_tf.compression.source import representation_similarity  # pylint: disable=import-outside-toplevel
+  from prunelm_tf.training.loop import evaluate_perplexity  # pylint: disable=import-outside-toplevel
+  if source.config.has_softmax:
+    return lambda m: math.log(evaluate_perplexity(
+        m, source.dataset(sentences, 64, shuffle=False))["mean"])
+
+  def similarity_loss(m):
+    sims = representation_similarity(m, source.model, source.dataset(sentences, 64,
+                                                                      shuffle=False))
+    return 1.0 - sum(sims.values()) / len(sims)
+  return similarity_loss
+
+
+def cached_sensitivity_curves(context) -> Dict:
+  """Sensitivity curves of the context's free weights, measured once per run.
+
+  Cached in ``<cache_dir>/sensitivity.json`` so every sweep value (and a
+  resumed run) reuses them.
+  """
+  import os  # pylint: disable=import-outside-toplevel
+  import time  # pylint: disable=import-outside-toplevel
+  from prunelm_tf.utils import files  # pylint: disable=import-outside-toplevel
+  path = os.path.join(context.cache_dir, "sensitivity.json")
+  if os.path.exists(path):
+    return files.read_json(path)
+  t = time.time()
+  sentences = context.calibration_sentences
+  result = sensitivity_curves(context.copy_source(), context.free_weights,
+                              calibration_loss_fn(context.source, sentences))
+  result["seconds"] = time.time() - t
+  result["num_sentences"] = len(sentences)
+  files.write_json(path, result)
+  return result
+
+
+def allocated_targets(context):
+  """Per-weight targets of the context with the free weights' budget allocated by sensitivity.
+
+  Returns:
+    ``(targets, record)``: the full per-weight targets and what to record in
+    the variant's metrics (allocated targets, predicted loss increase).
+  """
+  curves = cached_sensitivity_curves(context)
+  free = context.free_weights
+  sizes = {n: int(np.prod(w.shape)) for n, w in prunable_weights(context.source.model).items()
+           if n in free}
+  allocated = allocate_sparsity({n: curves["curves"][n] for n in free}, sizes,
+                                context.target_sparsity)
+  targets = dict(context.targets)
+  targets.update(allocated)
+  return targets, {"allocated_targets": allocated,
+                   "predicted_loss_increase": predicted_cost(curves["curves"], allocated)}

@@ -8,19 +8,43 @@ from typing import Dict, List
 import tensorflow as tf
 from tensorboard.plugins.hparams import api as hp
 
-from prunelm_tf.compression.config import CompressConfig
+from prunelm_tf.compression.methods import REGISTRY
 from prunelm_tf.export.tflite import QUANTIZATION_MODES
 
-# The same keys on every run, so all variants of all runs compare side by side.
-HPARAMS = [
-    hp.HParam("method", hp.Discrete(["dense", "threshold", "retrain"])),
-    hp.HParam("target_sparsity", hp.RealInterval(0.0, 1.0)),
-    hp.HParam("threshold_scope", hp.Discrete(["layer", "global", "n/a"])),
-    hp.HParam("threshold_allocation", hp.Discrete(["uniform", "sensitivity", "n/a"])),
-    hp.HParam("schedule", hp.Discrete(["polynomial", "constant", "n/a"])),
-    hp.HParam("retrain_objective", hp.Discrete(["lm", "distill", "lm+distill", "n/a"])),
-    hp.HParam("quantization", hp.Discrete(list(QUANTIZATION_MODES))),
-]
+NOT_APPLICABLE = "n/a"
+
+
+def hparam_domains() -> Dict[str, List[str]]:
+  """Every HParams key of every registered method, with its values (and "n/a").
+
+  The same keys on every run, so all variants of all runs compare side by
+  side; a key of another method reads "n/a".
+  """
+  domains: Dict[str, List[str]] = {"method": ["dense"] + sorted(REGISTRY)}
+  for method in REGISTRY.values():
+    for key, values in method.hparam_domains.items():
+      domains.setdefault(key, [NOT_APPLICABLE])
+      domains[key] += [v for v in values if v not in domains[key]]
+  return domains
+
+
+def hparams_of(variant: Dict) -> Dict[str, object]:
+  """The HParams values of one variant record (dense: method "dense", the rest "n/a")."""
+  domains = hparam_domains()
+  values = {key: NOT_APPLICABLE for key in domains}
+  values["method"] = variant.get("method", "dense")
+  method = REGISTRY.get(values["method"])
+  if method is not None:
+    values.update(method.hparams(method.options_from_dict(variant.get("method_options"))))
+  values["target_sparsity"] = float(variant.get("target_sparsity", 0.0))
+  return values
+
+
+def hparams_list() -> List[hp.HParam]:
+  """The HParam definitions: method keys, target sparsity, quantization."""
+  out = [hp.HParam(key, hp.Discrete(values)) for key, values in hparam_domains().items()]
+  return out + [hp.HParam("target_sparsity", hp.RealInterval(0.0, 1.0)),
+                hp.HParam("quantization", hp.Discrete(list(QUANTIZATION_MODES)))]
 METRICS = ["perplexity/forward", "perplexity/backward", "perplexity/mean", "sparsity/overall",
            "size/saved_model_zip_bytes", "size/tflite_bytes", "size/tflite_gzip_bytes",
            "similarity/mean", "tflite/max_abs_diff"]
@@ -44,13 +68,18 @@ def _mean_similarity(v: Dict):
   return sum(sims.values()) / len(sims) if sims else None
 
 
+def _errors(v: Dict) -> str:
+  errors = v.get("tflite_errors") or {}
+  return "; ".join(f"{mode}: {msg.splitlines()[0][:80]}" for mode, msg in sorted(errors.items()))
+
+
 def markdown_table(result: Dict) -> str:
-  """One row per variant (dense first): sparsity, perplexity, sizes, similarity."""
+  """One row per variant (dense first): sparsity, perplexity, sizes, similarity, failures."""
   modes = sorted({m for v in [result["dense"]] + result["variants"] for m in v["sizes"]["tflite"]},
                  key=QUANTIZATION_MODES.index)
   head = (["variant", "method", "target", "sparsity", "ppl fwd", "ppl bwd", "ppl mean",
            "SavedModel MB", "zip MB"] + [f"tflite {m} MB (gzip)" for m in modes] +
-          ["cos sim (mean)", "zip ratio vs dense SavedModel"])
+          ["cos sim (mean)", "zip ratio vs dense SavedModel", "failed exports"])
   rows: List[List[str]] = []
   dense_sm = result["dense"]["sizes"]["saved_model_bytes"]
   for v in [result["dense"]] + result["variants"]:
@@ -63,7 +92,8 @@ def markdown_table(result: Dict) -> str:
                 [(f"{_mb(v['sizes']['tflite'][m]['bytes'])} ({_mb(v['sizes']['tflite'][m]['gzip_bytes'])})"
                   if m in v["sizes"]["tflite"] else "—") for m in modes] +
                 ["—" if sim is None else f"{sim:.4f}",
-                 f"{dense_sm / v['sizes']['saved_model_zip_bytes']:.1f}x"])
+                 f"{dense_sm / v['sizes']['saved_model_zip_bytes']:.1f}x",
+                 _errors(v) or "—"])
   lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
   lines += ["| " + " | ".join(r) + " |" for r in rows]
   notes = ("\nPerplexity is of the Keras model of each variant (the TFLite files export the "
@@ -72,25 +102,16 @@ def markdown_table(result: Dict) -> str:
   return "\n".join(lines) + "\n" + notes
 
 
-def write_hparams(log_dir: str, config: CompressConfig, result: Dict) -> None:
+def write_hparams(log_dir: str, result: Dict) -> None:
   """One HParams session per (variant, quantization mode), with fixed keys."""
+  hparams = hparams_list()
   with tf.summary.create_file_writer(log_dir).as_default():
-    hp.hparams_config(hparams=HPARAMS, metrics=[hp.Metric(m) for m in METRICS])
+    hp.hparams_config(hparams=hparams, metrics=[hp.Metric(m) for m in METRICS])
   for v in [result["dense"]] + result["variants"]:
-    is_dense = v["name"] == "dense"
     for mode, size in v["sizes"]["tflite"].items():
-      hparams = {
-          "method": "dense" if is_dense else v["method"],
-          "target_sparsity": 0.0 if is_dense else v["target_sparsity"],
-          "threshold_scope": config.threshold_scope if v.get("method") == "threshold" else "n/a",
-          "threshold_allocation": (config.threshold_allocation
-                                   if v.get("method") == "threshold" else "n/a"),
-          "schedule": config.schedule.kind if v.get("method") == "retrain" else "n/a",
-          "retrain_objective": config.retrain.objective if v.get("method") == "retrain" else "n/a",
-          "quantization": mode,
-      }
+      values_of = {**hparams_of(v), "quantization": mode}
       with tf.summary.create_file_writer(os.path.join(log_dir, f"{v['name']}-{mode}")).as_default():
-        hp.hparams({h: hparams[h.name] for h in HPARAMS}, trial_id=f"{v['name']}-{mode}")
+        hp.hparams({h: values_of[h.name] for h in hparams}, trial_id=f"{v['name']}-{mode}")
         values = {"sparsity/overall": v["sparsity"]["overall"],
                   "size/saved_model_zip_bytes": v["sizes"]["saved_model_zip_bytes"],
                   "size/tflite_bytes": size["bytes"], "size/tflite_gzip_bytes": size["gzip_bytes"],

@@ -2,18 +2,63 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from typing import Dict, Optional
+from typing import Dict
 
-import numpy as np
 import tensorflow as tf
 import tensorflow_model_optimization as tfmot
 
-from prunelm_tf.compression.config import ScheduleConfig
+from prunelm_tf.compression.options import option
 from prunelm_tf.compression.targets import prunable_weights
 
 keras = tf.keras
 sparsity_api = tfmot.sparsity.keras
+
+SCHEDULES = ("polynomial", "constant")
+
+
+@dataclasses.dataclass(frozen=True)
+class ScheduleConfig:
+  """tfmot pruning schedule (steps are optimizer steps of the retraining).
+
+  The target it reaches is the variant's target sparsity (one sweep value),
+  given when the schedule is made (`make_schedule`), not stored here.
+  """
+
+  # "polynomial" (tfmot PolynomialDecay) or "constant" (ConstantSparsity).
+  kind: str = option("polynomial", "tfmot schedule: PolynomialDecay or ConstantSparsity.",
+                     flag="schedule", choices=SCHEDULES)
+  # Sparsity when pruning starts (polynomial only; capped at the target).
+  initial_sparsity: float = option(0.0, "PolynomialDecay initial sparsity, in [0, 1).",
+                                   flag="initial_sparsity", lower=0.0)
+  # First step at which masks are updated.
+  begin_step: int = option(0, "First optimizer step that updates the masks.", flag="begin_step",
+                           lower=0)
+  # Step at which the target is reached (polynomial only).
+  end_step: int = option(1000, "Step at which the target sparsity is reached.",
+                         flag="end_step", lower=1)
+  # Exponent of the polynomial ramp (3 = prune fast early, slow late).
+  power: float = option(3.0, "PolynomialDecay exponent (> 0).", flag="power")
+  # Masks are updated every this many steps.
+  frequency: int = option(100, "Masks are updated every this many steps (>= 1).",
+                          flag="frequency")
+
+  def __post_init__(self):
+    if self.kind not in SCHEDULES:
+      raise ValueError(f"--schedule must be one of {SCHEDULES}, got {self.kind!r}.")
+    if not 0.0 <= self.initial_sparsity < 1.0:
+      raise ValueError(f"--initial_sparsity must be in [0, 1), got {self.initial_sparsity}.")
+    if self.begin_step < 0:
+      raise ValueError(f"--begin_step must be >= 0, got {self.begin_step}.")
+    if self.kind == "polynomial" and self.begin_step >= self.end_step:
+      raise ValueError(f"--begin_step ({self.begin_step}) must be < --end_step "
+                       f"({self.end_step}): the schedule needs at least one step to ramp up.")
+    if self.frequency < 1:
+      raise ValueError(f"--frequency must be >= 1 (masks updated every N steps), got "
+                       f"{self.frequency}.")
+    if self.power <= 0:
+      raise ValueError(f"--power must be > 0, got {self.power}.")
 
 
 def make_schedule(config: ScheduleConfig, final_sparsity: float):

@@ -14,6 +14,7 @@ from prunelm_tf.data.characters import MAX_CHARACTERS_PER_TOKEN
 from prunelm_tf.data.characters import PAD_CHAR
 from prunelm_tf.data.characters import sentence_to_char_ids
 from prunelm_tf.data.characters import word_to_char_ids
+from prunelm_tf.data.corpus import load_corpus
 from prunelm_tf.data.corpus import open_corpus
 from prunelm_tf.data.corpus import read_sentences
 from prunelm_tf.data.corpus import TextFileCorpus
@@ -43,6 +44,7 @@ __all__ = [
     "encode_corpus",
     "encode_sentence",
     "eos_char_ids",
+    "load_corpus",
     "make_dataset",
     "open_corpus",
     "read_sentences",

@@ -268,3 +268,13 @@ def read_sentences(corpus: Iterable[Sequence[str]]) -> list[list[str]]:
   logging.info("Read %d sentences (%d tokens) from %r.", len(sentences),
                sum(len(s) for s in sentences), corpus)
   return sentences
+
+
+def load_corpus(spec: str, max_sentences: int = 0, tfds_data_dir: str = "", *, what: str):
+  """Reads a corpus into memory; errors name the config field ``what``."""
+  try:
+    corpus = open_corpus(spec, max_sentences=max_sentences or None,
+                                  data_dir=tfds_data_dir or None)
+    return read_sentences(corpus)
+  except (FileNotFoundError, ValueError) as e:
+    raise type(e)(f"{what}: {e}") from e

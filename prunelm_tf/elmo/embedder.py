@@ -127,9 +127,18 @@ class ElmoEmbedder(Embedder):
 
   @classmethod
   def from_run_dir(cls, model_dir: str, **kwargs) -> "ElmoEmbedder":
-    """An embedder of the final model of a ``pipelines.train`` run folder."""
+    """An embedder of a ``pipelines.train`` run folder's final model, or of a
+    ``pipelines.compress`` variant folder (``RUN/variants/NAME``, ``RUN/dense``),
+    with that variant's own architecture and vocabulary."""
     # Imported here: the training stack is heavy and only this path needs it.
-    from prunelm_tf.training.train import load_run
+    from prunelm_tf.compression.run_folder import locate_variant
+    located = locate_variant(model_dir)
+    if located is not None:
+      from prunelm_tf.export.saved_model import load_saved_model
+      folder = located[1]
+      config, vocab, _ = folder.read_description()
+      return cls(load_saved_model(folder.saved_model), config, vocab=vocab, **kwargs)
+    from prunelm_tf.training.run_folder import load_run
     model, config, vocab = load_run(model_dir)
     return cls(model, config, vocab=vocab, **kwargs)
 

@@ -117,13 +117,17 @@ class TFLiteEmbedder(Embedder):
 def _entry_skeleton(variant: Variant, mode: str, group: str) -> Dict:
   m = variant.metrics
   sizes = m.get("sizes", {})
-  method = m.get("method", "dense")
   tfl = sizes.get("tflite", {}).get(mode, {})
+  record = variant.record or {}
   return {
       "name": f"{variant.name}/{mode}", "variant": variant.name, "group": group,
-      "method": method,
-      "allocation": m.get("allocation", "uniform" if method == "threshold" else None),
-      "target_sparsity": m.get("target_sparsity", 0.0),
+      # What made it, as data (never parsed back from the name).
+      "method": record.get("method", "dense"),
+      "method_options": record.get("method_options"),
+      "target_sparsity": record.get("target_sparsity", 0.0),
+      # JSON form (lists, not tuples), so a resumed entry equals a fresh one.
+      "architecture": json.loads(json.dumps(variant.config.to_dict())),
+      "num_parameters": m.get("num_parameters"),
       "sparsity": (m.get("sparsity") or {}).get("overall"), "quantization": mode,
       "perplexity": None, "sst2_accuracy": None,
       "sizes": {"saved_model_bytes": sizes.get("saved_model_bytes"),
@@ -200,7 +204,7 @@ def _evaluate_quality(variant: Variant, mode: str, config: EvaluateConfig, entry
     from prunelm_tf.export.saved_model import load_saved_model
     model = load_saved_model(variant.saved_model)
   elif variant.directory and variant.name == "dense" and variant.metrics == {}:
-    from prunelm_tf.training.train import load_run  # a training run folder
+    from prunelm_tf.training.run_folder import load_run  # a training run folder
     model = load_run(variant.directory)[0]
 
   t = time.time()
@@ -270,7 +274,7 @@ def evaluate(config: EvaluateConfig, out_dir: str, *, group: str = "",
   variants = [v for v in variants if v.name not in skip]
   ppl_sentences = None
   if config.perplexity_corpus:
-    from prunelm_tf.training.train import load_corpus
+    from prunelm_tf.data.corpus import load_corpus
     ppl_sentences = load_corpus(config.perplexity_corpus, config.max_sentences,
                                 what="perplexity corpus")
   os.makedirs(out_dir, exist_ok=True)

@@ -60,11 +60,19 @@ class LossSpec:
   num_sampled: sampled-softmax samples (0 = full softmax).
   distill_weight: weight of the MSE between the model's representations and
     ``teacher``'s (same input), averaged over layers, positions and units.
+  kd_weight: weight of the knowledge-distillation term: KL(teacher || student)
+    of the next-word (forward) and previous-word (backward) distributions at
+    temperature ``temperature``, scaled by temperature² (Hinton et al. 2015),
+    averaged over every real prediction of both directions. Needs the
+    teacher's softmax.
+  temperature: softening of both distributions in the KD term (> 0).
   """
   lm_weight: float = 1.0
   num_sampled: int = 0
   distill_weight: float = 0.0
   teacher: Optional[keras.Model] = None
+  kd_weight: float = 0.0
+  temperature: float = 1.0
 
 
 def model_input(model: keras.Model, batch: Dict[str, tf.Tensor]) -> tf.Tensor:
@@ -87,13 +95,43 @@ def _sampled_losses(model: keras.Model, hidden, token_ids, num_sampled: int, see
   return losses[0], losses[1], tf.reduce_sum(mask)
 
 
+def kd_divergence(student: Dict[str, tf.Tensor], teacher: Dict[str, tf.Tensor],
+                  token_ids: tf.Tensor, temperature: float) -> tf.Tensor:
+  """Mean KL(teacher || student) of the word distributions over real predictions.
+
+  Args:
+    student, teacher: dicts with ``forward_logits``/``backward_logits`` float32
+      [batch, time, vocab].
+    token_ids: int32 [batch, time] (0 = padding): which positions predict.
+    temperature: both logits are divided by it.
+
+  Returns:
+    float32 scalar: the KL summed over the vocabulary, averaged over every
+    real forward and backward prediction.
+  """
+  _, _, weights = lm_targets(token_ids)
+  total = 0.0
+  for key, positions in (("forward_logits", slice(None, -1)), ("backward_logits", slice(1, None))):
+    t = tf.stop_gradient(teacher[key][:, positions]) / temperature
+    s = student[key][:, positions] / temperature
+    log_pt = tf.nn.log_softmax(t)
+    kl = tf.reduce_sum(tf.exp(log_pt) * (log_pt - tf.nn.log_softmax(s)), axis=-1)
+    total += tf.reduce_sum(kl * weights)
+  return total / tf.maximum(2.0 * tf.reduce_sum(weights), 1.0)
+
+
 class Trainer:
   """Runs optimizer steps on a biLM with an LM and/or distillation loss."""
 
   def __init__(self, model: keras.Model, optimizer: keras.optimizers.Optimizer,
                loss: LossSpec, *, clip_norm: float = 0.0, seed: int = 0):
-    if loss.distill_weight and loss.teacher is None:
+    if (loss.distill_weight or loss.kd_weight) and loss.teacher is None:
       raise ValueError("a distillation loss needs the dense teacher model (LossSpec.teacher).")
+    if loss.kd_weight and "forward_logits" not in loss.teacher.output:
+      raise ValueError("knowledge distillation (kd) needs the teacher's softmax; this teacher "
+                       "has none (an imported ELMo). Use representation distillation.")
+    if loss.temperature <= 0:
+      raise ValueError(f"the KD temperature must be > 0, got {loss.temperature}.")
     self.model = model
     self.optimizer = optimizer
     self.loss = loss
@@ -103,10 +141,15 @@ class Trainer:
         ["forward_logits", "backward_logits"])
     if loss.distill_weight and "representations" not in keys:
       keys.append("representations")
+    if loss.kd_weight:
+      keys = [k for k in keys if not k.endswith("_hidden")]
+      keys += [k for k in ("forward_logits", "backward_logits") if k not in keys]
     self._view = model if set(keys) == set(model.output) else output_model(model, keys)
-    # The teacher's softmax is never needed: its representations only.
-    self._teacher = (output_model(loss.teacher, ["representations"])
-                     if loss.teacher is not None else None)
+    # The teacher gives only what the terms need: representations and/or logits.
+    teacher_keys = (["representations"] if loss.distill_weight else []) + (
+        ["forward_logits", "backward_logits"] if loss.kd_weight else [])
+    self._teacher = (output_model(loss.teacher, teacher_keys)
+                     if loss.teacher is not None and teacher_keys else None)
     self._seed = seed
     spec = model.inputs[0].type_spec
     token_spec = tf.TensorSpec([None, None], tf.int32)
@@ -130,11 +173,16 @@ class Trainer:
         count = tf.maximum(count, 1.0)
         terms.update(forward_nll=fwd, backward_nll=bwd, num_predictions=count)
       total += self.loss.lm_weight * (fwd + bwd) / (2.0 * count)
+    teacher = (self._teacher(inputs, training=False) if self._teacher is not None else None)
     if self.loss.distill_weight:
-      target = self._teacher(inputs, training=False)["representations"]
+      target = teacher["representations"]
       mse = tf.reduce_mean(tf.square(outputs["representations"] - target))
       terms["distill_mse"] = mse
       total += self.loss.distill_weight * mse
+    if self.loss.kd_weight:
+      kl = kd_divergence(outputs, teacher, token_ids, self.loss.temperature)
+      terms["kd_kl"] = kl
+      total += self.loss.kd_weight * self.loss.temperature ** 2 * kl
     terms["loss"] = total
     return terms
 
@@ -177,3 +225,104 @@ def evaluate_perplexity(model: keras.Model, dataset: tf.data.Dataset) -> Dict[st
     raise ValueError("the evaluation corpus produced no predictions (no sentences).")
   return {"forward": math.exp(fwd / count), "backward": math.exp(bwd / count),
           "mean": math.exp((fwd + bwd) / (2 * count)), "num_predictions": int(count)}
+
+
+def run_training(trainer: Trainer, make_epoch_dataset, *, run_dir: str, steps_per_epoch: int,
+                 total_steps: int, log_every_steps: int, checkpoint_every_steps: int,
+                 eval_fn=None, callbacks=(), extra_scalars=None,
+                 tensorboard_dir: Optional[str] = None) -> Dict:
+  """The resumable step loop over epochs; returns throughput figures.
+
+  Args:
+    trainer: the model, optimizer and loss.
+    make_epoch_dataset: ``epoch -> tf.data.Dataset``, deterministic per epoch
+      so that a resumed run skips exactly the batches already trained on.
+    run_dir: holds ``checkpoints/`` and ``tensorboard/``.
+    steps_per_epoch, total_steps: loop length.
+    log_every_steps, checkpoint_every_steps: cadence of scalars and checkpoints.
+    eval_fn: ``() -> {"forward", "backward", "mean"}`` run at each epoch end.
+    callbacks: Keras callbacks driven as for a custom loop (tfmot's
+      ``UpdatePruningStep``): ``on_train_begin``, ``on_train_batch_begin``,
+      ``on_epoch_end``, and ``on_epoch_end`` once more after the last step.
+    extra_scalars: ``step -> {name: value}`` written with each log (e.g. sparsity).
+    tensorboard_dir: where scalars go; default ``run_dir/tensorboard``.
+  """
+  model, optimizer = trainer.model, trainer.optimizer
+  step = tf.Variable(0, dtype=tf.int64, name="global_step")
+  checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step)
+  manager = tf.train.CheckpointManager(checkpoint, os.path.join(run_dir, "checkpoints"),
+                                       max_to_keep=2)
+  if manager.latest_checkpoint:
+    checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+    logging.info("Resumed from %s at step %d.", manager.latest_checkpoint, int(step))
+  resumed_from = int(step)
+  writer = tf.summary.create_file_writer(tensorboard_dir or os.path.join(run_dir, "tensorboard"))
+  for cb in callbacks:
+    cb.set_model(model)
+    cb.on_train_begin()
+
+  trained_tokens = 0
+  train_seconds = 0.0
+  window = {"loss": 0.0, "fwd": 0.0, "bwd": 0.0, "count": 0.0, "tokens": 0, "t0": time.time()}
+  epoch = int(step) // steps_per_epoch
+  while int(step) < total_steps:
+    skip = int(step) - epoch * steps_per_epoch
+    steps_this_epoch = min(steps_per_epoch, total_steps - epoch * steps_per_epoch)
+    progbar = keras.utils.Progbar(steps_this_epoch, stateful_metrics=["ppl_fwd", "ppl_bwd", "lr"])
+    progbar.update(skip)
+    for batch in make_epoch_dataset(epoch).skip(skip).take(steps_this_epoch - skip):
+      t0 = time.time()
+      for cb in callbacks:
+        cb.on_train_batch_begin(batch=int(step))
+      terms = trainer.step(batch)
+      step.assign_add(1)
+      loss = float(terms["loss"])
+      if not np.isfinite(loss):
+        raise FloatingPointError(f"the training loss became {loss} at step {int(step)}; "
+                                 "lower --learning_rate or set --clip_norm.")
+      dt = time.time() - t0
+      tokens = int(tf.math.count_nonzero(batch["token_ids"]))
+      trained_tokens += tokens
+      train_seconds += dt
+      window["loss"] += loss
+      window["tokens"] += tokens
+      if "num_predictions" in terms:
+        window["fwd"] += float(terms["forward_nll"])
+        window["bwd"] += float(terms["backward_nll"])
+        window["count"] += float(terms["num_predictions"])
+      s = int(step)
+      values = [("loss", loss)]
+      if s % log_every_steps == 0 or s == total_steps:
+        elapsed = max(time.time() - window["t0"], 1e-9)
+        with writer.as_default(step=s):
+          tf.summary.scalar("train/loss", window["loss"] / log_every_steps)
+          tf.summary.scalar("train/learning_rate", float(optimizer.learning_rate(s - 1))
+                            if callable(optimizer.learning_rate) else float(optimizer.learning_rate))
+          tf.summary.scalar("train/tokens_per_second", window["tokens"] / elapsed)
+          if window["count"]:
+            tf.summary.scalar("train/perplexity_forward", np.exp(window["fwd"] / window["count"]))
+            tf.summary.scalar("train/perplexity_backward", np.exp(window["bwd"] / window["count"]))
+          for name, value in (extra_scalars(s) if extra_scalars else {}).items():
+            tf.summary.scalar(name, value)
+        if window["count"]:
+          values += [("ppl_fwd", np.exp(window["fwd"] / window["count"])),
+                     ("ppl_bwd", np.exp(window["bwd"] / window["count"]))]
+        window = {"loss": 0.0, "fwd": 0.0, "bwd": 0.0, "count": 0.0, "tokens": 0,
+                  "t0": time.time()}
+      progbar.update(s - epoch * steps_per_epoch, values=values)
+      if s % checkpoint_every_steps == 0:
+        manager.save(checkpoint_number=s)
+    for cb in callbacks:
+      cb.on_epoch_end(epoch)
+    manager.save(checkpoint_number=int(step))
+    if eval_fn is not None:
+      ppl = eval_fn()
+      logging.info("epoch %d step %d: valid perplexity forward %.2f backward %.2f mean %.2f",
+                   epoch + 1, int(step), ppl["forward"], ppl["backward"], ppl["mean"])
+      with writer.as_default(step=int(step)):
+        for k in ("forward", "backward", "mean"):
+          tf.summary.scalar(f"valid/perplexity_{k}", ppl[k])
+    epoch += 1
+  writer.flush()
+  return {"tokens_per_second": trained_tokens / train_seconds if train_seconds else None,
+          "train_seconds": train_seconds, "resumed_from_step": resumed_from}

@@ -1,51 +1,31 @@
 """Dense biLM training into one run folder: ``train_and_evaluate(config, run_dir)``.
 
-Run folder layout::
-
-  config.json      the TrainingRunConfig (validated)
-  flags.txt        the command-line flags that produced it (if given)
-  vocab.txt        the vocabulary (ELMo format)
-  checkpoints/     tf.train.Checkpoint of model, optimizer and step
-  tensorboard/     scalars: loss, perplexity per direction, learning rate, tokens/s
-  model_weights.h5 final weights (load with ``load_run``)
-  saved_model/     final Keras SavedModel, serving signature -> representations
-  metrics.json     perplexity (valid/test, per direction), tokens/s, wall time
+The run folder's layout and loading are `prunelm_tf.training.run_folder`; the
+step loop is `prunelm_tf.training.loop.run_training`; corpora are read by
+`prunelm_tf.data.corpus.load_corpus`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import time
-from typing import Dict, Optional, Tuple
+from typing import Dict, Optional
 
 from absl import logging
-import numpy as np
 import tensorflow as tf
 
 from prunelm_tf import data as data_lib
+from prunelm_tf.data.corpus import load_corpus
 from prunelm_tf.export.saved_model import export_saved_model
 from prunelm_tf.models.bilm import build_bilm
-from prunelm_tf.models.config import BiLMConfig
 from prunelm_tf.training.config import TrainingRunConfig
-from prunelm_tf.training.loop import (LearningRate, LossSpec, Trainer,
-                                      evaluate_perplexity)
+from prunelm_tf.training.loop import (LearningRate, LossSpec, Trainer, evaluate_perplexity,
+                                      run_training)
+from prunelm_tf.training.run_folder import WEIGHTS_FILE
 from prunelm_tf.utils import files
 
 keras = tf.keras
-
-WEIGHTS_FILE = "model_weights.h5"
-
-
-def load_corpus(spec: str, max_sentences: int = 0, tfds_data_dir: str = "", *, what: str):
-  """Reads a corpus into memory; errors name the config field ``what``."""
-  try:
-    corpus = data_lib.open_corpus(spec, max_sentences=max_sentences or None,
-                                  data_dir=tfds_data_dir or None)
-    return data_lib.read_sentences(corpus)
-  except (FileNotFoundError, ValueError) as e:
-    raise type(e)(f"{what}: {e}") from e
 
 
 def resolve_vocabulary(config: TrainingRunConfig, train_sentences, run_dir: str):
@@ -68,29 +48,6 @@ def with_vocab_size(config: TrainingRunConfig, vocab_size: int) -> TrainingRunCo
   raise ValueError(
       f"model.vocab_size={model.vocab_size} but the vocabulary has {vocab_size} tokens; "
       "leave --vocab_size at 0 to take the vocabulary's size.")
-
-
-def load_run(run_dir: str) -> Tuple[keras.Model, BiLMConfig, "data_lib.Vocabulary"]:
-  """Loads the final model of a training run folder.
-
-  Raises:
-    FileNotFoundError: the folder has no config.json or no final weights.
-  """
-  config_path = os.path.join(run_dir, "config.json")
-  weights_path = os.path.join(run_dir, WEIGHTS_FILE)
-  if not os.path.exists(config_path):
-    raise FileNotFoundError(
-        f"{run_dir} has no config.json, so it is not a run folder of pipelines.train.")
-  if not os.path.exists(weights_path):
-    raise FileNotFoundError(
-        f"{run_dir} holds no model ({WEIGHTS_FILE} is missing): the training run did not "
-        "finish. Run pipelines.train again with the same --run_dir to resume it.")
-  d = files.read_config_json(config_path)
-  model_config = BiLMConfig.from_dict(d["model"])
-  model = build_bilm(model_config)
-  model.load_weights(weights_path)
-  vocab = data_lib.Vocabulary.load(os.path.join(run_dir, "vocab.txt"))
-  return model, model_config, vocab
 
 
 def _datasets(config: TrainingRunConfig, vocab, sentences, *, shuffle: bool, seed: int = 0):
@@ -178,104 +135,3 @@ def train_and_evaluate(config: TrainingRunConfig, run_dir: str, *, overwrite: bo
   }
   files.write_json(os.path.join(run_dir, "metrics.json"), metrics)
   return metrics
-
-
-def run_training(trainer: Trainer, make_epoch_dataset, *, run_dir: str, steps_per_epoch: int,
-                 total_steps: int, log_every_steps: int, checkpoint_every_steps: int,
-                 eval_fn=None, callbacks=(), extra_scalars=None,
-                 tensorboard_dir: Optional[str] = None) -> Dict:
-  """The resumable step loop over epochs; returns throughput figures.
-
-  Args:
-    trainer: the model, optimizer and loss.
-    make_epoch_dataset: ``epoch -> tf.data.Dataset``, deterministic per epoch
-      so that a resumed run skips exactly the batches already trained on.
-    run_dir: holds ``checkpoints/`` and ``tensorboard/``.
-    steps_per_epoch, total_steps: loop length.
-    log_every_steps, checkpoint_every_steps: cadence of scalars and checkpoints.
-    eval_fn: ``() -> {"forward", "backward", "mean"}`` run at each epoch end.
-    callbacks: Keras callbacks driven as for a custom loop (tfmot's
-      ``UpdatePruningStep``): ``on_train_begin``, ``on_train_batch_begin``,
-      ``on_epoch_end``, and ``on_epoch_end`` once more after the last step.
-    extra_scalars: ``step -> {name: value}`` written with each log (e.g. sparsity).
-    tensorboard_dir: where scalars go; default ``run_dir/tensorboard``.
-  """
-  model, optimizer = trainer.model, trainer.optimizer
-  step = tf.Variable(0, dtype=tf.int64, name="global_step")
-  checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step)
-  manager = tf.train.CheckpointManager(checkpoint, os.path.join(run_dir, "checkpoints"),
-                                       max_to_keep=2)
-  if manager.latest_checkpoint:
-    checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-    logging.info("Resumed from %s at step %d.", manager.latest_checkpoint, int(step))
-  resumed_from = int(step)
-  writer = tf.summary.create_file_writer(tensorboard_dir or os.path.join(run_dir, "tensorboard"))
-  for cb in callbacks:
-    cb.set_model(model)
-    cb.on_train_begin()
-
-  trained_tokens = 0
-  train_seconds = 0.0
-  window = {"loss": 0.0, "fwd": 0.0, "bwd": 0.0, "count": 0.0, "tokens": 0, "t0": time.time()}
-  epoch = int(step) // steps_per_epoch
-  while int(step) < total_steps:
-    skip = int(step) - epoch * steps_per_epoch
-    steps_this_epoch = min(steps_per_epoch, total_steps - epoch * steps_per_epoch)
-    progbar = keras.utils.Progbar(steps_this_epoch, stateful_metrics=["ppl_fwd", "ppl_bwd", "lr"])
-    progbar.update(skip)
-    for batch in make_epoch_dataset(epoch).skip(skip).take(steps_this_epoch - skip):
-      t0 = time.time()
-      for cb in callbacks:
-        cb.on_train_batch_begin(batch=int(step))
-      terms = trainer.step(batch)
-      step.assign_add(1)
-      loss = float(terms["loss"])
-      if not np.isfinite(loss):
-        raise FloatingPointError(f"the training loss became {loss} at step {int(step)}; "
-                                 "lower --learning_rate or set --clip_norm.")
-      dt = time.time() - t0
-      tokens = int(tf.math.count_nonzero(batch["token_ids"]))
-      trained_tokens += tokens
-      train_seconds += dt
-      window["loss"] += loss
-      window["tokens"] += tokens
-      if "num_predictions" in terms:
-        window["fwd"] += float(terms["forward_nll"])
-        window["bwd"] += float(terms["backward_nll"])
-        window["count"] += float(terms["num_predictions"])
-      s = int(step)
-      values = [("loss", loss)]
-      if s % log_every_steps == 0 or s == total_steps:
-        elapsed = max(time.time() - window["t0"], 1e-9)
-        with writer.as_default(step=s):
-          tf.summary.scalar("train/loss", window["loss"] / log_every_steps)
-          tf.summary.scalar("train/learning_rate", float(optimizer.learning_rate(s - 1))
-                            if callable(optimizer.learning_rate) else float(optimizer.learning_rate))
-          tf.summary.scalar("train/tokens_per_second", window["tokens"] / elapsed)
-          if window["count"]:
-            tf.summary.scalar("train/perplexity_forward", np.exp(window["fwd"] / window["count"]))
-            tf.summary.scalar("train/perplexity_backward", np.exp(window["bwd"] / window["count"]))
-          for name, value in (extra_scalars(s) if extra_scalars else {}).items():
-            tf.summary.scalar(name, value)
-        if window["count"]:
-          values += [("ppl_fwd", np.exp(window["fwd"] / window["count"])),
-                     ("ppl_bwd", np.exp(window["bwd"] / window["count"]))]
-        window = {"loss": 0.0, "fwd": 0.0, "bwd": 0.0, "count": 0.0, "tokens": 0,
-                  "t0": time.time()}
-      progbar.update(s - epoch * steps_per_epoch, values=values)
-      if s % checkpoint_every_steps == 0:
-        manager.save(checkpoint_number=s)
-    for cb in callbacks:
-      cb.on_epoch_end(epoch)
-    manager.save(checkpoint_number=int(step))
-    if eval_fn is not None:
-      ppl = eval_fn()
-      logging.info("epoch %d step %d: valid perplexity forward %.2f backward %.2f mean %.2f",
-                   epoch + 1, int(step), ppl["forward"], ppl["backward"], ppl["mean"])
-      with writer.as_default(step=int(step)):
-        for k in ("forward", "backward", "mean"):
-          tf.summary.scalar(f"valid/perplexity_{k}", ppl[k])
-    epoch += 1
-  writer.flush()
-  return {"tokens_per_second": trained_tokens / train_seconds if train_seconds else None,
-          "train_seconds": train_seconds, "resumed_from_step": resumed_from}

@@ -1,11 +1,19 @@
 """Every validation rule of the compression config, and its boundary."""
 
+import json
+
 import pytest
 
 from prunelm_tf.compression import CompressConfig, RetrainConfig, ScheduleConfig, \
     parse_layer_sparsity
+from prunelm_tf.compression.methods.retrain import RetrainOptions
+from prunelm_tf.compression.methods.threshold import ThresholdOptions
 
 BASE = dict(model_dir="run", eval="x.txt")
+
+
+def _threshold(**kw):
+  return dict(method="threshold", method_options=ThresholdOptions(**kw))
 
 
 @pytest.mark.parametrize("kw,match", [
@@ -14,20 +22,20 @@ BASE = dict(model_dir="run", eval="x.txt")
     (dict(sparsity_sweep=()), "at least one"),
     (dict(layer_sparsity=(("softmax", 1.5),)), "softmax"),
     (dict(tflite_quantization=("int4",)), "unknown TFLite quantization mode 'int4'"),
-    (dict(method="distill"), "method"),
-    (dict(threshold_scope="row"), "threshold_scope"),
-    (dict(method="retrain"), "needs a corpus"),
+    (dict(method="distill"), "not a compression method; choose from retrain, threshold"),
+    (dict(method="retrain"), "set --train"),
     (dict(model_dir="", options_file="o.json"), "go together"),
     (dict(options_file="o.json", weight_file="w.hdf5"), "exactly one input model"),
-    (dict(method="retrain", train="t.txt", retrain=RetrainConfig(num_steps=10),
-          schedule=ScheduleConfig(end_step=100)), "never reached"),
-    (dict(threshold_allocation="greedy"), "threshold_allocation"),
-    (dict(threshold_allocation="sensitivity"), "set it"),
-    (dict(threshold_allocation="sensitivity", calibration="v.txt", threshold_scope="global"),
-     "threshold_scope=layer"),
-    (dict(threshold_allocation="sensitivity", calibration="v.txt", method="retrain",
-          train="t.txt"), "--method=threshold only"),
-    (dict(threshold_allocation="sensitivity", calibration="v.txt", calibration_sentences=0),
+    (dict(method="retrain", train="t.txt", method_options=dict(
+        retrain=dict(num_steps=10), schedule=dict(end_step=100))), "never reached"),
+    (dict(method="threshold", method_options=dict(allocation="greedy")), "threshold_allocation"),
+    (_threshold(allocation="sensitivity"), "--calibration"),
+    (dict(method="threshold", calibration="v.txt",
+          method_options=dict(allocation="sensitivity", scope="global")), "threshold_scope=layer"),
+    # Retraining has no allocation option: a typo'd or foreign key is refused.
+    (dict(method="retrain", train="t.txt", method_options=dict(allocation="sensitivity")),
+     "unknown RetrainOptions keys"),
+    (dict(calibration="v.txt", calibration_sentences=0, **_threshold(allocation="sensitivity")),
      "calibration_sentences"),
 ])
 def test_bad_compress_config(kw, match):
@@ -35,11 +43,23 @@ def test_bad_compress_config(kw, match):
     CompressConfig(**{**BASE, **kw})
 
 
+def test_options_of_another_method_are_a_type_error():
+  with pytest.raises(TypeError, match="must be a RetrainOptions"):
+    CompressConfig(**BASE, method="retrain", train="t.txt", method_options=ThresholdOptions())
+
+
+def test_config_json_round_trip_keeps_method_options():
+  config = CompressConfig(**BASE, method="retrain", train="t.txt", method_options=RetrainOptions(
+      schedule=ScheduleConfig(end_step=50, frequency=5), retrain=RetrainConfig(num_steps=60)))
+  again = CompressConfig.from_dict(json.loads(config.to_json()))
+  assert again == config
+  assert again.method_options.schedule.frequency == 5
+
+
 @pytest.mark.parametrize("kw,match", [
     (dict(begin_step=10, end_step=10), "begin_step"),
     (dict(begin_step=11, end_step=10), "begin_step"),
-    (dict(final_sparsity=1.0), "final_sparsity"),
-    (dict(initial_sparsity=0.5, final_sparsity=0.4), "initial_sparsity"),
+    (dict(initial_sparsity=1.0), "initial_sparsity"),
     (dict(frequency=0), "frequency"),
     (dict(kind="cubic"), "schedule"),
 ])
@@ -49,12 +69,12 @@ def test_bad_schedule(kw, match):
 
 
 def test_boundaries_pass():
-  ScheduleConfig(begin_step=9, end_step=10, final_sparsity=0.0)
-  ScheduleConfig(final_sparsity=0.999, initial_sparsity=0.999)
+  ScheduleConfig(begin_step=9, end_step=10)
+  ScheduleConfig(initial_sparsity=0.999)
   CompressConfig(**BASE, sparsity_sweep=(0.0, 0.99), tflite_quantization=("int8", "float16"))
   CompressConfig(model_dir="", options_file="o.json", weight_file="w.hdf5", eval="x")
-  CompressConfig(**BASE, threshold_allocation="sensitivity", calibration="v.txt",
-                 calibration_sentences=1)
+  CompressConfig(**BASE, calibration="v.txt", calibration_sentences=1,
+                 **_threshold(allocation="sensitivity"))
 
 
 @pytest.mark.parametrize("kw,match", [

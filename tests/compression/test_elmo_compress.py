@@ -10,6 +10,8 @@ from prunelm_tf.compression import CompressConfig, RetrainConfig, ScheduleConfig
     prunable_weights
 from prunelm_tf.data import open_corpus, read_sentences
 from prunelm_tf.elmo import ElmoEmbedder, load_elmo
+from prunelm_tf.compression.methods.retrain import RetrainOptions
+from prunelm_tf.compression.methods.threshold import ThresholdOptions
 from prunelm_tf.export.saved_model import load_saved_model
 
 
@@ -45,8 +47,8 @@ def test_threshold_elmo_exports_hdf5_that_embeds_like_the_variant(elmo_files, tm
 def test_lm_objective_on_elmo_is_refused_before_training(elmo_files, tmp_path):
   options, weights, text = elmo_files
   config = CompressConfig(options_file=options, weight_file=weights, train=text, eval=text,
-                          method="retrain", schedule=ScheduleConfig(end_step=2, frequency=1),
-                          retrain=RetrainConfig(num_steps=2, objective="lm", batch_size=4),
+                          method="retrain", method_options=RetrainOptions(schedule=ScheduleConfig(end_step=2, frequency=1),
+                          retrain=RetrainConfig(num_steps=2, objective="lm", batch_size=4)),
                           tflite_quantization=("none",), num_parity_sentences=1)
   with pytest.raises(ValueError, match="needs a softmax.*--retrain_objective=distill"):
     compress(config, str(tmp_path / "c"))
@@ -57,8 +59,8 @@ def test_distill_retrain_elmo(elmo_files, tmp_path):
   options, weights, text = elmo_files
   result = compress(CompressConfig(
       options_file=options, weight_file=weights, train=text, eval=text, method="retrain",
-      sparsity_sweep=(0.6,), schedule=ScheduleConfig(end_step=4, frequency=1),
-      retrain=RetrainConfig(num_steps=5, objective="distill", batch_size=8, learning_rate=1e-3),
+      sparsity_sweep=(0.6,), method_options=RetrainOptions(schedule=ScheduleConfig(end_step=4, frequency=1),
+      retrain=RetrainConfig(num_steps=5, objective="distill", batch_size=8, learning_rate=1e-3)),
       tflite_quantization=("none",), num_parity_sentences=1), str(tmp_path / "c"))
   v = result["variants"][0]
   exported = load_saved_model(str(tmp_path / "c" / "variants" / "retrain_60" / "saved_model"))

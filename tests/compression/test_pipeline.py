@@ -10,8 +10,10 @@ import tensorflow as tf
 
 from prunelm_tf.compression import (CompressConfig, RetrainConfig, ScheduleConfig, compress,
                                     prunable_weights)
+from prunelm_tf.compression.methods.retrain import RetrainOptions
+from prunelm_tf.compression.methods.threshold import ThresholdOptions
 from prunelm_tf.export.saved_model import load_saved_model
-from prunelm_tf.training.train import load_run
+from prunelm_tf.training.run_folder import load_run
 from tests.tolerance import assert_float32_close
 
 
@@ -61,9 +63,9 @@ def test_retrain_reaches_target_on_every_pruned_matrix(tiny_run_dir, tiny_text, 
   config = CompressConfig(
       model_dir=tiny_run_dir, train=tiny_text, eval=tiny_text, method="retrain",
       sparsity_sweep=(0.75,), layer_sparsity=(("softmax", 0.0),),
-      schedule=ScheduleConfig(end_step=6, frequency=1),
+      method_options=RetrainOptions(schedule=ScheduleConfig(end_step=6, frequency=1),
       retrain=RetrainConfig(num_steps=8, learning_rate=0.005, batch_size=2,
-                            objective="lm+distill"),
+                            objective="lm+distill")),
       tflite_quantization=("none", "float16", "int8"), num_parity_sentences=2)
   result = compress(config, str(tmp_path / "r"))
   v = result["variants"][0]
@@ -117,7 +119,7 @@ def test_run_folder_of_another_run_is_refused(tiny_run_dir, tiny_text, tmp_path)
 
 def test_sensitivity_allocation_keeps_overall_sparsity(tiny_run_dir, tiny_text, tmp_path):
   config = CompressConfig(model_dir=tiny_run_dir, eval=tiny_text, method="threshold",
-                          sparsity_sweep=(0.6,), threshold_allocation="sensitivity",
+                          sparsity_sweep=(0.6,), method_options=ThresholdOptions(allocation="sensitivity"),
                           calibration=tiny_text, calibration_sentences=4,
                           layer_sparsity=(("softmax", 0.0),), tflite_quantization=("none",),
                           num_parity_sentences=1)
@@ -125,6 +127,7 @@ def test_sensitivity_allocation_keeps_overall_sparsity(tiny_run_dir, tiny_text, 
   result = compress(config, run_dir)
   v = result["variants"][0]
   assert v["name"] == "threshold_sens_60" and v["allocation"] == "sensitivity"
+  assert v["method_options"] == {"scope": "layer", "allocation": "sensitivity"}
   per_weight = v["sparsity"]["per_weight"]
   assert per_weight["softmax/kernel"] == 0.0  # an explicit override is kept
   free = [n for n in per_weight if not n.startswith("softmax")]
@@ -134,7 +137,7 @@ def test_sensitivity_allocation_keeps_overall_sparsity(tiny_run_dir, tiny_text, 
   zeros = sum(per_weight[n] * sizes[n] for n in free)
   assert zeros / sum(sizes[n] for n in free) == pytest.approx(0.6, abs=1e-3)
   assert len({round(per_weight[n], 2) for n in free}) > 1  # not uniform
-  curves = json.load(open(os.path.join(run_dir, "sensitivity.json")))
+  curves = json.load(open(os.path.join(run_dir, "cache", "sensitivity.json")))
   assert set(curves["curves"]) == set(free) and curves["num_sentences"] == 4
 
 

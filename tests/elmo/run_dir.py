@@ -5,7 +5,7 @@ import os
 from prunelm_tf import data as data_lib
 from prunelm_tf.models import BiLMConfig, build_bilm
 from prunelm_tf.training.config import DataConfig, TrainConfig, TrainingRunConfig
-from prunelm_tf.training.train import WEIGHTS_FILE
+from prunelm_tf.training.run_folder import WEIGHTS_FILE
 
 
 def make_word_run_dir(run_dir, train_file):

@@ -12,7 +12,7 @@ from prunelm_tf.evaluation.perplexity import (convert_lm_to_tflite, export_lm_tf
 from prunelm_tf.export.tflite import export_tflite
 from prunelm_tf.models import BiLMConfig, CharCNNConfig, build_bilm
 from prunelm_tf.training.loop import evaluate_perplexity
-from prunelm_tf.training.train import load_run
+from prunelm_tf.training.run_folder import load_run
 
 _TINY_CHAR_CNN = CharCNNConfig(embedding_dim=4, filters=((1, 4), (2, 4)), n_highway=1)
 

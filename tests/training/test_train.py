@@ -11,6 +11,7 @@ from prunelm_tf.models import BiLMConfig
 from prunelm_tf.training import train as train_lib
 from prunelm_tf.training.config import DataConfig, TrainConfig, TrainingRunConfig
 from prunelm_tf.training.loop import Trainer
+from prunelm_tf.training.run_folder import load_run
 from tests.tolerance import assert_float32_close
 
 
@@ -40,7 +41,7 @@ def test_run_folder_artifacts_and_metrics(shared_data, tmp_path):
     assert set(ppl) >= {"forward", "backward", "mean"}
     # 5 sentences, 134 words: 139 predictions per direction.
     assert ppl["num_predictions"] == 139
-  model, model_config, vocab = train_lib.load_run(run_dir)
+  model, model_config, vocab = load_run(run_dir)
   config = json.load(open(os.path.join(run_dir, "config.json")))
   # vocab_size is taken from the vocabulary built from the 5 training lines.
   assert config["model"]["vocab_size"] == model_config.vocab_size == len(vocab) > 50
@@ -59,7 +60,7 @@ def test_resume_after_interrupt_matches_uninterrupted_run(shared_data, tmp_path,
   config = tiny_run_config(shared_data, lr_schedule="constant", num_epochs=2)
   reference_dir = str(tmp_path / "reference")
   train_lib.train_and_evaluate(config, reference_dir)
-  reference, _, _ = train_lib.load_run(reference_dir)
+  reference, _, _ = load_run(reference_dir)
 
   run_dir = str(tmp_path / "interrupted")
   original_step = Trainer.step
@@ -76,11 +77,11 @@ def test_resume_after_interrupt_matches_uninterrupted_run(shared_data, tmp_path,
     train_lib.train_and_evaluate(config, run_dir)
   assert not os.path.exists(os.path.join(run_dir, "model_weights.h5"))
   with pytest.raises(FileNotFoundError, match="did not finish"):
-    train_lib.load_run(run_dir)
+    load_run(run_dir)
   monkeypatch.setattr(Trainer, "step", original_step)
   metrics = train_lib.train_and_evaluate(config, run_dir)
   assert metrics["resumed_from_step"] == 2
-  resumed, _, _ = train_lib.load_run(run_dir)
+  resumed, _, _ = load_run(run_dir)
   for a, b in zip(reference.weights, resumed.weights):
     np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-5, err_msg=a.name)
 

@@ -1,0 +1,157 @@
+"""Retraining a compressed biLM: the optimisation settings and the resumable loop.
+
+Shared by every method that trains after (or while) compressing: tfmot
+pruning with retraining today, fine-tuning after one-shot, low-rank or
+structured compression tomorrow.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Callable, Dict, Optional, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from prunelm_tf.compression.options import option
+from prunelm_tf.compression.targets import prunable_weights
+from prunelm_tf.training.loop import LearningRate, LossSpec, Trainer, run_training
+
+keras = tf.keras
+
+OBJECTIVES = ("lm", "kd", "lm+kd", "distill", "lm+distill")
+LR_SCHEDULES = ("constant", "linear", "cosine")
+
+
+@dataclasses.dataclass(frozen=True)
+class RetrainConfig:
+  """Optimisation during retraining."""
+
+  # Optimizer steps (>= the schedule's end_step so that the target is reached).
+  num_steps: int = option(1200, "Retraining optimizer steps (>= --end_step).", flag="num_steps",
+                          lower=1)
+  # Adam learning rate (pruning-aware fine-tuning wants it small).
+  learning_rate: float = option(5e-4, "Retraining Adam learning rate.", flag="learning_rate",
+                                lower=0)
+  # "constant", or "linear" / "cosine" decay to zero at num_steps.
+  lr_schedule: str = option("constant", "Retraining learning rate: constant, or linear/cosine "
+                            "decay to zero at --num_steps.", flag="lr_schedule",
+                            choices=LR_SCHEDULES)
+  # "lm": LM loss on the corpus; "kd": KL divergence to the dense model's word
+  # distributions (knowledge distillation, needs its softmax); "lm+kd": both;
+  # "distill": MSE to the dense model's layer representations (needs no
+  # softmax); "lm+distill": LM + that MSE.
+  objective: str = option("lm", "lm: LM loss on --train; kd: KL divergence to the dense model's "
+                          "next/previous-word distributions (knowledge distillation, needs a "
+                          "softmax); lm+kd: both; distill: MSE to the dense model's layer "
+                          "representations (no softmax needed, the choice for an imported "
+                          "ELMo); lm+distill: LM + MSE.", flag="retrain_objective",
+                          choices=OBJECTIVES)
+  # Weight of the representation-distillation term.
+  distill_weight: float = option(1.0, "Weight of the representation-distillation term.",
+                                 flag="distill_weight", lower=0)
+  # Weight of the KD term (kd, lm+kd).
+  kd_weight: float = option(1.0, "Weight of the knowledge-distillation term (kd, lm+kd).",
+                            flag="kd_weight", lower=0)
+  # Temperature of the KD term (both distributions divided by it; the term is
+  # scaled by its square).
+  kd_temperature: float = option(1.0, "Temperature of the knowledge-distillation term (> 0).",
+                                 flag="kd_temperature")
+  # Sampled-softmax samples for the LM term; 0 = full softmax.
+  num_sampled: int = 0
+  # Global gradient-norm clipping; 0 = none.
+  clip_norm: float = 5.0
+  # Sentences per batch.
+  batch_size: int = option(64, "Retraining sentences per batch.", flag="batch_size", lower=1)
+  # Checkpoint every this many steps.
+  checkpoint_every_steps: int = option(200, "Retraining checkpoint cadence in steps.",
+                                       flag="checkpoint_every_steps", lower=1)
+  # Scalars every this many steps.
+  log_every_steps: int = 25
+
+  def __post_init__(self):
+    if self.objective not in OBJECTIVES:
+      raise ValueError(f"--retrain_objective must be one of {OBJECTIVES}, got {self.objective!r}.")
+    if self.num_steps < 1:
+      raise ValueError(f"--num_steps must be >= 1, got {self.num_steps}.")
+    if self.batch_size < 1:
+      raise ValueError(f"--batch_size must be >= 1, got {self.batch_size}.")
+    if self.learning_rate <= 0:
+      raise ValueError(f"--learning_rate must be > 0, got {self.learning_rate}.")
+    if self.lr_schedule not in LR_SCHEDULES:
+      raise ValueError(f"--lr_schedule must be one of {LR_SCHEDULES}, "
+                       f"got {self.lr_schedule!r}.")
+    if self.distill_weight < 0 or self.num_sampled < 0 or self.clip_norm < 0:
+      raise ValueError("--distill_weight, num_sampled and clip_norm must be >= 0.")
+    if self.kd_weight < 0:
+      raise ValueError(f"--kd_weight must be >= 0, got {self.kd_weight}.")
+    if self.kd_temperature <= 0:
+      raise ValueError(f"--kd_temperature must be > 0, got {self.kd_temperature}.")
+    if self.checkpoint_every_steps < 1 or self.log_every_steps < 1:
+      raise ValueError("--checkpoint_every_steps and log_every_steps must be >= 1.")
+
+  @property
+  def uses_lm(self) -> bool:
+    return self.objective in ("lm", "lm+kd", "lm+distill")
+
+  @property
+  def uses_kd(self) -> bool:
+    return self.objective in ("kd", "lm+kd")
+
+  @property
+  def uses_distill(self) -> bool:
+    return self.objective in ("distill", "lm+distill")
+
+  @property
+  def needs_softmax(self) -> bool:
+    """The LM and KD terms need the model's (and teacher's) softmax."""
+    return self.uses_lm or self.uses_kd
+
+
+def retrain(model: keras.Model, teacher: keras.Model, config: RetrainConfig, context, *,
+            callbacks: Sequence = ()) -> Dict[str, float]:
+  """Trains ``model`` (wrapped or plain) on the context's training corpus; resumable.
+
+  Args:
+    model: the model to train in place (tfmot wrappers allowed).
+    teacher: the dense model, the distillation target (never trained).
+    config: the optimisation settings.
+    context: the method's `MethodContext` (corpus, folders, seed).
+    callbacks: Keras callbacks for a custom loop (tfmot's UpdatePruningStep).
+
+  Returns:
+    Throughput figures of `run_training` plus ``num_train_steps`` and
+    ``steps_per_epoch`` (the budget in both units).
+  """
+  loss = LossSpec(lm_weight=1.0 if config.uses_lm else 0.0,
+                  distill_weight=config.distill_weight if config.uses_distill else 0.0,
+                  kd_weight=config.kd_weight if config.uses_kd else 0.0,
+                  temperature=config.kd_temperature,
+                  teacher=teacher if (config.uses_distill or config.uses_kd) else None)
+  learning_rate = LearningRate(config.learning_rate, config.num_steps,
+                               schedule=config.lr_schedule)
+  trainer = Trainer(model, keras.optimizers.Adam(learning_rate), loss,
+                    clip_norm=config.clip_norm, seed=context.seed)
+  sentences = context.train_sentences
+  steps_per_epoch = max(1, sum(1 for _ in context.dataset(sentences, config.batch_size,
+                                                          shuffle=False)))
+  weights = prunable_weights(model)
+  sizes = {n: int(np.prod(w.shape)) for n, w in weights.items()}
+
+  def sparsity_scalars(step):  # pylint: disable=unused-argument
+    zeros = {n: sizes[n] - np.count_nonzero(w.numpy()) for n, w in weights.items()}
+    out = {f"sparsity/{n}": zeros[n] / sizes[n] for n in weights}
+    out["sparsity/overall"] = sum(zeros.values()) / max(sum(sizes.values()), 1)
+    return out
+
+  os.makedirs(context.variant_dir, exist_ok=True)
+  result = run_training(
+      trainer, lambda epoch: context.dataset(sentences, config.batch_size, shuffle=True,
+                                             seed=context.seed + epoch),
+      run_dir=context.variant_dir, steps_per_epoch=steps_per_epoch, total_steps=config.num_steps,
+      log_every_steps=config.log_every_steps,
+      checkpoint_every_steps=config.checkpoint_every_steps, callbacks=list(callbacks),
+      extra_scalars=sparsity_scalars, tensorboard_dir=context.tensorboard_dir)
+  return {**result, "num_train_steps": config.num_steps, "steps_per_epoch": steps_per_epoch,
+          "num_train_epochs": config.num_steps / steps_per_epoch}

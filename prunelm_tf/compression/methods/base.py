@@ -1,0 +1,131 @@
+"""The interface every compression method implements, and what a method is given.
+
+A method is one module in this package plus one line in ``registry.py``. It
+declares:
+
+* ``Options``: a frozen, validated dataclass of its own settings. Fields made
+  with `option(...)` become command-line flags of ``pipelines.compress`` (name,
+  help, choices and bounds come from the field), nested option dataclasses are
+  walked, so the entry point never lists a method's settings by hand.
+* ``needs(options)``: which corpora it reads (training, calibration) and
+  whether it needs the source model's softmax.
+* ``check(options, config, source)``: every rule that involves the input model
+  or the rest of the run config, run before any work.
+* ``variant_name(options, target_sparsity)``: the variant's folder name. Names
+  are for people; results are keyed by the recorded method, options and
+  target sparsity, never by parsing a name.
+* ``compress(options, context)``: the work. Returns a `CompressedModel`: a
+  plain Keras biLM (no pruning wrappers) with **its own** `BiLMConfig`, which
+  may differ from the source's (fewer units, layers, factorized matrices), and
+  any extra metrics.
+* ``hparams(options)``: its keys for TensorBoard's HParams, with their domain
+  in ``hparam_domains``; other methods' keys read "n/a".
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+from typing import Any, Callable, ClassVar, Dict, List, Mapping, Optional, Sequence, Tuple
+
+import tensorflow as tf
+
+from prunelm_tf.compression.options import options_from_dict
+from prunelm_tf.compression.source import Source
+from prunelm_tf.models.config import BiLMConfig
+
+keras = tf.keras
+
+
+@dataclasses.dataclass(frozen=True)
+class Needs:
+  """What a method reads besides the source model."""
+  # A training corpus (--train).
+  train: bool = False
+  # A held-out calibration corpus (--calibration).
+  calibration: bool = False
+  # The source model's softmax (an LM objective, or a perplexity-based criterion).
+  softmax: bool = False
+
+
+@dataclasses.dataclass
+class CompressedModel:
+  """What ``compress`` returns for one variant."""
+  # The compressed biLM: plain Keras layers, no tfmot wrappers.
+  model: keras.Model
+  # Its own architecture (the source's unless the method changed the shape).
+  config: BiLMConfig
+  # Extra per-variant figures for metrics.json (JSON-serialisable).
+  metrics: Dict[str, Any] = dataclasses.field(default_factory=dict)
+  # Seconds of the method's own stages, e.g. {"prune": 1.2} or {"retrain": 900}.
+  seconds: Dict[str, float] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass
+class MethodContext:
+  """Everything a method gets for one variant (one target sparsity).
+
+  The source model is shared by every variant: a method copies it
+  (`copy_source`) before changing weights.
+  """
+  # The dense input model, its architecture and vocabulary.
+  source: Source
+  # The sweep value this variant is made for, in [0, 1).
+  target_sparsity: float
+  # Per-weight targets: the sweep value, with --layer_sparsity overrides.
+  targets: Dict[str, float]
+  # Weights whose target is not fixed by --layer_sparsity (free for allocation).
+  free_weights: List[str]
+  # Corpora (tokenized sentences), None when not given.
+  train_sentences: Optional[List[List[str]]]
+  calibration_sentences: Optional[List[List[str]]]
+  # The variant's own folder (checkpoints of a resumable retraining go here).
+  variant_dir: str
+  # The variant's TensorBoard folder for training scalars.
+  tensorboard_dir: str
+  # A run-level folder for caches shared by every variant of the sweep.
+  cache_dir: str
+  # Seed for data order and any randomness.
+  seed: int
+  # ``(sentences, batch_size, shuffle, seed) -> tf.data.Dataset`` for the source.
+  make_dataset: Callable[..., tf.data.Dataset]
+
+  def copy_source(self) -> keras.Model:
+    """A fresh copy of the dense model (same architecture and weights)."""
+    return self.source.copy_model()
+
+  def dataset(self, sentences, batch_size: int, *, shuffle: bool, seed: int = 0):
+    return self.make_dataset(sentences, batch_size, shuffle=shuffle, seed=seed)
+
+
+class CompressionMethod(abc.ABC):
+  """A registered compression method; see the module docstring."""
+
+  # Registry key and --method value.
+  name: ClassVar[str]
+  # One sentence: what it does (flag help and docs are built from it).
+  summary: ClassVar[str]
+  # Its frozen options dataclass.
+  Options: ClassVar[type]
+  # HParams keys of this method -> their discrete values ("n/a" is added).
+  hparam_domains: ClassVar[Mapping[str, Tuple[str, ...]]] = {}
+
+  def needs(self, options) -> Needs:  # pylint: disable=unused-argument
+    return Needs()
+
+  def check(self, options, config, source: Source) -> None:  # pylint: disable=unused-argument
+    """Rules involving the run config or the input model; raise ValueError."""
+
+  def variant_name(self, options, target_sparsity: float) -> str:  # pylint: disable=unused-argument
+    return f"{self.name}_{round(target_sparsity * 100):02d}"
+
+  @abc.abstractmethod
+  def compress(self, options, context: MethodContext) -> CompressedModel:
+    """Makes one variant; see `MethodContext` and `CompressedModel`."""
+
+  def hparams(self, options) -> Dict[str, str]:  # pylint: disable=unused-argument
+    return {}
+
+  def options_from_dict(self, d: Optional[Mapping[str, Any]]):
+    """The options from their JSON form (config.json); None = defaults."""
+    return options_from_dict(self.Options, d or {})

@@ -1,0 +1,74 @@
+"""``threshold``: magnitude pruning without retraining (uniform or sensitivity-allocated)."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+from prunelm_tf.compression.allocation import allocated_targets
+from prunelm_tf.compression.methods.base import CompressedModel, CompressionMethod, Needs
+from prunelm_tf.compression.options import option
+from prunelm_tf.compression.threshold import prune_by_threshold
+
+SCOPES = ("layer", "global")
+ALLOCATIONS = ("uniform", "sensitivity")
+
+
+@dataclasses.dataclass(frozen=True)
+class ThresholdOptions:
+  """Magnitude thresholding."""
+
+  # "layer": every matrix to its own target; "global": one threshold across all.
+  scope: str = option("layer", "layer: every matrix pruned to its target; global: one magnitude "
+                      "threshold across all pruned matrices (with the same target).",
+                      flag="threshold_scope", choices=SCOPES)
+  # "uniform": every weight gets the sweep value; "sensitivity": per-weight
+  # targets chosen from each weight's measured cost on --calibration, the
+  # overall sparsity still the sweep value.
+  allocation: str = option(
+      "uniform", "uniform: every matrix gets the sweep value. sensitivity: each matrix is first "
+      "pruned alone on --calibration to measure what it costs, then per-matrix targets are "
+      "chosen so the overall sparsity is still the sweep value at the least predicted loss "
+      "(takes a few minutes more).", flag="threshold_allocation", choices=ALLOCATIONS)
+
+  def __post_init__(self):
+    if self.scope not in SCOPES:
+      raise ValueError(f"--threshold_scope must be one of {SCOPES}, got {self.scope!r}.")
+    if self.allocation not in ALLOCATIONS:
+      raise ValueError(f"--threshold_allocation must be one of {ALLOCATIONS}, "
+                       f"got {self.allocation!r}.")
+    if self.allocation == "sensitivity" and self.scope != "layer":
+      raise ValueError("--threshold_allocation=sensitivity chooses a target per weight, so it "
+                       "needs --threshold_scope=layer.")
+
+
+class ThresholdMethod(CompressionMethod):
+  """The smallest-magnitude weights set to zero, no training."""
+
+  name = "threshold"
+  # A one-shot method: a starting point for retraining (--init).
+  one_shot = True
+  summary = "set the smallest weights to zero, no training"
+  Options = ThresholdOptions
+  hparam_domains = {"threshold_scope": SCOPES, "threshold_allocation": ALLOCATIONS}
+
+  def needs(self, options):
+    return Needs(calibration=options.allocation == "sensitivity")
+
+  def variant_name(self, options, target_sparsity):
+    sens = "_sens" if options.allocation == "sensitivity" else ""
+    return f"{self.name}{sens}_{round(target_sparsity * 100):02d}"
+
+  def compress(self, options, context):
+    t = time.time()
+    targets, record = context.targets, {}
+    if options.allocation == "sensitivity":
+      targets, record = allocated_targets(context)
+      record = {"allocation": "sensitivity", **record}
+    model = context.copy_source()
+    prune_by_threshold(model, targets, scope=options.scope)
+    return CompressedModel(model, context.source.config, metrics=record,
+                           seconds={"prune": time.time() - t})
+
+  def hparams(self, options):
+    return {"threshold_scope": options.scope, "threshold_allocation": options.allocation}

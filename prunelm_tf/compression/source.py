@@ -1,0 +1,90 @@
+"""The dense input model of a compression run, and what is measured against it."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Dict, Optional
+
+import numpy as np
+import tensorflow as tf
+
+from prunelm_tf import data as data_lib
+from prunelm_tf.models.bilm import build_bilm
+from prunelm_tf.models.config import BiLMConfig
+from prunelm_tf.training.loop import model_input
+
+keras = tf.keras
+
+# The minimal vocabulary of a model without one (an imported ELMo): the data
+# pipeline needs the special tokens to frame sentences; char ids do the rest.
+_FRAMING_VOCAB = ("<S>", "</S>", "<UNK>")
+
+
+@dataclasses.dataclass
+class Source:
+  """The dense input model and what is needed to feed it text."""
+  model: keras.Model
+  config: BiLMConfig
+  vocab: Optional[data_lib.Vocabulary]  # None for ELMo imports (char input, no softmax)
+  description: str
+
+  def copy_model(self) -> keras.Model:
+    """A fresh model with the same architecture and weights."""
+    model = build_bilm(self.config)
+    model.set_weights(self.model.get_weights())
+    return model
+
+  def dataset(self, sentences, batch_size: int, *, shuffle: bool, seed: int = 0):
+    """Batches of ``sentences`` as this model reads them (see `data.make_dataset`)."""
+    return model_dataset(self.config, self.vocab, sentences, batch_size, shuffle=shuffle,
+                         seed=seed)
+
+
+def model_dataset(config: BiLMConfig, vocab: Optional[data_lib.Vocabulary], sentences,
+                  batch_size: int, *, shuffle: bool, seed: int = 0) -> tf.data.Dataset:
+  """Batches for a biLM of architecture ``config`` (``vocab`` None: framing tokens only)."""
+  return data_lib.make_dataset(
+      sentences, vocab or data_lib.Vocabulary(list(_FRAMING_VOCAB)), batch_size=batch_size,
+      char_inputs=config.token_encoder == "char",
+      max_characters_per_token=config.char_cnn.max_characters_per_token,
+      shuffle=shuffle, seed=seed)
+
+
+def check_corpus_fits(sentences, vocab: data_lib.Vocabulary, flag: str,
+                      max_oov_rate: float = 0.2) -> float:
+  """Rejects a corpus most of whose tokens the model's vocabulary does not know."""
+  tokens = [t for s in sentences for t in s]
+  known = sum(1 for t in tokens if t in vocab)
+  oov = 1.0 - known / max(len(tokens), 1)
+  if oov > max_oov_rate:
+    raise ValueError(
+        f"{flag}: {oov:.1%} of the corpus tokens are not in the model's vocabulary "
+        f"({len(vocab)} tokens; more than {max_oov_rate:.0%} allowed), so this corpus does not "
+        "fit the model (another tokenization, casing or language?). Use text tokenized like the "
+        "model's training corpus.")
+  return oov
+
+
+def representation_similarity(model, reference, dataset) -> Dict[str, float]:
+  """Mean cosine similarity per layer between two models' representations.
+
+  The models may differ in architecture (a structurally pruned variant): both
+  read the same input batches and give [batch, layers, words, dim] outputs of
+  the same width. Averaged over every real word position.
+  """
+  sums, count = None, 0.0
+  for batch in dataset:
+    a = model(model_input(model, batch), training=False)["representations"].numpy()
+    b = reference(model_input(reference, batch), training=False)["representations"].numpy()
+    if a.shape != b.shape:
+      raise ValueError(f"representations of shape {a.shape} cannot be compared with the dense "
+                       f"model's {b.shape}: a variant must keep the number of layers and the "
+                       "representation width.")
+    mask = (batch["token_ids"].numpy()[:, 2:] > 0)  # word positions
+    na = np.linalg.norm(a, axis=-1)
+    nb = np.linalg.norm(b, axis=-1)
+    cos = (a * b).sum(-1) / np.maximum(na * nb, 1e-12)  # [batch, layers, words]
+    layer_sums = (cos * mask[:, None, :]).sum(axis=(0, 2))
+    sums = layer_sums if sums is None else sums + layer_sums
+    count += mask.sum()
+  return {f"layer_{k}": float(v / max(count, 1.0)) for k, v in enumerate(sums)}
