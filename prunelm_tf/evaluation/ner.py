@@ -148,7 +148,8 @@ def _load_token_cache(cache_path: str, sentences: Sequence[Sequence[str]],
     if (features.ndim != 3 or offsets.shape != (len(sentences) + 1,)
         or not np.array_equal(np.diff(offsets), lengths) or offsets[0] != 0
         or offsets[-1] != features.shape[0]):
-      raise ValueError(f"{offsets.shape[0] - 1} sentences stored, {len(sentences)} given")
+      raise ValueError(f"{offsets.shape[0] - 1} sentences stored, {len(sentences)} given, "
+                       "or other sentence lengths")
     return feature_cache.feature_fingerprint(sentences, features.shape, identity)
 
   arrays = feature_cache.load_arrays(cache_path, expected, ("features", "offsets"))
