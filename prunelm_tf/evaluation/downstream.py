@@ -16,11 +16,8 @@ fast. (With ``do_layer_norm`` this no longer holds; the probe does not use it.)
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import os
 import time
-import zipfile
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from absl import logging
@@ -29,8 +26,9 @@ import tensorflow as tf
 import tqdm
 
 from prunelm_tf.elmo.embedder import Embedder
+from prunelm_tf.evaluation import feature_cache
+from prunelm_tf.evaluation.feature_cache import feature_fingerprint
 from prunelm_tf.models.layers import ScalarMix
-from prunelm_tf.utils.files import atomic_path
 
 keras = tf.keras
 
@@ -90,34 +88,28 @@ def read_sentence_labels(path: str | os.PathLike) -> Tuple[List[List[str]], np.n
   return sentences, np.asarray(labels, np.int64)
 
 
-def _fingerprint(sentences: Sequence[Sequence[str]], shape: Sequence[int]) -> str:
-  """sha1 of the sentences and the feature shape, the identity of a cache file."""
-  digest = hashlib.sha1(json.dumps([list(s) for s in sentences]).encode("utf-8"))
-  digest.update(json.dumps([int(d) for d in shape]).encode("utf-8"))
-  return digest.hexdigest()
+def _load_cache(cache_path: str, sentences: Sequence[Sequence[str]],
+                model_fingerprint: str) -> Optional[np.ndarray]:
+  """The cached features if the file matches ``sentences`` (and the model), else None."""
 
+  def expected(arrays):
+    features = arrays["features"]
+    if features.ndim != 3 or features.shape[0] != len(sentences):
+      raise ValueError(f"{features.shape[0] if features.ndim else -1} sentences stored, "
+                       f"{len(sentences)} given")
+    return feature_fingerprint(sentences, features.shape, model_fingerprint)
 
-def _load_cache(cache_path: str, sentences: Sequence[Sequence[str]]) -> Optional[np.ndarray]:
-  """The cached features if the file matches ``sentences``, else None (with a warning)."""
-  try:
-    with np.load(cache_path, allow_pickle=False) as f:
-      features, stored = f["features"], str(f["fingerprint"])
-  except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
-    logging.warning("Feature cache %s is unreadable (%s); recomputing it.", cache_path, e)
+  arrays = feature_cache.load_arrays(cache_path, expected, ("features",))
+  if arrays is None:
     return None
-  if (features.ndim != 3 or features.shape[0] != len(sentences)
-      or stored != _fingerprint(sentences, features.shape)):
-    logging.warning("Feature cache %s was computed for other sentences (%d stored, %d given, "
-                    "or different text); recomputing and overwriting it.",
-                    cache_path, features.shape[0] if features.ndim else -1, len(sentences))
-    return None
+  features = arrays["features"]
   logging.info("Loaded pooled features %s from %s.", features.shape, cache_path)
   return features.astype(np.float32, copy=False)
 
 
 def pooled_features(embedder: Embedder, sentences: Sequence[Sequence[str]], *,
                     cache_path: Optional[str | os.PathLike] = None,
-                    batch_size: int = 64) -> np.ndarray:
+                    batch_size: int = 64, model_fingerprint: str = "") -> np.ndarray:
   """Per sentence and layer, the mean over tokens of the biLM representation.
 
   Args:
@@ -125,10 +117,13 @@ def pooled_features(embedder: Embedder, sentences: Sequence[Sequence[str]], *,
       order, so its features depend on that order.
     sentences: non-empty token lists.
     cache_path: an ``.npz`` file. Loaded if it holds these sentences (same
-      fingerprint: sha1 of the sentences and the shape), else computed and
-      written atomically. The fingerprint does not identify the model: use one
-      cache file (or cache_dir) per model variant.
+      fingerprint: sha1 of the sentences, the shape and ``model_fingerprint``),
+      else computed and written atomically.
     batch_size: sentences per embedder batch.
+    model_fingerprint: identifies the model (``feature_cache.fingerprint_weights``
+      or ``fingerprint_file``); a cache written for another model is then
+      recomputed. "" = the cache does not identify the model: use one cache
+      file (or cache_dir) per model variant.
 
   Returns:
     float32 [n, n_layers + 1, dim].
@@ -146,7 +141,7 @@ def pooled_features(embedder: Embedder, sentences: Sequence[Sequence[str]], *,
   if cache_path is not None:
     cache_path = os.fspath(cache_path)
     if os.path.exists(cache_path):
-      cached = _load_cache(cache_path, sentences)
+      cached = _load_cache(cache_path, sentences, model_fingerprint)
       if cached is not None:
         return cached
 
@@ -178,11 +173,9 @@ def pooled_features(embedder: Embedder, sentences: Sequence[Sequence[str]], *,
                time.perf_counter() - start)
 
   if cache_path is not None:
-    # A file object, not the temp name: np.savez would append ".npz" to the
-    # name, and atomic_path would then rename a file that does not exist.
-    with atomic_path(cache_path) as tmp, open(tmp, "wb") as f:
-      np.savez(f, features=features,
-               fingerprint=np.asarray(_fingerprint(sentences, features.shape)))
+    feature_cache.save_arrays(
+        cache_path, feature_fingerprint(sentences, features.shape, model_fingerprint),
+        {"features": features})
     logging.info("Wrote pooled features to %s.", cache_path)
   return features
 
@@ -246,16 +239,37 @@ def train_subset(num_sentences: int, config: ProbeConfig) -> np.ndarray:
   return np.sort(order[:config.max_train_sentences]).astype(np.int64)
 
 
-def _check_labels(name: str, labels: np.ndarray, num_features: int) -> np.ndarray:
+def check_binary_labels(name: str, labels: np.ndarray, num_features: int) -> np.ndarray:
+  """``labels`` as int64 [num_features], checked to be a vector of 0s and 1s.
+
+  Raises:
+    ValueError: wrong shape, or a value other than 0 or 1.
+  """
   labels = np.asarray(labels)
   if labels.ndim != 1 or labels.shape[0] != num_features:
     raise ValueError(f"{name} must be a vector with one label per feature row "
                      f"({num_features}); got shape {labels.shape}.")
   if labels.size and not np.isin(labels, (0, 1)).all():
     bad = labels[~np.isin(labels, (0, 1))][:5]
-    raise ValueError(f"{name} must contain only 0 and 1 (binary SST-2); got values such as "
+    raise ValueError(f"{name} must contain only 0 and 1 (a binary task); got values such as "
                      f"{bad.tolist()}.")
   return labels.astype(np.int64)
+
+
+def check_pooled(name: str, features: np.ndarray) -> np.ndarray:
+  """``features`` as float32, checked to be [n >= 1, n_layers, dim] and finite.
+
+  Raises:
+    ValueError: wrong rank, no rows, or NaN/Inf values.
+  """
+  features = np.asarray(features, np.float32)
+  if features.ndim != 3 or features.shape[0] == 0:
+    raise ValueError(f"{name} must be float32 [n >= 1, n_layers, dim] (from pooled_features); "
+                     f"got shape {features.shape}.")
+  if not np.isfinite(features).all():
+    raise ValueError(f"{name} contains NaN or Inf; the embedder produced non-finite "
+                     "representations. Check the model variant before probing it.")
+  return features
 
 
 def _build_probe(n_layers: int, dim: int, config: ProbeConfig) -> keras.Model:
@@ -307,21 +321,14 @@ def train_probe(train_features: np.ndarray, train_labels: np.ndarray,
     ValueError: features not rank 3, train and dev [layers, dim] differ,
       label count or values wrong, empty sets, or non-finite features.
   """
-  train_features = np.asarray(train_features, np.float32)
-  dev_features = np.asarray(dev_features, np.float32)
-  for name, features in (("train_features", train_features), ("dev_features", dev_features)):
-    if features.ndim != 3 or features.shape[0] == 0:
-      raise ValueError(f"{name} must be float32 [n >= 1, n_layers, dim] (from pooled_features); "
-                       f"got shape {features.shape}.")
-    if not np.isfinite(features).all():
-      raise ValueError(f"{name} contains NaN or Inf; the embedder produced non-finite "
-                       "representations. Check the model variant before probing it.")
+  train_features = check_pooled("train_features", train_features)
+  dev_features = check_pooled("dev_features", dev_features)
   if train_features.shape[1:] != dev_features.shape[1:]:
     raise ValueError(f"train and dev features must have the same [n_layers, dim]; got "
                      f"{list(train_features.shape[1:])} and {list(dev_features.shape[1:])}. "
                      "Embed both with the same model.")
-  train_labels = _check_labels("train_labels", train_labels, train_features.shape[0])
-  dev_labels = _check_labels("dev_labels", dev_labels, dev_features.shape[0])
+  train_labels = check_binary_labels("train_labels", train_labels, train_features.shape[0])
+  dev_labels = check_binary_labels("dev_labels", dev_labels, dev_features.shape[0])
   subset = train_subset(train_features.shape[0], config)
   if subset.size < train_features.shape[0]:
     train_features, train_labels = train_features[subset], train_labels[subset]
@@ -362,7 +369,8 @@ def train_probe(train_features: np.ndarray, train_labels: np.ndarray,
 
 def evaluate_sst2(embedder: Embedder, train_path: str | os.PathLike,
                   dev_path: str | os.PathLike, *, cache_dir: Optional[str | os.PathLike] = None,
-                  probe: ProbeConfig = ProbeConfig(), batch_size: int = 64) -> Dict[str, Any]:
+                  probe: ProbeConfig = ProbeConfig(), batch_size: int = 64,
+                  model_fingerprint: str = "") -> Dict[str, Any]:
   """SST-2 dev accuracy of a probe on the frozen ``embedder``.
 
   Only the training sentences the probe uses (``max_train_sentences``) are
@@ -373,10 +381,12 @@ def evaluate_sst2(embedder: Embedder, train_path: str | os.PathLike,
     train_path: train.tsv (``sentence``/``label`` header).
     dev_path: dev.tsv.
     cache_dir: folder of this variant's pooled features (``sst2_train.npz``,
-      ``sst2_dev.npz``); one folder per variant, since the cache does not
-      identify the model. None = no cache.
+      ``sst2_dev.npz``); one folder per variant unless ``model_fingerprint``
+      identifies the model. None = no cache.
     probe: the classifier and its training.
     batch_size: sentences per embedder batch.
+    model_fingerprint: see ``pooled_features``; "" = the cache does not
+      identify the model.
 
   Returns:
     The ``train_probe`` result plus ``majority_baseline``: dev accuracy of
@@ -401,9 +411,10 @@ def evaluate_sst2(embedder: Embedder, train_path: str | os.PathLike,
     return None if cache_dir is None else os.path.join(os.fspath(cache_dir), name)
 
   train_features = pooled_features(embedder, [train_sentences[i] for i in subset],
-                                   cache_path=cache(TRAIN_CACHE), batch_size=batch_size)
+                                   cache_path=cache(TRAIN_CACHE), batch_size=batch_size,
+                                   model_fingerprint=model_fingerprint)
   dev_features = pooled_features(embedder, dev_sentences, cache_path=cache(DEV_CACHE),
-                                 batch_size=batch_size)
+                                 batch_size=batch_size, model_fingerprint=model_fingerprint)
   # The rows are already the subset, so train_probe's own selection keeps them all.
   result = train_probe(train_features, train_labels[subset], dev_features, dev_labels, probe)
   result["majority_baseline"] = float(np.mean(dev_labels == majority))
