@@ -10,10 +10,14 @@ batch (`GramAccumulator`) and never keep ``X``.
   update applied input row by input row with a Cholesky factor of ``H⁻¹``; the
   mask of each block of input rows is chosen adaptively from the weights as
   already updated.
+* `prune_obs_affine`: the same with the layer's bias as the weight of a
+  constant input, never pruned, that absorbs part of the error (a bias
+  correction, as in post-training quantization).
 * `prune_wanda`: Wanda (Sun et al., 2023), ``|W_jk| · ‖x_j‖`` compared within
-  each output unit, no update.
+  each output unit, no update; `bias_correction` keeps its mean output.
 * `prune_magnitude`: the data-free baseline (smallest ``|W_jk|`` over the matrix).
-* `reconstruction_error`: ``‖X(W − Ŵ)‖² / ‖XW‖²`` from ``H``.
+* `reconstruction_error`: ``‖X(W − Ŵ)‖² / ‖XW‖²`` from ``H`` (and the mean
+  input when the bias changed).
 
 Every function reaches exactly ``round(sparsity · size)`` zeros per matrix, is
 deterministic (ties are broken by position; nothing is random), and leaves its
@@ -25,7 +29,7 @@ target transformer linear layers.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Tuple
 
 from absl import logging
 import numpy as np
@@ -45,6 +49,7 @@ class GramAccumulator:
       raise ValueError(f"GramAccumulator needs in_dim >= 1, got {in_dim}.")
     self.in_dim = in_dim
     self._xtx = np.zeros((in_dim, in_dim), np.float64)
+    self._sum = np.zeros(in_dim, np.float64)
     self.count = 0
 
   def add(self, x: np.ndarray, counts: Optional[np.ndarray] = None) -> None:
@@ -67,6 +72,7 @@ class GramAccumulator:
     x = x.astype(np.float64, copy=False)
     if counts is None:
       self._xtx += x.T @ x
+      self._sum += x.sum(axis=0)
       self.count += x.shape[0]
       return
     counts = np.asarray(counts)
@@ -75,6 +81,7 @@ class GramAccumulator:
       raise ValueError(f"GramAccumulator.add needs counts as non-negative integers of shape "
                        f"[{x.shape[0]}] (one per row of x), got {counts.dtype} {counts.shape}.")
     self._xtx += (x * counts[:, None]).T @ x
+    self._sum += counts @ x
     self.count += int(counts.sum())
 
   def gram(self) -> np.ndarray:
@@ -87,6 +94,17 @@ class GramAccumulator:
       raise ValueError("GramAccumulator.gram: no input rows were added; feed calibration "
                        "tokens with add() first.")
     return self._xtx / self.count
+
+  def mean(self) -> np.ndarray:
+    """The mean input ``Σx / count``, float64 [in_dim] (for bias updates).
+
+    Raises:
+      ValueError: no rows were added.
+    """
+    if self.count == 0:
+      raise ValueError("GramAccumulator.mean: no input rows were added; feed calibration "
+                       "tokens with add() first.")
+    return self._sum / self.count
 
 
 def _check_weight(weight: np.ndarray, what: str) -> np.ndarray:
@@ -188,6 +206,109 @@ def _upper_inverse_cholesky(gram: np.ndarray, damp: float) -> np.ndarray:
         "more tokens.") from e
 
 
+def _check_obs_options(block_size: int, damp: float, what: str) -> int:
+  if int(block_size) < 1:
+    raise ValueError(f"{what} needs block_size >= 1 input rows, got {block_size}; "
+                     "SparseGPT uses 128.")
+  if not (damp >= 0 and np.isfinite(damp)):
+    raise ValueError(f"{what} needs a finite damp >= 0, got {damp}; 0.01 is usual.")
+  return int(block_size)
+
+
+def _sparsegpt(w: np.ndarray, h: np.ndarray, k: int, prunable: np.ndarray, block_size: int,
+               damp: float) -> None:
+  """SparseGPT on float64 ``w`` [rows, out] in place: ``k`` zeros among the ``prunable`` rows.
+
+  Rows that are not prunable are never masked but receive the updates (the
+  bias row of `prune_obs_affine`; dead rows, which ``h`` decouples, get none).
+  """
+  u = _upper_inverse_cholesky(h, damp)
+  rows = w.shape[0]
+  # Zeros per block, by cumulative rounding over the prunable rows (exact total).
+  prunable_before = np.concatenate([[0], np.cumsum(prunable)])
+  n_prunable = int(prunable_before[-1])
+
+  def zeros_before(row: int) -> int:  # round(k * prunable rows before `row` / n_prunable)
+    return (2 * k * int(prunable_before[row]) + n_prunable) // (2 * n_prunable)
+
+  for start in range(0, rows, block_size):
+    end = min(start + block_size, rows)
+    k_block = zeros_before(end) - zeros_before(start)
+    w1 = w[start:end].copy()
+    u1 = u[start:end, start:end]
+    d = np.diag(u1)
+    mask = np.zeros(w1.shape, bool)
+    if k_block:
+      score = w1 ** 2 / (d[:, None] ** 2)
+      score[~prunable[start:end]] = np.inf
+      mask.reshape(-1)[np.argsort(score.reshape(-1), kind="stable")[:k_block]] = True
+    err = np.zeros_like(w1)
+    for i in range(end - start):
+      row = w1[i]
+      q = np.where(mask[i], 0.0, row)
+      e = (row - q) / d[i]
+      w1[i] = q
+      if i + 1 < end - start:
+        w1[i + 1:] -= np.outer(u1[i, i + 1:], e)
+      err[i] = e
+    w[start:end] = w1
+    if end < rows:
+      w[end:] -= u[start:end, end:].T @ err
+
+
+def _prune_obs(weight, gram, sparsity, block_size, damp, bias, mean, what):
+  weight = _check_weight(weight, what)
+  in_dim, out_dim = weight.shape
+  gram = _check_gram(gram, in_dim, what)
+  k_total = _num_zeros(weight.size, sparsity, what)
+  block_size = _check_obs_options(block_size, damp, what)
+  if bias is not None:
+    bias = np.asarray(bias)
+    mean = np.asarray(mean, np.float64)
+    if bias.shape != (out_dim,) or mean.shape != (in_dim,):
+      raise ValueError(f"{what} needs bias [{out_dim}] and mean input [{in_dim}] for a kernel "
+                       f"{weight.shape}; got bias {bias.shape} and mean {mean.shape}.")
+    if not (np.isfinite(mean).all() and np.isfinite(bias).all()):
+      raise ValueError(f"{what}: the bias or the mean input has non-finite entries; check the "
+                       "weights and the calibration data.")
+  new_bias = None if bias is None else bias.copy()
+  if not k_total:
+    return weight.copy(), new_bias
+
+  w = weight.astype(np.float64)  # a copy
+  h = gram.copy()
+  dead = np.diag(h) <= 0
+  k_dead = int(dead.sum()) * out_dim
+  if k_dead >= k_total:
+    logging.warning("%s: %d of %d inputs are zero on every calibration token; their weights "
+                    "alone exceed the %d zeros asked for, so only those are pruned.", what,
+                    int(dead.sum()), in_dim, k_total)
+    flat = np.where(dead[:, None], np.abs(w), np.inf).reshape(-1)
+    pruned = weight.copy().reshape(-1)
+    pruned[np.argsort(flat, kind="stable")[:k_total]] = 0
+    return pruned.reshape(weight.shape), new_bias
+  if k_dead:
+    h[dead, :] = 0
+    h[:, dead] = 0
+    h[dead, dead] = 1
+    w[dead] = 0
+    if mean is not None:
+      mean = np.where(dead, 0.0, mean)
+  prunable = ~dead
+  if bias is not None:
+    # The bias is the weight of a constant input 1, last so that it absorbs every update:
+    # E[[x; 1][x; 1]ᵀ] = [[H, mean], [meanᵀ, 1]].
+    h = np.block([[h, mean[:, None]], [mean[None, :], np.ones((1, 1))]])
+    w = np.vstack([w, bias.astype(np.float64)[None]])
+    prunable = np.append(prunable, False)
+  _sparsegpt(w, h, k_total - k_dead, prunable, block_size, damp)
+  if bias is not None:
+    new_bias = w[-1].astype(bias.dtype)
+    w = w[:-1]
+  w[dead] = 0
+  return w.astype(weight.dtype), new_bias
+
+
 def prune_obs(weight: np.ndarray, gram: np.ndarray, sparsity: float, *,
               block_size: int = 128, damp: float = 0.01) -> np.ndarray:
   """SparseGPT: OBS pruning with adaptive block masks and the update of remaining weights.
@@ -223,84 +344,66 @@ def prune_obs(weight: np.ndarray, gram: np.ndarray, sparsity: float, *,
     ValueError: bad shapes or arguments, a non-finite H, or a dampened H that
       is not positive definite (the message says to raise ``damp``).
   """
-  weight = _check_weight(weight, "prune_obs")
-  in_dim, out_dim = weight.shape
-  gram = _check_gram(gram, in_dim, "prune_obs")
-  k_total = _num_zeros(weight.size, sparsity, "prune_obs")
-  if int(block_size) < 1:
-    raise ValueError(f"prune_obs needs block_size >= 1 input rows, got {block_size}; "
-                     "SparseGPT uses 128.")
-  if not (damp >= 0 and np.isfinite(damp)):
-    raise ValueError(f"prune_obs needs a finite damp >= 0, got {damp}; 0.01 is usual.")
-  block_size = int(block_size)
-  if not k_total:
-    return weight.copy()
-
-  w = weight.astype(np.float64)  # a copy
-  h = gram.copy()
-  dead = np.diag(h) <= 0
-  k_dead = int(dead.sum()) * out_dim
-  if k_dead >= k_total:
-    logging.warning("prune_obs: %d of %d inputs are zero on every calibration token; their "
-                    "weights alone exceed the %d zeros asked for, so only those are pruned.",
-                    int(dead.sum()), in_dim, k_total)
-    flat = np.where(dead[:, None], np.abs(w), np.inf).reshape(-1)
-    pruned = weight.copy().reshape(-1)
-    pruned[np.argsort(flat, kind="stable")[:k_total]] = 0
-    return pruned.reshape(weight.shape)
-  if k_dead:
-    h[dead, :] = 0
-    h[:, dead] = 0
-    h[dead, dead] = 1
-    w[dead] = 0
-  u = _upper_inverse_cholesky(h, damp)
-
-  # Live zeros per block, by cumulative rounding of the live rows (exact total).
-  k_live = k_total - k_dead
-  live_rows = np.cumsum(~dead)
-  n_live = int(live_rows[-1])
-
-  def zeros_before(row: int) -> int:  # round(k_live * live rows before `row` / n_live)
-    before = int(live_rows[row - 1]) if row else 0
-    return (2 * k_live * before + n_live) // (2 * n_live)
-
-  for start in range(0, in_dim, block_size):
-    end = min(start + block_size, in_dim)
-    k_block = zeros_before(end) - zeros_before(start)
-    w1 = w[start:end].copy()
-    u1 = u[start:end, start:end]
-    d = np.diag(u1)
-    mask = np.zeros(w1.shape, bool)
-    if k_block:
-      score = w1 ** 2 / (d[:, None] ** 2)
-      score[dead[start:end]] = np.inf  # already zero and counted
-      mask.reshape(-1)[np.argsort(score.reshape(-1), kind="stable")[:k_block]] = True
-    err = np.zeros_like(w1)
-    for i in range(end - start):
-      row = w1[i]
-      q = np.where(mask[i], 0.0, row)
-      e = (row - q) / d[i]
-      w1[i] = q
-      if i + 1 < end - start:
-        w1[i + 1:] -= np.outer(u1[i, i + 1:], e)
-      err[i] = e
-    w[start:end] = w1
-    if end < in_dim:
-      w[end:] -= u[start:end, end:].T @ err
-  w[dead] = 0
-  return w.astype(weight.dtype)
+  pruned, _ = _prune_obs(weight, gram, sparsity, block_size, damp, None, None, "prune_obs")
+  return pruned
 
 
-def reconstruction_error(weight: np.ndarray, pruned: np.ndarray, gram: np.ndarray) -> float:
-  """Relative output error ``‖X(W − Ŵ)‖² / ‖XW‖²`` computed from ``H``.
+def prune_obs_affine(weight: np.ndarray, bias: np.ndarray, gram: np.ndarray, mean: np.ndarray,
+                     sparsity: float, *, block_size: int = 128, damp: float = 0.01
+                     ) -> Tuple[np.ndarray, np.ndarray]:
+  """`prune_obs` for ``y = xW + b``, with the bias updated too (never pruned).
+
+  The bias is the weight of a constant input 1, appended as the last input
+  row, so it receives the compensation of every pruned weight: in particular
+  the shift of the mean output, which the kernel alone can only absorb through
+  other inputs. Dampening uses the mean diagonal of the augmented H.
+
+  Args:
+    weight: float [in, out], a Keras kernel.
+    bias: float [out], its bias.
+    gram: float [in, in], H of the kernel's inputs.
+    mean: float [in], the mean input (`GramAccumulator.mean`).
+    sparsity, block_size, damp: as for `prune_obs`; the zeros are counted on
+      ``weight`` only.
+
+  Returns:
+    ``(pruned weight, updated bias)``, copies with the inputs' dtypes.
+  """
+  return _prune_obs(weight, gram, sparsity, block_size, damp, bias, mean, "prune_obs_affine")
+
+
+def bias_correction(weight: np.ndarray, pruned: np.ndarray, bias: np.ndarray,
+                    mean: np.ndarray) -> np.ndarray:
+  """The bias that keeps the mean output of ``xŴ + b̂`` equal to that of ``xW + b``.
+
+  ``b̂ = b + meanᵀ(W − Ŵ)``: the best bias for a given pruned kernel (used with
+  methods that do not update the weights, e.g. Wanda).
+
+  Args:
+    weight, pruned: float [in, out], the dense and pruned kernels.
+    bias: float [out]; mean: float [in], the mean input.
+
+  Returns:
+    The corrected bias, float [out] in ``bias``'s dtype.
+  """
+  diff = weight.astype(np.float64) - pruned.astype(np.float64)
+  return (bias.astype(np.float64) + np.asarray(mean, np.float64) @ diff).astype(bias.dtype)
+
+
+def reconstruction_error(weight: np.ndarray, pruned: np.ndarray, gram: np.ndarray, *,
+                         mean: Optional[np.ndarray] = None,
+                         bias_change: Optional[np.ndarray] = None) -> float:
+  """Relative output error ``E‖x(W − Ŵ) + (b − b̂)‖² / E‖xW‖²`` computed from ``H``.
 
   Args:
     weight: float [in, out], the dense kernel.
     pruned: float [in, out], its pruned version.
     gram: float [in, in], H of the inputs (calibration or held-out).
+    mean: float [in], the mean input; needed with ``bias_change``.
+    bias_change: float [out], ``b − b̂`` if the bias was updated; None = 0.
 
   Returns:
-    The ratio as a float (0.0 when both are 0, inf when only ``‖XW‖`` is 0).
+    The ratio as a float (0.0 when both are 0, inf when only ``E‖xW‖²`` is 0).
   """
   weight = _check_weight(weight, "reconstruction_error")
   gram = _check_gram(gram, weight.shape[0], "reconstruction_error")
@@ -311,6 +414,11 @@ def reconstruction_error(weight: np.ndarray, pruned: np.ndarray, gram: np.ndarra
   w = weight.astype(np.float64)
   diff = w - pruned.astype(np.float64)
   num = float(np.sum(diff * (gram @ diff)))
+  if bias_change is not None:
+    if mean is None:
+      raise ValueError("reconstruction_error needs the mean input (mean=) with bias_change.")
+    delta = np.asarray(bias_change, np.float64)
+    num += float(2 * np.asarray(mean, np.float64) @ diff @ delta + delta @ delta)
   den = float(np.sum(w * (gram @ w)))
   if den <= 0:
     return 0.0 if num <= 0 else float("inf")

@@ -114,6 +114,24 @@ def test_char_model_grams_cover_every_window_of_every_real_token(ptb):
   _assert_gram_close(grams["backward_lstm_0/kernel"][:8, :8], _mean_gram(embedding))
 
 
+def test_max_char_windows_weight_the_windows_max_pooling_selects(ptb):
+  model = _model("char", 0)
+  batches = _batches(ptb, "char", 0, 8)
+  acc = collect_grams(model, ["char_cnn/kernel_1"], batches, char_windows="max")[
+      "char_cnn/kernel_1"]
+  cnn = model.get_layer("char_cnn")
+  table = np.concatenate([np.zeros((1, 4), np.float32), cnn.char_embedding.numpy()])
+  kernel, bias = cnn.kernels[1].numpy().reshape(8, 8), cnn.biases[1].numpy()
+  selected = []
+  for ids in batches:
+    chars = table[ids[_real(ids)]]  # every real position, repeats included
+    windows = np.concatenate([chars[:, :49], chars[:, 1:]], -1)  # [tokens, 49, 8]
+    best = np.argmax(windows @ kernel + bias, axis=1)  # [tokens, 8 filters]
+    selected += [windows[t, best[t, f]] for t in range(len(windows)) for f in range(8)]
+  assert acc.count == len(selected)
+  _assert_gram_close(acc.gram(), _mean_gram([np.array(selected)]))
+
+
 @pytest.mark.parametrize("encoder,with_softmax", [("word", True), ("char", True),
                                                   ("char", False)])
 @pytest.mark.parametrize("method", ["obs", "wanda"])
@@ -139,6 +157,7 @@ def test_driver_reaches_exact_targets_and_outputs_stay_finite(ptb, encoder, with
     else:
       r = records[name]
       assert r["method"] == method and r["num_tokens"] > 0 and r["seconds"] >= 0
+      assert r["bias_updated"] == (not name.endswith("/projection"))
       assert 0 < r["calibration_error"] < 1 and 0 < r["heldout_error"] < 1.5, (name, r)
   ids = _batches(ptb, encoder, 40, 8)[0]
   for value in model(ids, training=False).values():
@@ -151,22 +170,38 @@ def test_each_stage_is_calibrated_through_the_model_pruned_so_far(ptb):
   batches = _batches(ptb, "word", 0, 24)
   names = list(prunable_weights(model))
   records = prune_model_layerwise(model, {n: 0.5 for n in names}, batches, block_size=8)
-  dense_w, pruned_w = _weights(dense), _weights(model)
-  weights = prunable_weights(model)
-  # forward_lstm_1/kernel: layer 0 and the embedding pruned, layer 1 dense.
-  for n in ("forward_lstm_1/projection", "backward_lstm_1/projection", "forward_lstm_1/kernel",
-            "backward_lstm_1/kernel", "softmax/kernel"):
-    weights[n].assign(dense_w[n])
-  gram = collect_grams(model, ["forward_lstm_1/kernel"], batches)["forward_lstm_1/kernel"].gram()
-  assert records["forward_lstm_1/kernel"]["calibration_error"] == pytest.approx(
-      reconstruction_error(dense_w["forward_lstm_1/kernel"], pruned_w["forward_lstm_1/kernel"],
-                           gram), rel=1e-6)
-  # Its projection: after its own kernel was pruned.
-  weights["forward_lstm_1/kernel"].assign(pruned_w["forward_lstm_1/kernel"])
+  # One pass per stage: both directions together, a layer's projections after its kernels.
+  stage = {n: r["stage"] for n, r in records.items()}
+  assert stage["word_embedding/embeddings"] is None  # magnitude, pruned first
+  assert stage["forward_lstm_0/kernel"] == stage["backward_lstm_0/kernel"] == 0
+  assert stage["forward_lstm_0/projection"] == stage["backward_lstm_0/projection"] == 1
+  assert stage["forward_lstm_1/kernel"] == 2 and stage["softmax/kernel"] == 4
+  pruned_layers = {l.name: l.get_weights() for l in model.layers}
+  # forward_lstm_1/kernel: the embedding and layer 0 pruned (biases updated), layer 1 dense.
+  for name in ("forward_lstm_1", "backward_lstm_1", "softmax"):
+    model.get_layer(name).set_weights(dense.get_layer(name).get_weights())
+  name = "forward_lstm_1/kernel"
+  acc = collect_grams(model, [name], batches)[name]
+  kernel, bias, projection = dense.get_layer("forward_lstm_1").get_weights()
+  pruned_kernel, pruned_bias, pruned_projection = pruned_layers["forward_lstm_1"]
+  assert records[name]["bias_updated"]
+  assert records[name]["calibration_error"] == pytest.approx(reconstruction_error(
+      kernel, pruned_kernel, acc.gram(), mean=acc.mean(), bias_change=bias - pruned_bias),
+      rel=1e-6)
+  # Its projection (no bias): after its own kernel (and bias) were pruned.
+  model.get_layer("forward_lstm_1").set_weights([pruned_kernel, pruned_bias, projection])
   name = "forward_lstm_1/projection"
   gram = collect_grams(model, [name], batches)[name].gram()
+  assert not records[name]["bias_updated"]
   assert records[name]["calibration_error"] == pytest.approx(
-      reconstruction_error(dense_w[name], pruned_w[name], gram), rel=1e-6)
+      reconstruction_error(projection, pruned_projection, gram), rel=1e-6)
+
+
+def test_projections_can_be_calibrated_with_the_dense_kernels(ptb):
+  model = _model("word", len(ptb[1]))
+  records = prune_model_layerwise(model, {n: 0.5 for n in prunable_weights(model)},
+                                  _batches(ptb, "word", 0, 24), projection_after_kernel=False)
+  assert records["forward_lstm_1/projection"]["stage"] == records["forward_lstm_1/kernel"]["stage"]
 
 
 def test_dense_upstream_calibrates_every_matrix_on_the_dense_model(ptb):
@@ -174,10 +209,12 @@ def test_dense_upstream_calibrates_every_matrix_on_the_dense_model(ptb):
   model = _model("char", 0)
   batches = _batches(ptb, "char", 0, 24)
   names = [n for n in prunable_weights(model)]
-  records = prune_model_layerwise(model, {n: 0.5 for n in names}, batches, upstream="dense")
+  records = prune_model_layerwise(model, {n: 0.5 for n in names}, batches, upstream="dense",
+                                  update_bias=False)
   grams = collect_grams(dense, names, batches)
   dense_w, pruned_w = _weights(dense), _weights(model)
   for n in names:
+    assert records[n]["stage"] == 0  # a single pass
     assert records[n]["calibration_error"] == pytest.approx(
         reconstruction_error(dense_w[n].reshape(-1, dense_w[n].shape[-1]),
                              pruned_w[n].reshape(-1, dense_w[n].shape[-1]), grams[n].gram()),
@@ -218,6 +255,7 @@ def test_bad_input_is_refused_before_any_weight_changes(ptb):
            batches=batches)
   _refused(model, "method must be one of", batches=batches, method="sparsegpt")
   _refused(model, "upstream must be one of", batches=batches, upstream="teacher")
+  _refused(model, "char_windows must be one of", batches=batches, char_windows="first")
   tokens = sum(int(_real(b).sum()) for b in batches)  # the widest input here is 16
   _refused(model, f"{tokens} real tokens given, {tokens + 1} needed", batches=batches,
            min_tokens_factor=(tokens + 1) / 16)
@@ -230,8 +268,12 @@ def test_non_finite_inputs_name_the_matrix_and_restore_every_weight(ptb):
   model = _model("char", 0)
   bias = model.get_layer("highway_1").carry_bias
   bias.assign(np.full(bias.shape, np.nan, np.float32))  # token_projection's inputs become NaN
-  _refused(model, "inputs of token_projection/kernel are not finite",
-           batches=_batches(ptb, "char", 0, 24))
+  batches = _batches(ptb, "char", 0, 24)
+  targets = {n: 0.5 for n in prunable_weights(model) if not n.startswith("highway_1")}
+  # Found after the char CNN and highway_0 were pruned: they are restored.
+  _refused(model, "inputs of token_projection/kernel are not finite", targets, batches)
+  # A non-finite weight or bias of a target is found before anything changes.
+  _refused(model, r"highway_1/carry_kernel .* not finite", None, batches)
 
 
 def test_wrapped_model_is_refused(ptb):

@@ -5,8 +5,9 @@ import pytest
 
 from prunelm_tf import data as data_lib
 from prunelm_tf.compression.calibration import collect_grams
-from prunelm_tf.compression.layerwise import (GramAccumulator, prune_magnitude, prune_obs,
-                                              prune_wanda, reconstruction_error)
+from prunelm_tf.compression.layerwise import (GramAccumulator, bias_correction, prune_magnitude,
+                                              prune_obs, prune_obs_affine, prune_wanda,
+                                              reconstruction_error)
 from prunelm_tf.elmo import load_elmo
 
 
@@ -28,17 +29,24 @@ def _split_rounding(k, n, cut):
   return (2 * k * cut + n) // (2 * n)
 
 
-def naive_obs(weight, gram, sparsity, block_size, damp):
-  """SparseGPT written out: explicit inverses of the trailing H, eager updates of all later rows."""
+def naive_obs(weight, gram, sparsity, block_size, damp, frozen_last=False):
+  """SparseGPT written out: explicit inverses of the trailing H, eager updates of all later rows.
+
+  With ``frozen_last`` the last row is never pruned (and the zeros are counted without it).
+  """
   in_dim = weight.shape[0]
   h = gram + damp * np.mean(np.diag(gram)) * np.eye(in_dim)
   w = weight.astype(np.float64).copy()
-  k = int(round(sparsity * w.size))
+  prunable = in_dim - 1 if frozen_last else in_dim
+  k = int(round(sparsity * prunable * w.shape[1]))
   for start in range(0, in_dim, block_size):
     end = min(start + block_size, in_dim)
-    k_block = _split_rounding(k, in_dim, end) - _split_rounding(k, in_dim, start)
+    k_block = (_split_rounding(k, prunable, min(end, prunable)) -
+               _split_rounding(k, prunable, min(start, prunable)))
     inv_diag = np.array([np.linalg.inv(h[j:, j:])[0, 0] for j in range(start, end)])
     score = w[start:end] ** 2 / inv_diag[:, None]  # w^2 / [chol(H^-1)]_jj^2
+    if frozen_last and end == in_dim:
+      score[-1] = np.inf
     mask = np.zeros(score.shape, bool)
     mask.reshape(-1)[np.argsort(score.reshape(-1), kind="stable")[:k_block]] = True
     for j in range(start, end):
@@ -60,12 +68,15 @@ def test_gram_accumulator_mean_over_batches_and_counts_as_repeats():
   weighted.add(x[:3], counts=np.array([2, 0, 1]))
   np.testing.assert_allclose(weighted.gram(), _gram(x[[0, 0, 2]]), rtol=1e-12)
   assert weighted.count == 3
+  np.testing.assert_allclose(weighted.mean(), x[[0, 0, 2]].mean(axis=0), rtol=1e-12)
 
 
 def test_gram_accumulator_rejects_bad_input():
   acc = GramAccumulator(4)
   with pytest.raises(ValueError, match="no input rows were added"):
     acc.gram()
+  with pytest.raises(ValueError, match="no input rows were added"):
+    acc.mean()
   with pytest.raises(ValueError, match=r"shape \[n, 4\], got \(3, 5\)"):
     acc.add(np.zeros((3, 5)))
   with pytest.raises(ValueError, match="non-negative integers"):
@@ -83,6 +94,49 @@ def test_obs_matches_sparsegpt_written_out(block_size):
                              atol=1e-9)
 
 
+@pytest.mark.parametrize("block_size", [1, 7, 21])
+def test_affine_obs_is_obs_with_the_bias_as_a_last_constant_input(block_size):
+  x = _inputs(in_dim=20)
+  rng = np.random.default_rng(7)
+  weight, bias = rng.normal(size=(20, 6)), rng.normal(size=6)
+  acc = GramAccumulator(20)
+  acc.add(x)
+  pruned, new_bias = prune_obs_affine(weight, bias, acc.gram(), acc.mean(), 0.6,
+                                      block_size=block_size)
+  augmented = np.hstack([x, np.ones((len(x), 1))])
+  expected = naive_obs(np.vstack([weight, bias]), _gram(augmented), 0.6, block_size, 0.01,
+                       frozen_last=True)
+  np.testing.assert_allclose(pruned, expected[:-1], atol=1e-9)
+  np.testing.assert_allclose(new_bias, expected[-1], atol=1e-9)
+  assert pruned.size - np.count_nonzero(pruned) == 72
+  # Output error of the affine map, as reconstruction_error reports it.
+  direct = (np.sum((x @ weight + bias - x @ pruned - new_bias) ** 2) /
+            np.sum((x @ weight) ** 2))
+  assert reconstruction_error(weight, pruned, acc.gram(), mean=acc.mean(),
+                              bias_change=bias - new_bias) == pytest.approx(direct, rel=1e-9)
+
+
+def test_bias_updates_reduce_the_error_of_inputs_with_a_mean():
+  x = _inputs(in_dim=16) + 3.0  # far from zero mean, as relu or padding windows are
+  acc = GramAccumulator(16)
+  acc.add(x)
+  rng = np.random.default_rng(8)
+  weight, bias = rng.normal(size=(16, 5)), rng.normal(size=5)
+  gram, mean = acc.gram(), acc.mean()
+  plain = prune_obs(weight, gram, 0.8)
+  affine, new_bias = prune_obs_affine(weight, bias, gram, mean, 0.8)
+  assert (reconstruction_error(weight, affine, gram, mean=mean, bias_change=bias - new_bias)
+          < reconstruction_error(weight, plain, gram))
+  wanda = prune_wanda(weight, gram, 0.8)
+  corrected = bias_correction(weight, wanda, bias, mean)
+  np.testing.assert_allclose((x @ wanda + corrected).mean(0), (x @ weight + bias).mean(0),
+                             atol=1e-9)
+  assert (reconstruction_error(weight, wanda, gram, mean=mean, bias_change=bias - corrected)
+          < reconstruction_error(weight, wanda, gram))
+  with pytest.raises(ValueError, match=r"bias \[5\] and mean input \[16\]"):
+    prune_obs_affine(weight, bias[:4], gram, mean, 0.5)
+
+
 @pytest.mark.parametrize("shape", [(20, 7), (13, 3), (1, 9), (24, 1)])
 @pytest.mark.parametrize("sparsity", [0.0, 0.1, 0.37, 0.5, 0.8, 0.99])
 @pytest.mark.parametrize("dead", [(), (2,)])
@@ -92,8 +146,10 @@ def test_every_method_reaches_exactly_round_sparsity_size_zeros(shape, sparsity,
   gram = _gram(x)
   weight = np.random.default_rng(2).normal(size=shape).astype(np.float32)
   expected = round(sparsity * weight.size)
+  bias = np.ones(shape[1], np.float32)
   for pruned in (prune_obs(weight, gram, sparsity, block_size=4),
                  prune_obs(weight, gram, sparsity),
+                 prune_obs_affine(weight, bias, gram, x.mean(0), sparsity, block_size=4)[0],
                  prune_wanda(weight, gram, sparsity),
                  prune_magnitude(weight, sparsity)):
     assert pruned.shape == weight.shape and pruned.dtype == np.float32
