@@ -190,20 +190,40 @@ def prune_wanda(weight: np.ndarray, gram: np.ndarray, sparsity: float) -> np.nda
   return pruned
 
 
+def _lower_triangular_inverse(lower: np.ndarray) -> np.ndarray:
+  """Inverse of a lower-triangular matrix by 2 × 2 blocks (matmuls only, ~n³/3 flops).
+
+  NumPy has no triangular solve; its general inverse costs ~6x more at n = 4,096.
+  ``[[A, 0], [C, D]]⁻¹ = [[A⁻¹, 0], [−D⁻¹CA⁻¹, D⁻¹]]``.
+  """
+  n = lower.shape[0]
+  if n <= 256:
+    return np.linalg.inv(lower)
+  m = n // 2
+  a_inv = _lower_triangular_inverse(lower[:m, :m])
+  d_inv = _lower_triangular_inverse(lower[m:, m:])
+  out = np.zeros_like(lower)
+  out[:m, :m] = a_inv
+  out[m:, m:] = d_inv
+  out[m:, :m] = -d_inv @ (lower[m:, :m] @ a_inv)
+  return out
+
+
 def _upper_inverse_cholesky(gram: np.ndarray, damp: float) -> np.ndarray:
-  """Upper-triangular ``U`` with ``UᵀU = (H + damp · mean(diag H) · I)⁻¹``, float64."""
+  """Upper-triangular ``U`` with ``UᵀU = (H + damp · mean(diag H) · I)⁻¹``, float64.
+
+  With J the reversal permutation and ``JHJ = LLᵀ`` (Cholesky), ``U = J L⁻¹ J``:
+  one Cholesky and one triangular inverse, without forming ``H⁻¹``.
+  """
   h = gram + damp * float(np.mean(np.diag(gram))) * np.eye(gram.shape[0])
   try:
-    lower = np.linalg.cholesky(h)
-    lower_inv = np.linalg.inv(lower)
-    h_inv = lower_inv.T @ lower_inv
-    h_inv = (h_inv + h_inv.T) / 2
-    return np.linalg.cholesky(h_inv).T
+    lower = np.linalg.cholesky(h[::-1, ::-1])
   except np.linalg.LinAlgError as e:
     raise ValueError(
         f"prune_obs: H + damp * mean(diag H) * I is not positive definite (damp={damp}): the "
         "calibration inputs span too few directions. Raise damp (e.g. 0.1) or calibrate on "
         "more tokens.") from e
+  return np.triu(_lower_triangular_inverse(lower)[::-1, ::-1])
 
 
 def _check_obs_options(block_size: int, damp: float, what: str) -> int:

@@ -8,6 +8,7 @@ from prunelm_tf.compression.calibration import collect_grams
 from prunelm_tf.compression.layerwise import (GramAccumulator, bias_correction, prune_magnitude,
                                               prune_obs, prune_obs_affine, prune_wanda,
                                               reconstruction_error)
+from prunelm_tf.compression.layerwise import _upper_inverse_cholesky  # the O(n^3) step
 from prunelm_tf.elmo import load_elmo
 
 
@@ -92,6 +93,15 @@ def test_obs_matches_sparsegpt_written_out(block_size):
   ours = prune_obs(weight, _gram(x), 0.55, block_size=block_size, damp=0.01)
   np.testing.assert_allclose(ours, naive_obs(weight, _gram(x), 0.55, block_size, 0.01),
                              atol=1e-9)
+
+
+@pytest.mark.parametrize("n", [5, 256, 600])
+def test_inverse_cholesky_factor_beyond_the_block_recursion(n):
+  gram = _gram(_inputs(n=2 * n, in_dim=n))
+  u = _upper_inverse_cholesky(gram, 0.01)
+  damped = gram + 0.01 * np.mean(np.diag(gram)) * np.eye(n)
+  np.testing.assert_array_equal(u, np.triu(u))
+  np.testing.assert_allclose(u.T @ u @ damped, np.eye(n), atol=1e-8)
 
 
 @pytest.mark.parametrize("block_size", [1, 7, 21])
