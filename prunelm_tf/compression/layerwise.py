@@ -181,8 +181,7 @@ def prune_wanda(weight: np.ndarray, gram: np.ndarray, sparsity: float) -> np.nda
   order = np.argsort(score, axis=0, kind="stable")  # [in, out], per output unit
   base, extra = divmod(k, out_dim)
   columns = np.arange(out_dim)
-  for r in range(base):
-    pruned[order[r], columns] = 0
+  pruned[order[:base], columns[None, :]] = 0
   if extra:
     candidates = score[order[base], columns]
     chosen = np.argsort(candidates, kind="stable")[:extra]
@@ -193,7 +192,7 @@ def prune_wanda(weight: np.ndarray, gram: np.ndarray, sparsity: float) -> np.nda
 def _lower_triangular_inverse(lower: np.ndarray) -> np.ndarray:
   """Inverse of a lower-triangular matrix by 2 × 2 blocks (matmuls only, ~n³/3 flops).
 
-  NumPy has no triangular solve; its general inverse costs ~6x more at n = 4,096.
+  NumPy has no triangular inverse; its general one took ~1.8x as long at n = 4,096.
   ``[[A, 0], [C, D]]⁻¹ = [[A⁻¹, 0], [−D⁻¹CA⁻¹, D⁻¹]]``.
   """
   n = lower.shape[0]
