@@ -83,6 +83,36 @@ class LSTMWithProjection(keras.layers.Layer, tfmot.sparsity.keras.PrunableLayer)
     return [self.kernel, self.projection]
 
   def call(self, inputs, initial_state=None, return_state=False):
+    outputs, c_last, h_last = self._scan(inputs, initial_state, collect=False)
+    if return_state:
+      return outputs, c_last, h_last
+    return outputs
+
+  def internals(self, inputs, initial_state=None):
+    """What the two prunable matrices multiply, per time step (for calibration).
+
+    Same recurrence, weights and padding rules as ``call`` (one shared loop).
+
+    Args:
+      inputs: ``[x, mask]`` as for ``call``: x float32 [batch, time, input_dim],
+        mask float32 [batch, time].
+      initial_state: optional ``(c, h)`` as for ``call``.
+
+    Returns:
+      ``(kernel_inputs, cell_outputs)`` at the original positions (also for
+      ``go_backwards``), zeros at padding:
+      kernel_inputs: float32 [batch, time, input_dim + projection_dim], the rows
+        ``[x_t; h_{t-1}]`` that ``kernel`` multiplies (h_{t-1} is the state
+        before step t in the layer's own direction).
+      cell_outputs: float32 [batch, time, units], ``o_t * tanh(c_t)`` (c_t
+        clipped as the layer clips it), the input of ``projection``; the
+        layer's output is ``clip(cell_outputs @ projection, proj_clip)``.
+    """
+    _, _, _, kernel_inputs, cell_outputs = self._scan(inputs, initial_state, collect=True)
+    return kernel_inputs, cell_outputs
+
+  def _scan(self, inputs, initial_state, collect: bool):
+    """The recurrence; with ``collect`` also the kernel inputs and cell outputs."""
     x, mask = inputs
     mask = tf.cast(mask, x.dtype)
     lengths = tf.cast(tf.reduce_sum(mask, axis=1), tf.int32)
@@ -108,29 +138,38 @@ class LSTMWithProjection(keras.layers.Layer, tfmot.sparsity.keras.PrunableLayer)
         tf.concat([tm_shape[:2], [4 * self.units]], axis=0))
     mask_tm = tf.transpose(mask, [1, 0])[:, :, tf.newaxis]
     steps = tf.shape(xw_tm)[0]
-    outputs_ta = tf.TensorArray(x.dtype, size=steps, element_shape=h0.shape)
+    arrays = [tf.TensorArray(x.dtype, size=steps, element_shape=h0.shape)]
+    if collect:
+      arrays.append(tf.TensorArray(x.dtype, size=steps, element_shape=h0.shape))
+      arrays.append(tf.TensorArray(x.dtype, size=steps, element_shape=c0.shape))
 
-    def step(t, c_prev, h_prev, outputs):
+    def step(t, c_prev, h_prev, arrays):
       z = xw_tm[t] + tf.matmul(h_prev, h_kernel)
       i, j, f, o = tf.split(z, 4, axis=-1)
       c = tf.sigmoid(f + self.forget_bias) * c_prev + tf.sigmoid(i) * tf.tanh(j)
       c = _clip(c, self.cell_clip)
-      h = _clip(tf.matmul(tf.sigmoid(o) * tf.tanh(c), self.projection), self.proj_clip)
+      cell_out = tf.sigmoid(o) * tf.tanh(c)
+      h = _clip(tf.matmul(cell_out, self.projection), self.proj_clip)
       m = mask_tm[t]
       c = m * c + (1.0 - m) * c_prev
       h_out = m * h
+      arrays = [arrays[0].write(t, h_out)] + (
+          [arrays[1].write(t, m * h_prev), arrays[2].write(t, m * cell_out)] if collect else [])
       h = h_out + (1.0 - m) * h_prev
-      return t + 1, c, h, outputs.write(t, h_out)
+      return t + 1, c, h, arrays
 
-    _, c_last, h_last, outputs_ta = tf.while_loop(
-        lambda t, *_: t < steps, step, (tf.constant(0), c0, h0, outputs_ta),
+    _, c_last, h_last, arrays = tf.while_loop(
+        lambda t, *_: t < steps, step, (tf.constant(0), c0, h0, arrays),
         maximum_iterations=steps)
-    outputs = tf.transpose(outputs_ta.stack(), [1, 0, 2])
+    sequences = [tf.transpose(a.stack(), [1, 0, 2]) for a in arrays]
+    if collect:
+      # [x_t; h_{t-1}], with x zeroed at padding like the other sequences.
+      sequences[1] = tf.concat([x * mask[:, :, tf.newaxis], sequences[1]], axis=-1)
     if self.go_backwards:
-      outputs = tf.reverse_sequence(outputs, lengths, seq_axis=1, batch_axis=0)
-    if return_state:
-      return outputs, c_last, h_last
-    return outputs
+      sequences = [tf.reverse_sequence(s, lengths, seq_axis=1, batch_axis=0) for s in sequences]
+    if collect:
+      return (sequences[0], c_last, h_last, sequences[1], sequences[2])
+    return sequences[0], c_last, h_last
 
   def compute_output_shape(self, input_shape):
     x_shape = tf.TensorShape(input_shape[0])

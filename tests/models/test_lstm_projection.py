@@ -75,3 +75,33 @@ def test_config_round_trip_and_prunable_weights():
   assert [w.name.split("/")[-1] for w in layer.get_prunable_weights()] == \
       ["kernel:0", "projection:0"]
   assert layer.kernel.shape == (8, 32)  # [input; h_prev] x 4 * units, ELMo's layout
+
+
+@pytest.mark.parametrize("backwards", [False, True])
+def test_internals_are_what_the_kernel_and_projection_multiply(backwards):
+  rng = np.random.default_rng(1)
+  x = rng.normal(size=(3, 6, 5)).astype(np.float32)
+  lengths = np.array([6, 3, 1])
+  mask = (np.arange(6)[None] < lengths[:, None]).astype(np.float32)
+  layer = LSTMWithProjection(8, 4, cell_clip=0.5, proj_clip=0.3, go_backwards=backwards)
+  layer.build([(None, None, 5), (None, None)])
+  layer.kernel.assign(rng.normal(size=layer.kernel.shape) * 2)  # both clips active
+  layer.bias.assign(rng.normal(size=layer.bias.shape))
+  layer.projection.assign(rng.normal(size=layer.projection.shape))
+  outputs = layer([x, mask]).numpy()
+  kernel_inputs, cell_outputs = (t.numpy() for t in layer.internals([x, mask]))
+  assert kernel_inputs.shape == (3, 6, 5 + 4) and cell_outputs.shape == (3, 6, 8)
+  # x_t half: the input as fed; h_{t-1} half: the previous output in the layer's direction.
+  np.testing.assert_array_equal(kernel_inputs[..., :5], x * mask[..., None])
+  for b, n in enumerate(lengths):
+    order = list(range(n - 1, -1, -1)) if backwards else list(range(n))
+    previous = np.zeros(4, np.float32)
+    for t in order:
+      np.testing.assert_array_equal(kernel_inputs[b, t, 5:], previous)
+      previous = outputs[b, t]
+  # Padding is zero in both; the projection of the cell outputs is call()'s output.
+  np.testing.assert_array_equal(kernel_inputs[mask == 0], 0.0)
+  np.testing.assert_array_equal(cell_outputs[mask == 0], 0.0)
+  assert np.abs(cell_outputs).max() <= np.tanh(0.5) + 1e-6  # clipped c
+  np.testing.assert_allclose(np.clip(cell_outputs @ layer.projection.numpy(), -0.3, 0.3)
+                             * mask[..., None], outputs, atol=1e-6)
