@@ -110,7 +110,9 @@ def read_config_json(path: str) -> Any:
   try:
     with open(path, encoding="utf-8") as f:
       return json.load(f)
-  except (json.JSONDecodeError, UnicodeDecodeError) as e:
+  except (ValueError, RecursionError) as e:
+    # ValueError: JSONDecodeError, UnicodeDecodeError, integers beyond Python's
+    # digit limit; RecursionError: absurdly deep nesting.
     raise ValueError(f"{path} is not valid JSON ({e}); restore it from the run's flags.txt "
                      "or choose a new run folder.") from None
 
