@@ -6,7 +6,7 @@ Two runtimes share one interface (``embed_batch``, ``iter_embeddings``,
 * ``ElmoEmbedder`` runs a Keras biLM (an imported ELMo model or a training
   run of ``pipelines.train``, char or word input). Stateless (the default)
   starts every sentence from a zero LSTM state. Stateful reproduces
-  ``allennlp elmo`` and bilm-tf (ELMO_FORMAT.md, step 11): every
+  ``allennlp elmo`` and bilm-tf: every
   (direction, layer) keeps (c, h) per batch row across calls; row r of a batch
   starts from the final state of row r of the previous batch (forward: after
   EOS, backward: after BOS); rows a batch does not fill, or fills with padding

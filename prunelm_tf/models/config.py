@@ -62,7 +62,7 @@ def _check_filters(filters: Any) -> Tuple[Tuple[int, int], ...]:
 
 @dataclasses.dataclass(frozen=True)
 class CharCNNConfig:
-  """ELMo character CNN (ELMO_FORMAT.md, steps 2-6)."""
+  """ELMo character CNN (docs/elmo_format.md, "Character CNN")."""
 
   # Width of each character embedding (ELMo "Original": 16).
   embedding_dim: int = 16
