@@ -275,6 +275,11 @@ class TFLiteElmoEmbedder(Embedder):
     self.max_characters_per_token = signature[2]
     # A converter may fix the time dimension; sentences are then padded to it.
     self._fixed_time = None if signature[1] == -1 else signature[1]
+    if self._fixed_time is not None and self._fixed_time < 3:
+      raise ValueError(
+          f"{tflite_file} has a fixed time dimension of {self._fixed_time}; a sentence needs "
+          "at least 3 positions (<S>, one token, </S>). Export it with a dynamic time "
+          "dimension (export_tflite does).")
     self.tflite_file = tflite_file
 
   def _embed_one(self, tokens: Sequence[str]) -> np.ndarray:
