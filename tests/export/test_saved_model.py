@@ -32,13 +32,15 @@ def test_export_reloads_with_equal_outputs(tmp_path, encoder):
 def _lambda_saved_model(path, canary):
   """A Keras SavedModel with our signature whose Lambda layer touches ``canary`` when run."""
   # The lambda's bytecode is what Keras stores; eval puts the canary path in its code.
-  touch = eval(f"lambda x: (__import__('pathlib').Path({str(canary)!r}).touch(), "  # pylint: disable=eval-used
-               "tf.cast(x, tf.float32)[:, None, :, None])[1]", {"tf": tf})
+  source = (f"lambda x: (__import__('pathlib').Path({str(canary)!r}).touch(), "
+            "tf.cast(x, tf.float32)[:, None, :, None])[1]")
+  touch = eval(source, {"tf": tf})  # pylint: disable=eval-used
   ids = keras.Input((None,), dtype=tf.int32, name="token_ids")
   model = keras.Model(ids, keras.layers.Lambda(touch, name="evil")(ids))
   serve = tf.function(lambda token_ids: {"representations": model(token_ids)},
                       input_signature=[tf.TensorSpec([None, None], tf.int32, name="token_ids")])
-  model.save(str(path), save_format="tf", signatures={"serving_default": serve.get_concrete_function()})
+  model.save(str(path), save_format="tf",
+             signatures={"serving_default": serve.get_concrete_function()})
   canary.unlink()  # building and saving ran the lambda
   return str(path)
 

@@ -62,7 +62,8 @@ def _rep(x):
 @pytest.mark.parametrize("fn,message", [
     (tf.function(lambda x: {"y": x * 2.0}, input_signature=[tf.TensorSpec([1, 3], tf.float32)]),
      r"has inputs \[.*float32.*\]; a biLM exported by this package has one int32 input"),
-    (tf.function(lambda a, b: _rep(a + b), input_signature=[tf.TensorSpec([1, None], tf.int32)] * 2),
+    (tf.function(lambda a, b: _rep(a + b),
+                 input_signature=[tf.TensorSpec([1, None], tf.int32)] * 2),
      "has inputs .*; a biLM exported by this package has one int32 input"),
     (tf.function(lambda x: _rep(x), input_signature=[tf.TensorSpec([1, None, 2000], tf.int32)]),
      r"has input .*2000.*3 <= max_chars <= 1024"),
