@@ -88,7 +88,10 @@ class VariantFolder:
                               "of pipelines.compress (or was written by an older version; "
                               "compress again).")
     d = files.read_config_json(self.config_json)
-    config = BiLMConfig.from_dict(d["model"])
+    if not isinstance(d, dict) or "model" not in d:
+      raise ValueError(f"{self.config_json} must be a JSON object with a \"model\" entry (the "
+                       "variant's architecture); compress again into a new run folder.")
+    config = BiLMConfig.from_dict(d["model"], source=self.config_json, prefix="model.")
     vocab = data_lib.Vocabulary.load(self.vocab_txt) if os.path.exists(self.vocab_txt) else None
     return config, vocab, {k: v for k, v in d.items() if k not in ("kind", "model")}
 

@@ -1,7 +1,7 @@
 """ELMo character ids: every token becomes a fixed-length row of byte ids.
 
 The mapping is the one of bilm-tf's ``UnicodeCharsVocabulary`` and AllenNLP's
-``ELMoCharacterMapper`` (see ELMO_FORMAT.md, sections 1-2): the UTF-8 bytes of
+``ELMoCharacterMapper`` (see docs/elmo_format.md, "Character ids"): the UTF-8 bytes of
 the token (0-255) framed by begin-of-word and end-of-word markers and padded,
 with sentence markers for ``<S>`` and ``</S>``. Every id returned by this module
 is already shifted by +1, so that 0 never appears in a real token and can mean

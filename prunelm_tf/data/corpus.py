@@ -1,11 +1,19 @@
 """Corpora: re-iterable sources of whitespace-tokenized sentences.
 
 A corpus yields each sentence as a `list[str]` of tokens (`str.split()` of a
-line, case kept), skipping blank lines and lines that are not valid UTF-8.
+line, case kept), skipping blank lines and lines that are not valid UTF-8
+(each logged with its file, line and byte offset).
 Text files hold one sentence per line (PTB, WikiText, 1B Word Benchmark);
 TFDS datasets hold one sentence per example (lm1b).
+
+A text file that is evidently not UTF-8 text is refused rather than skipped
+line by line, naming the file, line and byte offset: one that starts like a
+compressed archive or with a UTF-16/UTF-32 byte-order mark, or holds a NUL
+byte (UTF-16/32 text and binary files do; UTF-8 text never does). A UTF-8
+byte-order mark at the start of a file is dropped.
 """
 
+import codecs
 import glob
 import os
 from typing import Any, Iterable, Iterator, Sequence
@@ -16,6 +24,23 @@ from absl import logging
 _MAX_LOGGED_UNDECODABLE = 5
 
 _TFDS_PREFIX = "tfds:"
+
+# File starts that mean "not UTF-8 text": (prefix, what the file is). UTF-32
+# marks come first: UTF-32 LE starts with UTF-16 LE's mark.
+_NOT_TEXT_STARTS = (
+    (codecs.BOM_UTF32_LE, "UTF-32 text"), (codecs.BOM_UTF32_BE, "UTF-32 text"),
+    (codecs.BOM_UTF16_LE, "UTF-16 text"), (codecs.BOM_UTF16_BE, "UTF-16 text"),
+    (b"\x1f\x8b", "gzip-compressed"), (b"BZh", "bzip2-compressed"),
+    (b"\xfd7zXZ\x00", "xz-compressed"), (b"\x28\xb5\x2f\xfd", "zstd-compressed"),
+    (b"PK\x03\x04", "a zip archive"),
+)
+
+
+def _not_text(path: str, line_number: int, offset: int, what: str) -> ValueError:
+  return ValueError(
+      f"{path}, line {line_number}, byte offset {offset}: the file is {what}, not UTF-8 text; "
+      "a corpus file holds one UTF-8 sentence per line. Decompress or convert it first "
+      "(e.g. iconv -f UTF-16 -t UTF-8), or leave it out of the corpus pattern.")
 
 
 def _check_max_sentences(max_sentences: int | None) -> None:
@@ -31,8 +56,9 @@ def _check_max_sentences(max_sentences: int | None) -> None:
 class _Corpus:
   """Shared iteration logic: decoding, skipping, counting, limiting.
 
-  Subclasses implement `_raw_lines()`, yielding `(raw_bytes, source, number)`
-  where `source` and `number` locate the line for log messages.
+  Subclasses implement `_raw_lines()`, yielding `(raw_bytes, source, number,
+  offset)` where `source`, `number` and `offset` (the byte offset of the line
+  in its file, or None) locate the line for messages.
   """
 
   # What `number` counts in log messages ("line" or "example").
@@ -44,15 +70,19 @@ class _Corpus:
     # Statistics of the last (or current) pass.
     self.num_sentences = 0
     self.num_undecodable_lines = 0
+    # Where the first undecodable line of the last pass is, e.g.
+    # "c.txt, line 2, byte offset 9"; None if there was none.
+    self.first_undecodable = None
 
-  def _raw_lines(self) -> Iterator[tuple[Any, str, int]]:
+  def _raw_lines(self) -> Iterator[tuple[Any, str, int, int | None]]:
     raise NotImplementedError
 
   def __iter__(self) -> Iterator[list[str]]:
     self.num_sentences = 0
     self.num_undecodable_lines = 0
+    self.first_undecodable = None
     try:
-      for raw, source, number in self._raw_lines():
+      for raw, source, number, offset in self._raw_lines():
         if isinstance(raw, str):
           text = raw
         else:
@@ -60,9 +90,13 @@ class _Corpus:
             text = bytes(raw).decode("utf-8")
           except UnicodeDecodeError as e:
             self.num_undecodable_lines += 1
+            where = f"{self._UNIT} {number}" + (
+                "" if offset is None else f", byte offset {offset + e.start}")
+            if self.first_undecodable is None:
+              self.first_undecodable = f"{source}, {where}"
             if self.num_undecodable_lines <= _MAX_LOGGED_UNDECODABLE:
-              logging.warning("Skipping %s %d of %s: not valid UTF-8 (%s).",
-                              self._UNIT, number, source, e)
+              logging.warning("Skipping %s %d of %s: not valid UTF-8 (%s; at %s).",
+                              self._UNIT, number, source, e, where)
             continue
         tokens = text.split()
         if not tokens:
@@ -85,8 +119,10 @@ class TextFileCorpus(_Corpus):
 
   Files are read in binary; each line is decoded as strict UTF-8 and split on
   whitespace. Blank lines are skipped; lines that are not valid UTF-8 are
-  skipped, counted in `num_undecodable_lines` and logged. The corpus can be
-  iterated any number of times; the counters describe the last pass.
+  skipped, counted in `num_undecodable_lines` and logged. A file that is not
+  UTF-8 text at all (module docstring) raises ValueError when reached. The
+  corpus can be iterated any number of times; the counters describe the last
+  pass.
   """
 
   def __init__(self,
@@ -129,12 +165,25 @@ class TextFileCorpus(_Corpus):
   def __repr__(self) -> str:
     return f"TextFileCorpus({self.pattern!r}, {len(self.files)} file(s))"
 
-  def _raw_lines(self) -> Iterator[tuple[bytes, str, int]]:
+  def _raw_lines(self) -> Iterator[tuple[bytes, str, int, int]]:
     for path in self.files:
       # Binary iteration splits on b"\n" only, as the corpora are defined.
       with open(path, "rb") as f:
+        offset = 0
         for line_number, line in enumerate(f, start=1):
-          yield line, path, line_number
+          start = offset
+          offset += len(line)
+          if line_number == 1:
+            for prefix, what in _NOT_TEXT_STARTS:
+              if line.startswith(prefix):
+                raise _not_text(path, 1, 0, what)
+            if line.startswith(codecs.BOM_UTF8):
+              line, start = line[len(codecs.BOM_UTF8):], len(codecs.BOM_UTF8)
+          nul = line.find(b"\x00")
+          if nul >= 0:
+            raise _not_text(path, line_number, start + nul,
+                            "binary or UTF-16/UTF-32 (it holds a NUL byte)")
+          yield line, path, line_number, start
 
 
 class TfdsCorpus(_Corpus):
@@ -183,7 +232,7 @@ class TfdsCorpus(_Corpus):
   def __repr__(self) -> str:
     return f"TfdsCorpus({self.name!r}, split={self.split!r})"
 
-  def _raw_lines(self) -> Iterator[tuple[bytes, str, int]]:
+  def _raw_lines(self) -> Iterator[tuple[bytes, str, int, None]]:
     # Imported here: tensorflow_datasets takes seconds to import and is only
     # needed for this corpus.
     import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
@@ -196,7 +245,7 @@ class TfdsCorpus(_Corpus):
           f"features are {sorted(dataset.element_spec)}; pass one of them as "
           f"text_key (or as the ':KEY' suffix of the corpus spec).")
     for index, example in enumerate(tfds.as_numpy(dataset)):
-      yield example[self.text_key], source, index
+      yield example[self.text_key], source, index, None
 
 
 def _split_text_key(split_and_key: str) -> tuple[str, str | None]:
@@ -261,10 +310,16 @@ def read_sentences(corpus: Iterable[Sequence[str]]) -> list[list[str]]:
   sentences = [list(s) for s in corpus]
   if not sentences:
     undecodable = getattr(corpus, "num_undecodable_lines", 0)
+    first = getattr(corpus, "first_undecodable", None)
+    files = getattr(corpus, "files", ())
     raise ValueError(
         f"the corpus {corpus!r} contains no sentences (blank lines and "
-        f"{undecodable} lines that are not valid UTF-8 were skipped); check "
-        f"the path and that the files hold one sentence per line.")
+        f"{undecodable} lines that are not valid UTF-8 were skipped"
+        f"{f'; the first at {first}' if first else ''})"
+        f"{'; files: ' + ', '.join(files[:3]) if files else ''}"
+        f"{' ...' if len(files) > 3 else ''}. Check the path and that the files "
+        f"hold UTF-8 text, one sentence per line (convert other encodings with "
+        f"iconv -t UTF-8).")
   logging.info("Read %d sentences (%d tokens) from %r.", len(sentences),
                sum(len(s) for s in sentences), corpus)
   return sentences

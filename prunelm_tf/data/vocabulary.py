@@ -6,6 +6,7 @@ special tokens `<S>`, `</S>` and `<UNK>` somewhere in the file (not necessarily
 first), so they are looked up by name, never assumed at fixed ids.
 """
 
+import codecs
 import collections
 import hashlib
 import os
@@ -176,6 +177,10 @@ class Vocabulary:
         a rule of the constructor.
     """
     path = os.fspath(path)
+    if os.path.isdir(path):
+      raise ValueError(
+          f"vocabulary file {path!r} is a directory; pass the vocab.txt file "
+          f"inside it.")
     if not os.path.isfile(path):
       raise FileNotFoundError(
           f"vocabulary file {path!r} does not exist; pass the vocab.txt of "
@@ -186,23 +191,45 @@ class Vocabulary:
       raise ValueError(
           f"vocabulary file {path!r} is empty; it must hold one token per "
           f"line, including <S>, </S> and <UNK>.")
+    if data.startswith(codecs.BOM_UTF8):
+      # Stripping it silently would be a guess: the mark could belong to the
+      # first token, and ids are line numbers.
+      first = data[len(codecs.BOM_UTF8):].split(b"\n")[0]
+      raise ValueError(
+          f"vocabulary file {path!r} starts with a UTF-8 byte-order mark "
+          f"(bytes EF BB BF, as some editors write), which would become part "
+          f"of the first token {first!r}; remove it, e.g. "
+          f"sed -i '1s/^\\xEF\\xBB\\xBF//' {path}.")
+    nul = data.find(b"\x00")
+    if nul >= 0:
+      nul_line = data.count(b"\n", 0, nul) + 1
+      raise ValueError(
+          f"vocabulary file {path!r} holds a NUL byte at line "
+          f"{nul_line} (byte offset {nul}): it is UTF-16/"
+          f"UTF-32 or binary, not UTF-8 text, and no corpus token can contain "
+          f"NUL; convert it (e.g. iconv -f UTF-16 -t UTF-8) or pass the right "
+          f"file.")
     # Split on b"\n" only (not str.splitlines(), which also breaks at \x85,
     # \u2028, ...), so that line numbers in errors match other tools.
     lines = data.split(b"\n")
     if lines[-1] == b"":
       lines.pop()
     tokens = []
+    offset = 0
     for line_number, line in enumerate(lines, start=1):
       try:
         tokens.append(line.decode("utf-8").rstrip("\r"))
       except UnicodeDecodeError as e:
         raise ValueError(
             f"vocabulary file {path!r} must be UTF-8, but line {line_number} "
-            f"is not ({e}); re-encode the file as UTF-8.") from e
+            f"is not (byte offset {offset + e.start}: {e}); re-encode the "
+            f"file as UTF-8 (e.g. iconv -f latin1 -t UTF-8).") from e
+      offset += len(line) + 1
     try:
       return cls(tokens)
-    except ValueError as e:
-      raise ValueError(f"invalid vocabulary file {path!r}: {e}") from e
+    except (TypeError, ValueError) as e:
+      raise ValueError(f"invalid vocabulary file {path!r} (a token's id is "
+                       f"its line number - 1): {e}") from e
 
   def save(self, path: str | os.PathLike) -> None:
     """Writes the vocabulary atomically, one token per line.

@@ -6,7 +6,7 @@ Two runtimes share one interface (``embed_batch``, ``iter_embeddings``,
 * ``ElmoEmbedder`` runs a Keras biLM (an imported ELMo model or a training
   run of ``pipelines.train``, char or word input). Stateless (the default)
   starts every sentence from a zero LSTM state. Stateful reproduces
-  ``allennlp elmo`` and bilm-tf (ELMO_FORMAT.md, step 11): every
+  ``allennlp elmo`` and bilm-tf: every
   (direction, layer) keeps (c, h) per batch row across calls; row r of a batch
   starts from the final state of row r of the previous batch (forward: after
   EOS, backward: after BOS); rows a batch does not fill, or fills with padding
@@ -284,6 +284,11 @@ class TFLiteElmoEmbedder(Embedder):
     self.max_characters_per_token = signature[2]
     # A converter may fix the time dimension; sentences are then padded to it.
     self._fixed_time = None if signature[1] == -1 else signature[1]
+    if self._fixed_time is not None and self._fixed_time < 3:
+      raise ValueError(
+          f"{tflite_file} has a fixed time dimension of {self._fixed_time}; a sentence needs "
+          "at least 3 positions (<S>, one token, </S>). Export it with a dynamic time "
+          "dimension (export_tflite does).")
     self.tflite_file = tflite_file
 
   def _embed_one(self, tokens: Sequence[str]) -> np.ndarray:

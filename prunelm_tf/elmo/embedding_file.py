@@ -116,6 +116,25 @@ def read_embedding_file(path: str | os.PathLike) -> Tuple[Dict[int, np.ndarray],
   return embeddings, json.loads(raw.decode("utf-8") if isinstance(raw, bytes) else raw)
 
 
+def check_output_file(output_file: str, flag_name: str = "output_file") -> None:
+  """Checks, before any work, that ``output_file`` can be written as a file.
+
+  Raises:
+    ValueError: it names an existing directory, or a folder on its path is a
+      file.
+  """
+  if os.path.isdir(output_file):
+    raise ValueError(
+        f"{flag_name} {output_file} is an existing directory; it must name the HDF5 file to "
+        f"write, e.g. {os.path.join(output_file, 'elmo_embeddings.hdf5')}.")
+  parent = os.path.dirname(os.path.abspath(output_file))
+  while not os.path.exists(parent):
+    parent = os.path.dirname(parent)
+  if not os.path.isdir(parent):
+    raise ValueError(f"{flag_name} {output_file} cannot be created: {parent} is a file, not a "
+                     "directory. Choose another output path.")
+
+
 def embed_text_file(input_file: str, output_file: str, *, options_file: str = "",
                     weight_file: str = "", model_dir: str = "", tflite_file: str = "",
                     batch_size: int = 64, stateful: bool = False) -> int:
@@ -128,7 +147,7 @@ def embed_text_file(input_file: str, output_file: str, *, options_file: str = ""
   Args:
     input_file: UTF-8 text, one whitespace-tokenized sentence per line.
     output_file: HDF5 file to write (module docstring); must not be one of the
-      inputs.
+      inputs or an existing directory.
     options_file, weight_file, model_dir, tflite_file: the model; see
       ``open_embedder``.
     batch_size: sentences per batch (TFLite always runs one at a time).
@@ -150,6 +169,7 @@ def embed_text_file(input_file: str, output_file: str, *, options_file: str = ""
   if clash:
     raise ValueError(f"output_file {output_file} is also an input; writing it would destroy "
                      "that input. Choose another output_file.")
+  check_output_file(output_file)
   lines = read_sentence_file(input_file)
   embedder = open_embedder(options_file=options_file, weight_file=weight_file,
                            model_dir=model_dir, tflite_file=tflite_file, stateful=stateful)

@@ -1,4 +1,4 @@
-"""ELMo's ``options.json`` <-> ``BiLMConfig`` (ELMO_FORMAT.md, "options.json").
+"""ELMo's ``options.json`` <-> ``BiLMConfig`` (docs/elmo_format.md, "options.json").
 
 Which keys are required follows bilm-tf, the code that wrote the released
 models: ``lstm.n_layers`` defaults to 1, ``lstm.cell_clip``/``lstm.proj_clip``
@@ -8,20 +8,34 @@ options also hold (``n_tokens_vocab``, ``dropout``, ``batch_size``,
 ``n_epochs``, ``unroll_steps``, ``all_clip_norm_val``,
 ``n_negative_samples_batch``, ...) are ignored, so the imported config keeps
 ``BiLMConfig``'s default dropout.
+
+An options file is untrusted input: every key is type- and range-checked, and
+the architecture must pass ``check_size`` (the size rule of configs read from
+files) before anything is allocated.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 from typing import Any, Mapping, Optional
 
 from absl import logging
 
-from prunelm_tf.models.config import BiLMConfig, CharCNNConfig
+from prunelm_tf.models.config import BiLMConfig, CharCNNConfig, check_size
 
 # Keys this module reads; anything else at the top level is training-only.
 _ARCHITECTURE_SECTIONS = ("lstm", "char_cnn")
+# BiLMConfig fields -> the options.json keys that hold them (for error messages).
+_OPTIONS_KEYS = {
+    "lstm_dim": "lstm.dim",
+    "projection_dim": "lstm.projection_dim",
+    "n_layers": "lstm.n_layers",
+    "char_cnn.embedding_dim": "char_cnn.embedding.dim",
+}
+# Where the format is described; named in error messages.
+FORMAT_DOC = "docs/elmo_format.md"
 
 
 def _describe(source: Optional[str]) -> str:
@@ -34,7 +48,7 @@ def _get(section: Mapping[str, Any], key: str, path: str, source: Optional[str],
     if required:
       raise ValueError(
           f"{_describe(source)} lacks the required key {path!r}; an ELMo options.json "
-          "names the whole architecture (see ELMO_FORMAT.md). Use the options.json that "
+          f"names the whole architecture (see {FORMAT_DOC}). Use the options.json that "
           "was released with the weight file.")
     return default
   return section[key]
@@ -50,9 +64,10 @@ def _int(value: Any, path: str, source: Optional[str], minimum: int = 1) -> int:
 def _clip(value: Any, path: str, source: Optional[str]) -> Optional[float]:
   if value is None:
     return None
-  if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-    raise ValueError(f"{_describe(source)}: {path} must be a number > 0 or absent (no "
-                     f"clipping), got {value!r}.")
+  if (isinstance(value, bool) or not isinstance(value, (int, float)) or
+      not (value > 0 and math.isfinite(value))):
+    raise ValueError(f"{_describe(source)}: {path} must be a finite number > 0, or null or "
+                     f"absent (no clipping), got {value!r}.")
   return value
 
 
@@ -77,8 +92,9 @@ def options_to_config(options: Mapping[str, Any], *, source: Optional[str] = Non
 
   Raises:
     ValueError: a required key is missing, a value has the wrong type or
-      range, or the architecture is one this package cannot represent
-      (unidirectional, or ``projection_dim >= dim``).
+      range, the architecture is one this package cannot represent
+      (unidirectional, or ``projection_dim >= dim``), or it is beyond the
+      size rule of ``prunelm_tf.models.config.check_size``.
   """
   if not isinstance(options, Mapping):
     raise ValueError(f"{_describe(source)} must hold a JSON object, got "
@@ -122,24 +138,31 @@ def options_to_config(options: Mapping[str, Any], *, source: Optional[str] = Non
                      f"[width, count] pairs, got {filters!r}.")
   filters = tuple((_int(w, "char_cnn.filters width", source),
                    _int(n, "char_cnn.filters count", source)) for w, n in filters)
-  n_highway = _int(_get(cnn, "n_highway", "char_cnn.n_highway", source, required=False,
-                        default=0) or 0, "char_cnn.n_highway", source, minimum=0)
+  n_highway = _get(cnn, "n_highway", "char_cnn.n_highway", source, required=False)
+  # null means no highway layers, as absent (bilm-tf reads it with .get()).
+  n_highway = 0 if n_highway is None else _int(n_highway, "char_cnn.n_highway", source,
+                                                minimum=0)
   n_characters = _int(_get(cnn, "n_characters", "char_cnn.n_characters", source),
                       "char_cnn.n_characters", source)
   max_chars = _int(_get(cnn, "max_characters_per_token", "char_cnn.max_characters_per_token",
                         source), "char_cnn.max_characters_per_token", source)
   activation = _get(cnn, "activation", "char_cnn.activation", source)
+  if not isinstance(activation, str):
+    raise ValueError(f"{_describe(source)}: char_cnn.activation must be a string such as "
+                     f'"relu", got {activation!r}.')
 
   try:
-    return BiLMConfig(
+    config = BiLMConfig(
         vocab_size=0, token_encoder="char", lstm_dim=dim, projection_dim=projection_dim,
         n_layers=n_layers, cell_clip=cell_clip, proj_clip=proj_clip,
         use_skip_connections=skip,
         char_cnn=CharCNNConfig(embedding_dim=embedding_dim, filters=filters,
                                n_highway=n_highway, n_characters=n_characters,
                                max_characters_per_token=max_chars, activation=activation))
-  except ValueError as e:
-    raise ValueError(f"{_describe(source)}: {e}") from e
+  except (TypeError, ValueError) as e:
+    raise type(e)(f"{_describe(source)}: {e}") from e
+  check_size(config, source=_describe(source), field_name=_OPTIONS_KEYS)
+  return config
 
 
 def load_options(path: str | os.PathLike) -> BiLMConfig:
@@ -157,9 +180,11 @@ def load_options(path: str | os.PathLike) -> BiLMConfig:
   try:
     with open(path, encoding="utf-8") as f:
       options = json.load(f)
-  except (json.JSONDecodeError, UnicodeDecodeError) as e:
+  except (ValueError, RecursionError) as e:
+    # ValueError: JSONDecodeError, UnicodeDecodeError, integers beyond Python's
+    # digit limit; RecursionError: absurdly deep nesting.
     raise ValueError(f"ELMo options file {path} is not valid JSON ({e}); it should look like "
-                     '{"lstm": {...}, "char_cnn": {...}} (see ELMO_FORMAT.md).') from e
+                     '{"lstm": {...}, "char_cnn": {...}} (see ' f"{FORMAT_DOC}).") from e
   ignored = sorted(set(options) - set(_ARCHITECTURE_SECTIONS)) if isinstance(options, dict) else []
   if ignored:
     logging.info("Ignoring training-only keys of %s: %s", path, ", ".join(ignored))

@@ -1,4 +1,4 @@
-"""ELMo HDF5 weight files <-> the Keras biLM (ELMO_FORMAT.md, "HDF5 layout").
+"""ELMo HDF5 weight files <-> the Keras biLM (docs/elmo_format.md, "The HDF5 weight file").
 
 ``weight_layout(config)`` lists every dataset of a weight file with the Keras
 layer and weight that holds it. Import reads and checks *all* datasets before
@@ -145,11 +145,19 @@ def read_elmo_weights(weight_file: str | os.PathLike, config: BiLMConfig, *,
   specs = weight_layout(config)
   arrays: Dict[str, np.ndarray] = {}
   problems: List[str] = []
+  corrupt = (f"ELMo weight file {weight_file} is not a readable HDF5 file ({{}}). It may be "
+             "truncated or corrupt (compare its size with the original) or not HDF5 at all; "
+             "download or copy it again.")
   try:
     with h5py.File(weight_file, "r") as f:
       present = set()
-      f.visititems(lambda name, obj: present.add(name)
-                   if isinstance(obj, h5py.Dataset) else None)
+      try:
+        # A corrupt name comes back as undecodable bytes: listed, never matched.
+        f.visititems(lambda name, obj: present.add(
+            name if isinstance(name, str) else name.decode("utf-8", "replace"))
+                     if isinstance(obj, h5py.Dataset) else None)
+      except KeyError as e:  # h5py: an object header that cannot be decoded
+        raise ValueError(corrupt.format(e)) from e
       expected = {s.dataset for s in specs}
       # CNN_proj may be absent as a whole, never half.
       no_projection = all(s.dataset not in present for s in specs if s.optional)
@@ -159,23 +167,30 @@ def read_elmo_weights(weight_file: str | os.PathLike, config: BiLMConfig, *,
             problems.append(f"dataset {spec.dataset!r} is missing (expected shape {spec.shape} "
                             f"from {source})")
           continue
-        ds = f[spec.dataset]
-        if tuple(ds.shape) != spec.shape:
-          problems.append(f"dataset {spec.dataset!r} has shape {tuple(ds.shape)} but {source} "
+        try:
+          ds = f[spec.dataset]
+          shape, dtype = tuple(ds.shape), ds.dtype
+        except (KeyError, OSError, RuntimeError, ValueError) as e:  # corrupt object headers
+          problems.append(f"dataset {spec.dataset!r} cannot be opened ({e}); the file is "
+                          f"corrupt (expected float32 of shape {spec.shape})")
+          continue
+        if shape != spec.shape:
+          problems.append(f"dataset {spec.dataset!r} has shape {shape} but {source} "
                           f"expects {spec.shape}")
           continue
-        if ds.dtype.kind != "f":
-          problems.append(f"dataset {spec.dataset!r} has dtype {ds.dtype}, expected float32")
+        if dtype.kind != "f":
+          problems.append(f"dataset {spec.dataset!r} has dtype {dtype}, expected float32 "
+                          f"of shape {spec.shape}")
           continue
         try:
           value = ds[()]
-        except (OSError, RuntimeError) as e:
+        except (OSError, RuntimeError, ValueError) as e:
           problems.append(f"dataset {spec.dataset!r} cannot be read ({e}); the file is "
                           "corrupt")
           continue
-        if ds.dtype != np.float32:
+        if dtype != np.float32:
           logging.warning("%s: dataset %s is %s; converting to float32.", weight_file,
-                          spec.dataset, ds.dtype)
+                          spec.dataset, dtype)
         value = np.asarray(value, np.float32)
         if not np.all(np.isfinite(value)):
           problems.append(f"dataset {spec.dataset!r} holds NaN or infinite values")
@@ -190,15 +205,14 @@ def read_elmo_weights(weight_file: str | os.PathLike, config: BiLMConfig, *,
       if other:
         logging.warning("%s: ignoring datasets outside ELMo's biLM layout: %s", weight_file,
                         ", ".join(other[:_MAX_LISTED]))
-  except OSError as e:
-    raise ValueError(
-        f"ELMo weight file {weight_file} is not a readable HDF5 file ({e}). It may be "
-        "truncated or corrupt (compare its size with the original) or not HDF5 at all; "
-        "download or copy it again.") from e
+  except (OSError, RuntimeError) as e:
+    # OSError: not HDF5 or truncated; RuntimeError: corrupt object headers or
+    # B-trees met while listing the datasets.
+    raise ValueError(corrupt.format(e)) from e
   if problems:
     raise ValueError(
         f"ELMo weight file {weight_file} does not match {source}: {_list(problems)}. Use the "
-        "options.json released with this weight file.")
+        f"options.json released with this weight file (layout: {options_lib.FORMAT_DOC}).")
   for spec in specs:
     if spec.dataset not in arrays:  # absent optional CNN_proj: identity, exact in float32
       arrays[spec.dataset] = (np.eye(*spec.shape, dtype=np.float32) if len(spec.shape) == 2

@@ -19,6 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from prunelm_tf.export.saved_model import serving_function
+from prunelm_tf.models.config import MAX_CHARACTERS_PER_TOKEN
 from prunelm_tf.utils.files import atomic_path
 
 keras = tf.keras
@@ -125,6 +126,12 @@ def _convert_int8_in_child(saved_model_dir: str, inputs: List[np.ndarray]) -> by
 class TFLiteBiLM:
   """Runs an exported biLM with the LiteRT interpreter, one sentence at a time.
 
+  The file is checked when opened, before any sentence is run: it must be a
+  TFLite flatbuffer whose tensors can be allocated, with this package's
+  signature (one int32 input, ``char_ids`` [1, time, chars] with a fixed
+  ``chars`` of at most ``MAX_CHARACTERS_PER_TOKEN``, or ``token_ids`` [1,
+  time]; one float32 rank-4 output, ``representations``).
+
   Args:
     model_path: a flatbuffer with one int32 input, token ids [1, time] or char
       ids [1, time, chars], and one rank-4 float32 output, the representations
@@ -132,28 +139,56 @@ class TFLiteBiLM:
     num_threads: interpreter threads.
 
   Raises:
-    FileNotFoundError / ValueError: no file, not a TFLite model, or not a biLM
-      of this shape (the message says what was found).
+    FileNotFoundError / ValueError: no file, not a TFLite model (corrupt or
+      truncated), or not a biLM of this shape (the message says what was
+      found and what a biLM has).
   """
 
   def __init__(self, model_path: str, num_threads: int = 1):
     if not os.path.isfile(model_path):
       raise FileNotFoundError(f"TFLite file {model_path} does not exist.")
     from ai_edge_litert.interpreter import Interpreter  # heavy; only when used
+    not_tflite = (f"{model_path} is not a readable TFLite model ({{}}); it may be truncated or "
+                  "corrupt. Export it again (pipelines.compress writes one per --tflite_"
+                  "quantization mode) or copy it again.")
     try:
       self.interpreter = Interpreter(model_path=model_path, num_threads=num_threads)
-    except ValueError as e:
-      raise ValueError(f"{model_path} is not a readable TFLite model ({e}).") from e
-    inputs = self.interpreter.get_input_details()
-    outputs = [o for o in self.interpreter.get_output_details() if len(o["shape"]) == 4]
+      inputs = self.interpreter.get_input_details()
+      all_outputs = self.interpreter.get_output_details()
+      signatures = self.interpreter.get_signature_list()
+    except (ValueError, RuntimeError) as e:
+      raise ValueError(not_tflite.format(e)) from e
+    outputs = [o for o in all_outputs if len(o["shape"]) == 4]
+    found = [(i["name"], tuple(int(d) for d in i["shape_signature"]), np.dtype(i["dtype"]).name)
+             for i in inputs]
+    expected = ("a biLM exported by this package has one int32 input, token ids [1, time] or "
+                f"char ids [1, time, max_chars] with 3 <= max_chars <= {MAX_CHARACTERS_PER_TOKEN}")
     if len(inputs) != 1 or len(inputs[0]["shape"]) not in (2, 3) or \
         inputs[0]["dtype"] != np.int32:
-      found = [(tuple(i["shape_signature"]), np.dtype(i["dtype"]).name) for i in inputs]
-      raise ValueError(f"{model_path} has inputs {found}; a biLM has one int32 input, token ids "
-                       "[1, time] or char ids [1, time, max_chars].")
-    if len(outputs) != 1:
-      raise ValueError(f"{model_path} has {len(outputs)} rank-4 outputs; expected exactly one, "
-                       "the representations [1, n_layers + 1, time - 2, 2 * proj].")
+      raise ValueError(f"{model_path} has inputs {found}; {expected}. It is not a biLM "
+                       "export; use a file written by export_tflite.")
+    signature = tuple(int(d) for d in inputs[0]["shape_signature"])
+    if signature[0] not in (1, -1) or (
+        len(signature) == 3 and not 3 <= signature[2] <= MAX_CHARACTERS_PER_TOKEN):
+      raise ValueError(f"{model_path} has input {found[0]}; {expected}. It is not a biLM "
+                       "export; use a file written by export_tflite.")
+    if len(outputs) != 1 or outputs[0]["dtype"] != np.float32:
+      raise ValueError(f"{model_path} has {len(outputs)} rank-4 outputs "
+                       f"{[(o['name'], np.dtype(o['dtype']).name) for o in outputs]}; expected "
+                       "exactly one float32 output, the representations [1, n_layers + 1, "
+                       "time - 2, 2 * proj]. It is not a biLM export.")
+    ours = {"inputs": ["char_ids" if len(signature) == 3 else "token_ids"],
+            "outputs": ["representations"]}
+    # export_tflite always writes this signature (the converter gets the model).
+    if ours not in [{k: sorted(v) for k, v in s.items()} for s in signatures.values()]:
+      raise ValueError(f"{model_path} has signatures {signatures or 'none'}; a biLM export has "
+                       f"{{'serving_default': {ours}}}. It is not a biLM export; use a file "
+                       "written by export_tflite.")
+    try:
+      # Every tensor and WHILE body is checked here, not at the first sentence.
+      self.interpreter.allocate_tensors()
+    except (ValueError, RuntimeError) as e:
+      raise ValueError(not_tflite.format(e)) from e
     self.model_path = model_path
     self._input, self._output = inputs[0], outputs[0]
     self._shape = None
@@ -170,10 +205,15 @@ class TFLiteBiLM:
   def __call__(self, ids: np.ndarray) -> np.ndarray:
     """ids: int32 [1, time(, chars)] -> float32 [1, n_layers + 1, time - 2, 2 * proj]."""
     ids = np.asarray(ids, np.int32)
-    if ids.shape != self._shape:
-      self.interpreter.resize_tensor_input(self._input["index"], ids.shape)
-      self.interpreter.allocate_tensors()
-      self._shape = ids.shape
-    self.interpreter.set_tensor(self._input["index"], ids)
-    self.interpreter.invoke()
+    try:
+      if ids.shape != self._shape:
+        self.interpreter.resize_tensor_input(self._input["index"], ids.shape)
+        self.interpreter.allocate_tensors()
+        self._shape = ids.shape
+      self.interpreter.set_tensor(self._input["index"], ids)
+      self.interpreter.invoke()
+    except RuntimeError as e:
+      self._shape = None
+      raise ValueError(f"{self.model_path} failed on input of shape {ids.shape} ({e}); the file "
+                       "is corrupt or not a biLM export. Export it again.") from e
     return self.interpreter.get_tensor(self._output["index"])

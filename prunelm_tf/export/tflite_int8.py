@@ -15,7 +15,7 @@ from prunelm_tf.export.tflite import convert_to_tflite
 
 def main(argv):
   saved_model_dir, calibration, out = argv[1:4]
-  with np.load(calibration) as npz:
+  with np.load(calibration, allow_pickle=False) as npz:  # never unpickle a file
     inputs = [npz[k] for k in npz.files]
   flatbuffer = convert_to_tflite(load_saved_model(saved_model_dir), "int8",
                                  representative_inputs=lambda: iter(inputs))

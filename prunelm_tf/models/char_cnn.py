@@ -1,4 +1,4 @@
-"""ELMo's character CNN and highway layers (ELMO_FORMAT.md, steps 3-5)."""
+"""ELMo's character CNN and highway layers (docs/elmo_format.md, "Character CNN")."""
 
 from __future__ import annotations
 

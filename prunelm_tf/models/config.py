@@ -1,17 +1,68 @@
-"""Architecture configuration of the biLM (validated, frozen, JSON round-trip)."""
+"""Architecture configuration of the biLM (validated, frozen, JSON round-trip).
+
+Two levels of checks: the constructors check types, ranges and cross-field
+rules of every config; ``check_size`` adds the size rule that a config *read
+from a file* (an ELMo options.json, a run folder's config.json) must also meet,
+so that a corrupt or hostile size is refused by name before anything is built.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Mapping, Optional, Tuple
+import math
+import numbers
+from typing import Any, Callable, List, Mapping, Optional, Tuple, Union
 
 TOKEN_ENCODERS = ("word", "char")
 CHAR_ACTIVATIONS = ("relu", "tanh")
 
+# Size limits of a config read from a file (``check_size``). They are far above
+# every released ELMo ("Original": 93,600,848 parameters = 374 MB, 37 weight
+# tensors, 50 characters per token) and above a word-input model whose
+# embedding and softmax cover the whole 1B Word Benchmark vocabulary
+# (2 x 793,471 x 512 + LSTMs: ~890M parameters), yet low enough that a size
+# such as lstm dim 10**9 fails at load time, naming the field, instead of in an
+# out-of-memory error while the model is built.
+# Parameters of the whole model: 2**30 float32 values = 4 GiB.
+MAX_PARAMETERS = 2**30
+# Weight tensors (each one Keras variable; LSTM layers, highway layers and
+# filter banks add them): bounds the time spent building the model.
+MAX_WEIGHT_TENSORS = 1000
+# Characters per token: every token's char-id row and CNN activations scale with it.
+MAX_CHARACTERS_PER_TOKEN = 1024
+
+
+def _is_int(value: Any) -> bool:
+  return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+  return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _check_int(name: str, value: Any) -> None:
+  if not _is_int(value):
+    raise TypeError(f"{name} must be an integer, got {value!r} ({type(value).__name__}).")
+
+
+def _check_filters(filters: Any) -> Tuple[Tuple[int, int], ...]:
+  """``filters`` as (width, count) int pairs, or a TypeError that shows it."""
+  if isinstance(filters, (str, bytes, Mapping)) or not hasattr(filters, "__iter__"):
+    raise TypeError(f"char_cnn.filters must be a list of (width, count) pairs, got "
+                    f"{filters!r} ({type(filters).__name__}).")
+  pairs = []
+  for f in filters:
+    if (isinstance(f, (str, bytes, Mapping)) or not hasattr(f, "__len__") or len(f) != 2
+        or not all(_is_int(v) for v in f)):
+      raise TypeError(f"char_cnn.filters entries must be (width, count) pairs of integers, "
+                      f"got {f!r}.")
+    pairs.append((int(f[0]), int(f[1])))
+  return tuple(pairs)
+
 
 @dataclasses.dataclass(frozen=True)
 class CharCNNConfig:
-  """ELMo character CNN (ELMO_FORMAT.md, steps 2-6)."""
+  """ELMo character CNN (docs/elmo_format.md, "Character CNN")."""
 
   # Width of each character embedding (ELMo "Original": 16).
   embedding_dim: int = 16
@@ -28,8 +79,9 @@ class CharCNNConfig:
   activation: str = "relu"
 
   def __post_init__(self):
-    object.__setattr__(self, "filters",
-                       tuple(tuple(int(v) for v in f) for f in self.filters))
+    for name in ("embedding_dim", "n_highway", "n_characters", "max_characters_per_token"):
+      _check_int(f"char_cnn.{name}", getattr(self, name))
+    object.__setattr__(self, "filters", _check_filters(self.filters))
     if self.embedding_dim < 1:
       raise ValueError(f"char_cnn.embedding_dim must be >= 1, got {self.embedding_dim}.")
     if not self.filters:
@@ -90,7 +142,23 @@ class BiLMConfig:
 
   def __post_init__(self):
     if isinstance(self.char_cnn, Mapping):
+      known = {f.name for f in dataclasses.fields(CharCNNConfig)}
+      unknown = sorted(set(self.char_cnn) - known)
+      if unknown:
+        raise ValueError(f"unknown char_cnn config keys {unknown}; known: {sorted(known)}.")
       object.__setattr__(self, "char_cnn", CharCNNConfig(**self.char_cnn))
+    if not isinstance(self.char_cnn, CharCNNConfig):
+      raise TypeError(f"char_cnn must be a CharCNNConfig or a mapping of its fields, got "
+                      f"{self.char_cnn!r} ({type(self.char_cnn).__name__}).")
+    for name in ("vocab_size", "lstm_dim", "projection_dim", "n_layers"):
+      _check_int(name, getattr(self, name))
+    for name in ("cell_clip", "proj_clip", "dropout"):
+      value = getattr(self, name)
+      if value is not None and not _is_number(value):
+        raise TypeError(f"{name} must be a number, got {value!r} ({type(value).__name__}).")
+    if not isinstance(self.use_skip_connections, bool):
+      raise TypeError(f"use_skip_connections must be true or false, got "
+                      f"{self.use_skip_connections!r}.")
     if self.token_encoder not in TOKEN_ENCODERS:
       raise ValueError(f"token_encoder must be one of {TOKEN_ENCODERS}, got "
                        f"{self.token_encoder!r}.")
@@ -105,8 +173,9 @@ class BiLMConfig:
         raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}.")
     for name in ("cell_clip", "proj_clip"):
       value = getattr(self, name)
-      if value is not None and value <= 0:
-        raise ValueError(f"{name} must be > 0 or None (no clipping), got {value}.")
+      if value is not None and not (value > 0 and math.isfinite(value)):
+        raise ValueError(f"{name} must be a finite number > 0 or None (no clipping), got "
+                         f"{value}.")
     if not 0.0 <= self.dropout < 1.0:
       raise ValueError(f"dropout must be in [0, 1), got {self.dropout}.")
 
@@ -123,9 +192,168 @@ class BiLMConfig:
     return dataclasses.asdict(self)
 
   @classmethod
-  def from_dict(cls, d: Mapping[str, Any]) -> "BiLMConfig":
+  def from_dict(cls, d: Mapping[str, Any], *, source: Optional[str] = None,
+                prefix: str = "") -> "BiLMConfig":
+    """The config of a parsed JSON object, checked as one read from a file.
+
+    Unlike the constructor, this also applies ``check_size``.
+
+    Args:
+      d: the fields, e.g. the "model" object of a run folder's config.json.
+      source: the file ``d`` came from, named in errors.
+      prefix: where ``d`` sits in that file, e.g. "model." (names fields in
+        errors as ``model.lstm_dim``).
+
+    Raises:
+      TypeError: ``d`` is not a mapping, or a field has the wrong type.
+      ValueError: an unknown key, a value out of range, or a size beyond
+        ``check_size``'s limits. Messages start with ``source``.
+    """
+    where = f"{source}: " if source else ""
+    section = f"{prefix.rstrip('.')} " if prefix else ""
+    if not isinstance(d, Mapping):
+      raise TypeError(f"{where}the biLM config {section}must be a JSON object of its fields, "
+                      f"got {type(d).__name__}.")
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = set(d) - known
     if unknown:
-      raise ValueError(f"unknown biLM config keys {sorted(unknown)}; known: {sorted(known)}.")
-    return cls(**d)
+      raise ValueError(f"{where}unknown biLM config keys {sorted(unknown)} in {section or 'it'}"
+                       f"; known: {sorted(known)}.")
+    try:
+      config = cls(**d)
+    except (TypeError, ValueError) as e:
+      raise type(e)(f"{where}{prefix}{e}" if prefix else f"{where}{e}") from None
+    check_size(config, source=source, field_name=lambda f: prefix + f)
+    return config
+
+
+def weight_shapes(config: BiLMConfig) -> List[Tuple[str, Tuple[int, ...], Tuple[str, ...]]]:
+  """Every weight tensor of ``build_bilm(config)``, without building it.
+
+  Returns:
+    ``(keras weight name, shape, config fields that set the shape)`` per
+    tensor, e.g. ``("forward_lstm_0/kernel", (32, 256), ("projection_dim",
+    "lstm_dim"))``. Field names are ``BiLMConfig`` attributes, with
+    "char_cnn." before the CharCNNConfig ones. Enumerates every layer: check
+    ``_num_weight_tensors`` first for configs from files.
+  """
+  p, d = config.projection_dim, config.lstm_dim
+  shapes = []
+  if config.token_encoder == "char":
+    cnn = config.char_cnn
+    emb = ("char_cnn.embedding_dim",)
+    # 261 stored rows whatever n_characters says (char_cnn.py, CharCNN.build).
+    shapes.append(("char_cnn/char_embedding", (261, cnn.embedding_dim), emb))
+    for i, (w, n) in enumerate(cnn.filters):
+      fields = ("char_cnn.filters", "char_cnn.embedding_dim")
+      shapes.append((f"char_cnn/kernel_{i}", (w, cnn.embedding_dim, n), fields))
+      shapes.append((f"char_cnn/bias_{i}", (n,), ("char_cnn.filters",)))
+    width = cnn.n_filters
+    for k in range(cnn.n_highway):
+      for name in ("carry_kernel", "carry_bias", "transform_kernel", "transform_bias"):
+        shape = (width, width) if name.endswith("kernel") else (width,)
+        shapes.append((f"highway_{k}/{name}", shape, ("char_cnn.filters",)))
+    shapes.append(("token_projection/kernel", (width, p), ("char_cnn.filters", "projection_dim")))
+    shapes.append(("token_projection/bias", (p,), ("projection_dim",)))
+  else:
+    shapes.append(("word_embedding/embeddings", (config.vocab_size + 1, p),
+                   ("vocab_size", "projection_dim")))
+  for direction in ("forward", "backward"):
+    for l in range(config.n_layers):
+      layer = f"{direction}_lstm_{l}"
+      shapes.append((f"{layer}/kernel", (2 * p, 4 * d), ("projection_dim", "lstm_dim")))
+      shapes.append((f"{layer}/bias", (4 * d,), ("lstm_dim",)))
+      shapes.append((f"{layer}/projection", (d, p), ("lstm_dim", "projection_dim")))
+  if config.has_softmax:
+    shapes.append(("softmax/kernel", (p, config.vocab_size), ("projection_dim", "vocab_size")))
+    shapes.append(("softmax/bias", (config.vocab_size,), ("vocab_size",)))
+  return shapes
+
+
+def num_parameters(config: BiLMConfig) -> int:
+  """Parameters of ``build_bilm(config)`` (its ``count_params()``), without building it."""
+  return sum(math.prod(shape) for _, shape, _ in weight_shapes(config))
+
+
+def _num_weight_tensors(config: BiLMConfig) -> dict:
+  """Weight tensors per config field that multiplies them (arithmetic, no enumeration)."""
+  counts = {"n_layers": 2 * 3 * config.n_layers}
+  if config.token_encoder == "char":
+    counts["char_cnn.filters"] = 2 * len(config.char_cnn.filters) + 3  # + embedding, projection
+    counts["char_cnn.n_highway"] = 4 * config.char_cnn.n_highway
+  else:
+    counts["vocab_size"] = 1
+  if config.has_softmax:
+    counts["vocab_size"] = counts.get("vocab_size", 0) + 2
+  return counts
+
+
+def check_size(config: BiLMConfig, *, source: Optional[str] = None,
+               field_name: Union[Mapping[str, str], Callable[[str], str], None] = None,
+               max_parameters: int = MAX_PARAMETERS,
+               max_weight_tensors: int = MAX_WEIGHT_TENSORS,
+               max_characters_per_token: int = MAX_CHARACTERS_PER_TOKEN) -> None:
+  """The size rule of a config read from a file (limits: see ``MAX_PARAMETERS``).
+
+  Refuses, before anything is allocated, a config with more than
+  ``max_characters_per_token`` characters per token (char input), more than
+  ``max_weight_tensors`` weight tensors or more than ``max_parameters``
+  parameters. Legitimate in-memory configs are never checked against it.
+
+  Args:
+    config: the config built from the file.
+    source: the file, named in the message.
+    field_name: maps ``weight_shapes``' field names to the file's own
+      (e.g. "lstm_dim" -> "lstm.dim" for options.json); a mapping (missing
+      names unchanged) or a function.
+    max_parameters, max_weight_tensors, max_characters_per_token: the limits.
+
+  Raises:
+    ValueError: a limit is exceeded; names the file, the field(s) with their
+      values and the limit.
+  """
+  if callable(field_name):
+    rename = field_name
+  else:
+    mapping = field_name or {}
+    rename = lambda f: mapping.get(f, f)  # noqa: E731
+
+  def named(fields) -> str:
+    parts = []
+    for f in fields:
+      obj, attr = (config.char_cnn, f[len("char_cnn."):]) if f.startswith("char_cnn.") else (
+          config, f)
+      if attr == "filters":
+        parts.append(f"{rename(f)} (total count {config.char_cnn.n_filters} in "
+                     f"{len(config.char_cnn.filters)} banks)")
+      else:
+        parts.append(f"{rename(f)}={getattr(obj, attr)}")
+    return ", ".join(parts)
+
+  where = f"{source}: " if source else ""
+  fix = ("No released ELMo comes near these limits (\"Original\": 93.6M parameters, 37 "
+         "weight tensors, 50 characters per token; see docs/elmo_format.md), so the file is "
+         "corrupt or not the architecture you meant: correct the field, or use the file that "
+         "was released or written with the weights.")
+  if config.token_encoder == "char":
+    chars = config.char_cnn.max_characters_per_token
+    if chars > max_characters_per_token:
+      raise ValueError(
+          f"{where}{named(['char_cnn.max_characters_per_token'])} exceeds the limit of "
+          f"{max_characters_per_token} characters per token for a model read from a file. "
+          + fix)
+  tensors = _num_weight_tensors(config)
+  if sum(tensors.values()) > max_weight_tensors:
+    field = max(tensors, key=tensors.get)
+    raise ValueError(
+        f"{where}{named([field])} gives a model of {sum(tensors.values()):,} weight tensors; a "
+        f"model read from a file may have at most {max_weight_tensors:,}. " + fix)
+  shapes = weight_shapes(config)
+  total = sum(math.prod(shape) for _, shape, _ in shapes)
+  if total > max_parameters:
+    name, shape, fields = max(shapes, key=lambda s: math.prod(s[1]))
+    raise ValueError(
+        f"{where}{named(fields)} give a model of {total:,} parameters "
+        f"({total * 4 / 2**30:,.1f} GiB as float32; largest matrix {name} {shape}); a model "
+        f"read from a file may have at most {max_parameters:,} parameters "
+        f"({max_parameters * 4 / 2**30:,.0f} GiB). " + fix)

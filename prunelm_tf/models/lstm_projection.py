@@ -4,7 +4,7 @@ Weights use ELMo's layout so released files load without reshuffling:
 ``kernel`` (input_dim + projection_dim, 4 * units) with rows ``[x_t; h_{t-1}]``
 and gate columns in the order i, j, f, o; ``bias`` (4 * units) without the
 forget bias of +1.0 (added at run time); ``projection`` (units, projection_dim),
-no bias. See ELMO_FORMAT.md step 7.
+no bias. See docs/elmo_format.md, "LSTM".
 
 Why not ``keras.layers.RNN`` with a cell: the input half of the kernel is
 applied to all time steps in one large matmul before the loop, so the loop only

@@ -8,12 +8,17 @@ that looks whole.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import glob
 import json
 import os
 import shutil
 import uuid
 from typing import Any, Iterator, Mapping, Optional
+
+# The lock file of a run folder (``run_dir_lock``); run-folder bookkeeping
+# ignores and keeps it.
+LOCK_FILE = ".lock"
 
 
 def _tmp_name(path: str) -> str:
@@ -110,7 +115,9 @@ def read_config_json(path: str) -> Any:
   try:
     with open(path, encoding="utf-8") as f:
       return json.load(f)
-  except (json.JSONDecodeError, UnicodeDecodeError) as e:
+  except (ValueError, RecursionError) as e:
+    # ValueError: JSONDecodeError, UnicodeDecodeError, integers beyond Python's
+    # digit limit; RecursionError: absurdly deep nesting.
     raise ValueError(f"{path} is not valid JSON ({e}); restore it from the run's flags.txt "
                      "or choose a new run folder.") from None
 
@@ -150,16 +157,83 @@ def prepare_run_dir(run_dir: str, config_json: str, *, overwrite: bool,
           f"{', '.join(changed[:10])}). Choose a new {flag_name}, restore the flags of that "
           "run to resume it, or pass --overwrite to delete it and start over.")
     check_run_dir_spares_inputs(run_dir, inputs, deleting=True, flag_name=flag_name)
-    shutil.rmtree(run_dir)
-  elif os.path.isdir(run_dir) and os.listdir(run_dir):
+    _remove_run_dir(run_dir)
+  elif os.path.isdir(run_dir) and [e for e in os.listdir(run_dir) if e != LOCK_FILE]:
     if not overwrite:
       raise ValueError(
           f"{flag_name}={run_dir} is not empty and holds no config.json, so it is not a run "
           f"folder of this tool. Choose a new {flag_name} or pass --overwrite to delete it.")
     check_run_dir_spares_inputs(run_dir, inputs, deleting=True, flag_name=flag_name)
-    shutil.rmtree(run_dir)
+    _remove_run_dir(run_dir)
   os.makedirs(run_dir, exist_ok=True)
   return False
+
+
+def _remove_run_dir(run_dir: str) -> None:
+  """Deletes a run folder, or only its contents while it holds a lock file.
+
+  The lock file stays so that a process holding ``run_dir_lock`` keeps the
+  lock through ``--overwrite``: deleting it would let a second process create
+  and lock a new one.
+  """
+  if not os.path.exists(os.path.join(run_dir, LOCK_FILE)):
+    shutil.rmtree(run_dir)
+    return
+  for name in os.listdir(run_dir):
+    if name == LOCK_FILE:
+      continue
+    entry = os.path.join(run_dir, name)
+    if os.path.isdir(entry) and not os.path.islink(entry):
+      shutil.rmtree(entry)
+    else:
+      os.remove(entry)
+
+
+@contextlib.contextmanager
+def run_dir_lock(run_dir: str, flag_name: str = "--run_dir") -> Iterator[str]:
+  """Holds an exclusive lock on ``run_dir`` while the block runs.
+
+  The lock is ``fcntl.flock`` on ``run_dir/.lock`` (created, with ``run_dir``,
+  if missing), taken without waiting. The file holds the holder's pid for the
+  message a second process gets. The kernel releases the lock when the
+  holding process ends in any way, including SIGKILL, so a crashed run never
+  leaves a stale lock; the file itself stays (deleting it would race with a
+  process opening it). ``prepare_run_dir`` ignores and keeps it.
+
+  Call ``check_run_dir_spares_inputs`` first: taking the lock creates the
+  folder and the lock file. A child made with ``os.fork`` shares the lock
+  (and keeps it if it outlives the parent); ``subprocess`` children do not.
+
+  Args:
+    run_dir: the run folder.
+    flag_name: the run folder's flag, named in the message.
+
+  Yields:
+    The lock file's path.
+
+  Raises:
+    ValueError: another process (or another ``run_dir_lock`` of this one)
+      holds the lock; the message names its pid.
+  """
+  os.makedirs(run_dir, exist_ok=True)
+  path = os.path.join(run_dir, LOCK_FILE)
+  fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+  try:
+    try:
+      fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+      raise ValueError(f"another process (pid {holder}) is already running in {run_dir}; wait "
+                       f"for it or choose another {flag_name}.") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+    try:
+      yield path
+    finally:
+      os.ftruncate(fd, 0)
+      fcntl.flock(fd, fcntl.LOCK_UN)
+  finally:
+    os.close(fd)
 
 
 def _diff_keys(a: Any, b: Any, prefix: str = "") -> list:

@@ -218,3 +218,51 @@ def test_tfds_corpus_missing_text_key_raises():
   with tfds.testing.mock_data(num_examples=1):
     with pytest.raises(ValueError, match=r"no feature 'sentence'.*\['text'\]"):
       list(corpus)
+
+
+# --- files that are not UTF-8 text ---------------------------------------------
+
+
+@pytest.mark.parametrize("data,line,offset,what", [
+    ("a b\nc\n".encode("utf-16"), 1, 0, "UTF-16 text"),
+    ("a b\n".encode("utf-32"), 1, 0, "UTF-32 text"),
+    ("a b\nc\n".encode("utf-16-le"), 1, 1, "holds a NUL byte"),
+    (b"good line\nbad\x00line\n", 2, 13, "holds a NUL byte"),
+    (b"\x1f\x8b\x08\x00\x00\x00\x00\x00", 1, 0, "gzip-compressed"),
+    (b"BZh91AY&SY", 1, 0, "bzip2-compressed"),
+    (b"PK\x03\x04\x14\x00", 1, 0, "a zip archive"),
+])
+def test_file_that_is_not_utf8_text_is_refused_naming_line_and_offset(tmp_path, data, line,
+                                                                       offset, what):
+  path = _write(tmp_path / "c.txt", data)
+  with pytest.raises(ValueError) as e:
+    list(corpus_lib.TextFileCorpus(path))
+  message = str(e.value)
+  assert message.startswith(f"{path}, line {line}, byte offset {offset}: the file is ")
+  assert what in message and "UTF-8" in message
+
+
+def test_nul_free_text_with_multibyte_characters_passes(tmp_path):
+  path = _write(tmp_path / "c.txt", "h\u00e9 \u4e2d\u6587 \U0001F600\n".encode())
+  assert list(corpus_lib.TextFileCorpus(path)) == [["h\u00e9", "\u4e2d\u6587", "\U0001F600"]]
+
+
+def test_utf8_byte_order_mark_is_dropped(tmp_path):
+  path = _write(tmp_path / "c.txt", b"\xef\xbb\xbfa b\n\xef\xbb\xbfc\n")
+  # Only at the start of a file; elsewhere U+FEFF is a character of a token.
+  assert list(corpus_lib.TextFileCorpus(path)) == [["a", "b"], ["\ufeffc"]]
+
+
+def test_undecodable_line_warning_gives_the_byte_offset(tmp_path, caplog):
+  path = _write(tmp_path / "c.txt", b"good one\nok \xff bad\n")
+  assert list(corpus_lib.TextFileCorpus(path)) == [["good", "one"]]
+  assert _corpus_warnings(caplog)[0].args[4] == "line 2, byte offset 12"
+
+
+def test_empty_corpus_error_names_the_first_undecodable_line(tmp_path):
+  path = _write(tmp_path / "latin1.txt", "caf\u00e9\nna\u00efve\n".encode("latin-1"))
+  with pytest.raises(ValueError) as e:
+    corpus_lib.read_sentences(corpus_lib.TextFileCorpus(path))
+  message = str(e.value)
+  assert f"the first at {path}, line 1, byte offset 3" in message
+  assert "2 lines that are not valid UTF-8" in message and "iconv" in message

@@ -206,3 +206,72 @@ def test_build_bad_min_count_raises(min_count):
 def test_build_from_empty_corpus_raises(sentences):
   with pytest.raises(ValueError, match="check that the corpus is not empty"):
     Vocabulary.build(sentences)
+
+
+# --- vocabulary files from elsewhere -------------------------------------------
+
+_VALID_LINES = [b"the", b"</S>", b"<S>", b"<UNK>", b"cat"]  # specials need not come first
+
+
+def _mutations():
+  for i, token in enumerate(_VALID_LINES):
+    if token.startswith(b"<"):
+      yield f"drop-{token.decode()}", _VALID_LINES[:i] + _VALID_LINES[i + 1:], "missing"
+    yield f"repeat-{i}", _VALID_LINES + [token], f"at ids {i} and 5"
+    yield f"blank-before-{i}", _VALID_LINES[:i] + [b""] + _VALID_LINES[i:], "non-empty"
+    yield f"space-in-{i}", _VALID_LINES[:i] + [token + b" x"] + _VALID_LINES[i + 1:], "whitespace"
+    yield f"latin1-in-{i}", _VALID_LINES[:i] + [token + b"\xe9"] + _VALID_LINES[i + 1:], (
+        f"line {i + 1} is not")
+    yield f"nul-in-{i}", _VALID_LINES[:i] + [b"\x00" + token] + _VALID_LINES[i + 1:], (
+        f"NUL byte at line {i + 1}")
+
+
+_VOCAB_CASES = list(_mutations())
+
+
+def test_vocabulary_fuzz_case_count():
+  assert len(_VOCAB_CASES) == 3 + 5 * 5 == 28
+
+
+@pytest.mark.parametrize("name,lines,message", _VOCAB_CASES, ids=[c[0] for c in _VOCAB_CASES])
+def test_mutated_vocabulary_file_is_refused_naming_it(tmp_path, name, lines, message):
+  path = tmp_path / "vocab.txt"
+  path.write_bytes(b"\n".join(lines) + b"\n")
+  with pytest.raises(ValueError, match=message) as e:
+    Vocabulary.load(path)
+  assert str(path) in str(e.value)
+
+
+def test_valid_vocabulary_file_with_specials_anywhere_loads(tmp_path):
+  path = tmp_path / "vocab.txt"
+  path.write_bytes(b"\n".join(_VALID_LINES))
+  vocab = Vocabulary.load(path)
+  assert (vocab.bos_id, vocab.eos_id, vocab.unk_id) == (2, 1, 3)
+
+
+def test_duplicate_in_file_names_file_and_ids(tmp_path):
+  path = tmp_path / "vocab.txt"
+  path.write_bytes(b"<S>\n</S>\n<UNK>\nthe\nthe\n")
+  with pytest.raises(ValueError, match=r"vocab.txt' \(a token's id is its line number - 1\): "
+                     r"vocabulary tokens must be unique, got duplicates: 'the' at ids 3 and 4"):
+    Vocabulary.load(path)
+
+
+def test_byte_order_mark_is_refused(tmp_path):
+  path = tmp_path / "vocab.txt"
+  path.write_bytes(b"\xef\xbb\xbf<S>\n</S>\n<UNK>\n")
+  with pytest.raises(ValueError, match=r"starts with a UTF-8 byte-order mark .*first token "
+                     r"b'<S>'; remove it"):
+    Vocabulary.load(path)
+
+
+def test_non_utf8_gives_the_byte_offset(tmp_path):
+  path = tmp_path / "vocab.txt"
+  path.write_bytes(b"<S>\n</S>\n<UNK>\ncaf\xe9\n")
+  with pytest.raises(ValueError, match=r"line 4 is not \(byte offset 18"):
+    Vocabulary.load(path)
+
+
+def test_directory_is_refused(tmp_path):
+  with pytest.raises(ValueError, match="is a directory; pass the vocab.txt file"):
+    Vocabulary.load(tmp_path)

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from prunelm_tf import data as data_lib
 from prunelm_tf.elmo import embedder as embedder_lib
@@ -170,3 +171,17 @@ def test_unreadable_or_missing_tflite_file(tmp_path):
     embedder_lib.open_embedder(tflite_file=str(path))
   with pytest.raises(FileNotFoundError, match="missing.tflite"):
     embedder_lib.open_embedder(tflite_file=str(tmp_path / "missing.tflite"))
+
+
+def test_tflite_with_a_fixed_time_below_three_is_refused(tmp_path):
+  fn = tf.function(
+      lambda char_ids: {"representations": tf.zeros([1, 2, 1, 4]) +
+                        tf.reduce_sum(tf.cast(char_ids, tf.float32))},
+      input_signature=[tf.TensorSpec([1, 2, 50], tf.int32, name="char_ids")])
+  converter = tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function()],
+                                                              tf.Module())
+  path = tmp_path / "short.tflite"
+  path.write_bytes(converter.convert())
+  with pytest.raises(ValueError, match=f"{path} has a fixed time dimension of 2; a sentence "
+                     "needs at least 3"):
+    embedder_lib.TFLiteElmoEmbedder(str(path))

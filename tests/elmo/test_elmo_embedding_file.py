@@ -51,6 +51,28 @@ def test_input_is_checked_before_the_model_is_loaded(elmo_fixture, tmp_path):
   assert sorted(os.listdir(tmp_path)) == ["input.txt"]
 
 
+def test_output_that_is_a_directory_is_refused_before_any_work(tmp_path, monkeypatch):
+  path = _write_lines(tmp_path, "a b\n")
+  (tmp_path / "out").mkdir()
+  monkeypatch.setattr(embedding_file, "open_embedder",
+                      lambda **kw: pytest.fail("the model was loaded"))
+  with pytest.raises(ValueError, match=f"output_file {tmp_path / 'out'} is an existing directory; "
+                     "it must name the HDF5 file to write, e.g. .*elmo_embeddings.hdf5"):
+    embedding_file.embed_text_file(path, str(tmp_path / "out"), tflite_file="m.tflite")
+  assert os.listdir(tmp_path / "out") == []
+
+
+def test_output_below_a_file_is_refused(tmp_path):
+  path = _write_lines(tmp_path, "a b\n")
+  with pytest.raises(ValueError, match="input.txt is a file, not a directory"):
+    embedding_file.embed_text_file(path, os.path.join(path, "sub", "out.hdf5"),
+                                   tflite_file="m.tflite")
+
+
+def test_output_in_a_folder_still_to_be_created_passes_the_check(tmp_path):
+  embedding_file.check_output_file(str(tmp_path / "new" / "deeper" / "out.hdf5"))
+
+
 def test_output_must_not_be_an_input(elmo_fixture, tmp_path):
   path = _write_lines(tmp_path, "a b\n")
   with pytest.raises(ValueError, match="is also an input"):

@@ -98,7 +98,7 @@ def test_missing_embedding_dim_is_named(elmo_fixture, tmp_path):
     ("lstm", "dim", "64", "lstm.dim must be an integer"),
     ("lstm", "n_layers", True, "lstm.n_layers must be an integer"),
     ("lstm", "n_layers", 0, "lstm.n_layers must be an integer >= 1"),
-    ("lstm", "cell_clip", -1, "lstm.cell_clip must be a number > 0"),
+    ("lstm", "cell_clip", -1, "lstm.cell_clip must be a finite number > 0"),
     ("lstm", "use_skip_connections", 1, "use_skip_connections must be true or false"),
     ("lstm", "projection_dim", 64, "projection_dim=64 must be smaller than lstm.dim=64"),
     ("char_cnn", "filters", [[1, 4], [2]], "char_cnn.filters must be a non-empty list"),
@@ -139,3 +139,133 @@ def test_word_input_configs_have_no_elmo_options():
   with pytest.raises(ValueError, match="char-input models only"):
     options_lib.config_to_options(BiLMConfig(vocab_size=10, token_encoder="word"))
 
+
+
+# --- fuzz: every key dropped or replaced --------------------------------------
+#
+# The fixture's options (a released file's exact layout) with one key dropped,
+# or one value (a section, a leaf, a filter pair or one of its numbers)
+# replaced by a wrong type, a non-finite, negative, zero or absurd value. Each
+# case is either refused with ValueError/TypeError naming the file, or is a
+# legitimate value that loads; nothing raises anything else or allocates.
+
+_FIXTURE_OPTIONS = {
+    "lstm": {"cell_clip": 3, "use_skip_connections": True, "n_layers": 2, "proj_clip": 3,
+             "projection_dim": 16, "dim": 64},
+    "char_cnn": {"embedding": {"dim": 4}, "filters": [[1, 4], [2, 8], [3, 16], [4, 32], [5, 64]],
+                 "n_highway": 2, "n_characters": 262, "max_characters_per_token": 50,
+                 "activation": "relu"},
+}
+_DROP = "<dropped>"
+_FUZZ_VALUES = (_DROP, None, True, False, "64", "", 0, -1, 1, 2.5, float("nan"), float("inf"),
+                10**9, 10**30, [], {}, [1, 2])
+
+
+def _paths(obj, prefix=()):
+  items = obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, list) else ()
+  for key, value in items:
+    yield prefix + (key,)
+    yield from _paths(value, prefix + (key,))
+
+
+def _legitimate(path, value) -> bool:
+  """Whether the mutated file is still a valid architecture (the only ones that may load)."""
+  leaf = path[-1]
+  if leaf in ("cell_clip", "proj_clip"):  # a finite number > 0, or no clipping
+    return value in (_DROP, None) or (not isinstance(value, bool) and
+                                      isinstance(value, (int, float)) and 0 < value < float("inf"))
+  if leaf == "use_skip_connections":
+    return isinstance(value, bool)
+  if leaf == "n_layers":  # 1 (bilm-tf's default when absent); 10**9 breaks the size rule
+    return value in (_DROP, 1) and value is not True
+  if leaf == "n_highway":
+    return value in (_DROP, None, 0, 1) and not isinstance(value, bool)
+  if path in (("lstm", "projection_dim"), ("char_cnn", "embedding", "dim")):
+    return value == 1 and not isinstance(value, bool)
+  if path[:2] == ("char_cnn", "filters") and len(path) >= 3:
+    if len(path) == 3:  # a whole [width, count] pair
+      return value in (_DROP, [1, 2])
+    return value == 1 and not isinstance(value, bool)  # a width or a count
+  return False
+
+
+_FUZZ_CASES = [(path, value) for path in _paths(_FIXTURE_OPTIONS) for value in _FUZZ_VALUES]
+
+
+def _fuzz_id(case):
+  path, value = case
+  return ".".join(map(str, path)) + "=" + (value if value is _DROP else repr(value)[:12])
+
+
+def test_fuzz_case_count():
+  # Reported in the issue: 30 paths x 17 mutations.
+  assert len(_FUZZ_CASES) == 510
+  assert sum(_legitimate(*c) for c in _FUZZ_CASES) == 42
+
+
+@pytest.mark.parametrize("case", _FUZZ_CASES, ids=map(_fuzz_id, _FUZZ_CASES))
+def test_fuzzed_options_are_refused_cleanly_or_legitimate(tmp_path, case):
+  path, value = case
+  options = json.loads(json.dumps(_FIXTURE_OPTIONS))
+  parent = options
+  for key in path[:-1]:
+    parent = parent[key]
+  if value is _DROP:
+    del parent[path[-1]]
+  else:
+    parent[path[-1]] = value
+  file = _write(tmp_path, options)
+  if _legitimate(path, value):
+    config = options_lib.load_options(file)
+    assert options_lib.config_to_options(config)  # a usable architecture
+  else:
+    with pytest.raises((ValueError, TypeError)) as e:
+      options_lib.load_options(file)
+    assert file in str(e.value)
+
+
+@pytest.mark.parametrize("text", ["null", "1", '"lstm"', "[]", "[" * 100_000, "1" * 5000])
+def test_fuzzed_top_level_is_refused_naming_the_file(tmp_path, text):
+  file = _write(tmp_path, text)
+  with pytest.raises(ValueError, match=file):
+    options_lib.load_options(file)
+
+
+@pytest.mark.parametrize("section,key,value,message", [
+    ("lstm", "dim", 10**9, "lstm.projection_dim=16, lstm.dim=1000000000 give a model of"),
+    ("lstm", "n_layers", 10**9, "lstm.n_layers=1000000000 gives a model of 6,000,000,0"),
+    ("char_cnn", "max_characters_per_token", 10**9,
+     "char_cnn.max_characters_per_token=1000000000 exceeds the limit of 1024"),
+    ("char_cnn", "n_highway", 10**6, "char_cnn.n_highway=1000000 gives"),
+    ("char_cnn", "filters", [[1, 4], [2, 10**9]], r"char_cnn.filters \(total count 1000000004"),
+    ("char_cnn", "embedding", {"dim": 10**9}, "char_cnn.embedding.dim=1000000000"),
+])
+def test_absurd_sizes_are_refused_naming_the_file_field(tmp_path, section, key, value, message):
+  options = json.loads(json.dumps(_FIXTURE_OPTIONS))
+  options[section][key] = value
+  file = _write(tmp_path, options)
+  with pytest.raises(ValueError, match=message) as e:
+    options_lib.load_options(file)
+  assert str(e.value).startswith(f"ELMo options file {file}: ")
+  assert "docs/elmo_format.md" in str(e.value)
+
+
+def test_absurd_options_fail_before_the_weight_file_is_touched(tmp_path):
+  from prunelm_tf.elmo.weights import load_elmo  # pylint: disable=import-outside-toplevel
+  options = json.loads(json.dumps(_FIXTURE_OPTIONS))
+  options["lstm"]["dim"] = 10**9
+  with pytest.raises(ValueError, match="lstm.dim=1000000000"):
+    load_elmo(_write(tmp_path, options), tmp_path / "never_read.hdf5")
+
+
+def test_size_rule_boundary_elmo_original_geometry_loads(tmp_path):
+  options = {"lstm": {"dim": 4096, "projection_dim": 512, "n_layers": 2, "cell_clip": 3,
+                      "proj_clip": 3, "use_skip_connections": True},
+             "char_cnn": {"embedding": {"dim": 16}, "n_highway": 2, "n_characters": 262,
+                          "max_characters_per_token": 50, "activation": "relu",
+                          "filters": [[1, 32], [2, 32], [3, 64], [4, 128], [5, 256], [6, 512],
+                                      [7, 1024]]}}
+  assert options_lib.load_options(_write(tmp_path, options)).lstm_dim == 4096
+  options["char_cnn"]["max_characters_per_token"] = 1024  # the limit itself passes
+  assert options_lib.load_options(_write(tmp_path, options)).char_cnn.max_characters_per_token \
+      == 1024

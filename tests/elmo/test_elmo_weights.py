@@ -251,3 +251,91 @@ def test_nothing_is_assigned_when_any_dataset_is_bad(loaded, elmo_fixture, tmp_p
     weights_lib.assign_elmo_weights(fresh, config, weights)
   for name, value in _weights(fresh).items():
     assert np.array_equal(before[name], value), name
+
+
+# --- fuzz: untrusted weight files ------------------------------------------
+#
+# Every dataset of the fixture deleted, reshaped, retyped or replaced by a
+# group; the file truncated; single bytes flipped (headers, B-trees, heaps and
+# data). Each case must be refused with a ValueError naming the file (and the
+# dataset with its expected shape where there is one) or, when a flip only
+# changed weight values, load: nothing else may escape from h5py.
+
+# Offsets whose flip once escaped as RuntimeError, KeyError, TypeError or an
+# unnamed ValueError (corrupt B-tree, heap, object header, float type, name).
+_REGRESSION_FLIPS = (112, 137, 167, 833, 1074, 1241, 1511, 1542, 1731, 1857, 31344, 157153)
+_SEEDED_FLIPS = tuple(int(o) for o in np.random.default_rng(13).integers(0, 4096, 32)) + tuple(
+    int(o) for o in np.random.default_rng(14).integers(0, 450_896, 32))
+_TRUNCATIONS = (0, 1, 8, 512, 1024, 2048, 4096, 100_000, 300_000, 450_000)
+_DATASET_MUTATIONS = ("delete", "reshape", "int32", "string", "group", "float64")
+
+
+@pytest.fixture(scope="module")
+def fixture_config(elmo_fixture):
+  from prunelm_tf.elmo import options as options_lib  # pylint: disable=import-outside-toplevel
+  return options_lib.load_options(elmo_fixture.options)
+
+
+def _expect_refused(weights, config, *fragments):
+  with pytest.raises(ValueError) as e:
+    weights_lib.read_elmo_weights(weights, config)
+  message = str(e.value)
+  assert str(weights) in message
+  for fragment in fragments:
+    assert fragment in message, message
+
+
+def test_fuzz_case_count(fixture_config):
+  n = len(weights_lib.weight_layout(fixture_config))
+  assert n == 33
+  # 198 dataset mutations + 10 truncations + 76 byte flips = 284 cases.
+  assert n * len(_DATASET_MUTATIONS) + len(_TRUNCATIONS) + len(_REGRESSION_FLIPS) + len(
+      _SEEDED_FLIPS) == 284
+
+
+@pytest.mark.parametrize("mutation", _DATASET_MUTATIONS)
+def test_every_dataset_mutated_is_refused_naming_it_and_its_shape(elmo_fixture, fixture_config,
+                                                                 tmp_path, mutation):
+  _, weights = _copy_fixture(elmo_fixture, tmp_path)
+  original = weights.read_bytes()
+  for spec in weights_lib.weight_layout(fixture_config):
+    weights.write_bytes(original)
+    with h5py.File(weights, "r+") as f:
+      value = f[spec.dataset][()]
+      del f[spec.dataset]
+      if mutation == "reshape":
+        f[spec.dataset] = np.zeros(spec.shape + (1,), np.float32)
+      elif mutation == "int32":
+        f[spec.dataset] = value.astype(np.int32)
+      elif mutation == "string":
+        f[spec.dataset] = "not a weight"
+      elif mutation == "group":
+        f.create_group(spec.dataset)
+      elif mutation == "float64":  # a float type is converted, not refused
+        f[spec.dataset] = value.astype(np.float64)
+    if mutation == "float64":
+      got = weights_lib.read_elmo_weights(weights, fixture_config)[spec.dataset]
+      assert got.dtype == np.float32 and np.array_equal(got, value)
+      continue
+    _expect_refused(weights, fixture_config, repr(spec.dataset), str(spec.shape))
+
+
+@pytest.mark.parametrize("size", _TRUNCATIONS)
+def test_truncated_weight_file_is_refused(elmo_fixture, fixture_config, tmp_path, size):
+  _, weights = _copy_fixture(elmo_fixture, tmp_path)
+  weights.write_bytes(weights.read_bytes()[:size])
+  _expect_refused(weights, fixture_config, "is not a readable HDF5 file")
+
+
+@pytest.mark.parametrize("offset", _REGRESSION_FLIPS + _SEEDED_FLIPS)
+def test_flipped_byte_is_refused_cleanly_or_loads(elmo_fixture, fixture_config, tmp_path, offset):
+  _, weights = _copy_fixture(elmo_fixture, tmp_path)
+  data = bytearray(weights.read_bytes())
+  data[offset] ^= 0xFF
+  weights.write_bytes(bytes(data))
+  try:
+    arrays = weights_lib.read_elmo_weights(weights, fixture_config)
+  except ValueError as e:
+    assert str(weights) in str(e)
+    return
+  assert all(np.all(np.isfinite(a)) for a in arrays.values())  # a flip inside weight values

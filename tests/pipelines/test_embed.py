@@ -80,3 +80,18 @@ def test_tflite_with_stateful_is_refused(tmp_path):
                   f"--input_file={tmp_path / 'in.txt'}", f"--output_file={tmp_path / 'o.hdf5'}")
   assert result.returncode != 0
   assert "stateful embedding is not available with tflite_file" in result.stderr
+
+
+def test_output_file_naming_a_directory_fails_before_any_work(shared_data, tmp_path):
+  root = shared_data / "elmo_fixture"
+  (tmp_path / "in.txt").write_text("a b\n", encoding="utf-8")
+  (tmp_path / "out").mkdir()
+  result = _embed(f"--options_file={root / 'options.json'}",
+                  f"--weight_file={root / 'lm_weights.hdf5'}",
+                  f"--input_file={tmp_path / 'in.txt'}", f"--output_file={tmp_path / 'out'}")
+  assert result.returncode != 0
+  assert f"output_file {tmp_path / 'out'} is an existing directory" in result.stderr
+  assert "IsADirectoryError" not in result.stderr
+  assert "Loaded ELMo biLM" not in result.stderr  # refused before the model was loaded
+  assert sorted(p.name for p in tmp_path.iterdir()) == ["in.txt", "out"]
+  assert not list((tmp_path / "out").iterdir())

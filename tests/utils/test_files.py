@@ -1,10 +1,14 @@
-"""Run-folder bookkeeping: no input is ever deleted, corrupt config.json is named."""
+"""Run-folder bookkeeping: no input is ever deleted, corrupt config.json is named, locks."""
 
 import os
+import signal
+import subprocess
+import sys
 
 import pytest
 
 from prunelm_tf.utils import files
+from tests.conftest import REPO_ROOT
 
 
 def _make(path, text="x"):
@@ -77,3 +81,81 @@ def test_corrupt_config_json_names_the_file(tmp_path):
   run_dir = _run(tmp_path, config='{"a": ')
   with pytest.raises(ValueError, match=r"config\.json is not valid JSON"):
     files.prepare_run_dir(run_dir, '{"a": 1}', overwrite=False)
+
+
+def test_corrupt_config_json_beyond_json_decode_errors_is_named(tmp_path):
+  for text in ("[" * 100_000, "1" * 5000):  # RecursionError, int digit limit
+    run_dir = _run(tmp_path, config=text)
+    with pytest.raises(ValueError, match="config.json is not valid JSON"):
+      files.prepare_run_dir(run_dir, '{"a": 1}', overwrite=False)
+
+
+# --- run_dir_lock ----------------------------------------------------------------
+
+_HOLDER = """
+import sys, time
+from prunelm_tf.utils.files import run_dir_lock
+with run_dir_lock(sys.argv[1]):
+  print("locked", flush=True)
+  time.sleep(600)
+"""
+
+
+def _start_holder(run_dir):
+  proc = subprocess.Popen([sys.executable, "-c", _HOLDER, run_dir], cwd=REPO_ROOT,
+                          stdout=subprocess.PIPE, text=True)
+  assert proc.stdout.readline().strip() == "locked"
+  return proc
+
+
+def test_second_holder_in_the_same_process_is_refused_with_the_pid(tmp_path):
+  run_dir = str(tmp_path / "run")
+  with files.run_dir_lock(run_dir) as lock:
+    assert open(lock).read() == f"{os.getpid()}\n"
+    with pytest.raises(ValueError, match=rf"^another process \(pid {os.getpid()}\) is already "
+                       rf"running in {run_dir}; wait for it or choose another --run_dir\.$"):
+      with files.run_dir_lock(run_dir):
+        pass
+  with files.run_dir_lock(run_dir):  # released on exit
+    pass
+
+
+def test_lock_is_released_when_the_holder_is_killed(tmp_path):
+  run_dir = str(tmp_path / "run")
+  proc = _start_holder(run_dir)
+  try:
+    with pytest.raises(ValueError, match=rf"another process \(pid {proc.pid}\) is already running"):
+      with files.run_dir_lock(run_dir):
+        pass
+  finally:
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    proc.stdout.close()
+  assert proc.returncode == -signal.SIGKILL
+  with files.run_dir_lock(run_dir):  # no stale lock after SIGKILL
+    pass
+
+
+def test_lock_is_released_after_an_exception(tmp_path):
+  run_dir = str(tmp_path / "run")
+  with pytest.raises(RuntimeError):
+    with files.run_dir_lock(run_dir):
+      raise RuntimeError("the run failed")
+  with files.run_dir_lock(run_dir):
+    pass
+
+
+def test_prepare_run_dir_ignores_and_keeps_the_lock_file(tmp_path):
+  run_dir = str(tmp_path / "run")
+  with files.run_dir_lock(run_dir) as lock:
+    # A folder holding only the lock is a new run folder, not a foreign one.
+    assert files.prepare_run_dir(run_dir, '{"a": 1}', overwrite=False) is False
+    _make(os.path.join(run_dir, "config.json"), '{"a": 1}')
+    _make(os.path.join(run_dir, "checkpoints", "ckpt"))
+    # --overwrite of a different run keeps the lock file (and so the lock) in place.
+    assert files.prepare_run_dir(run_dir, '{"b": 2}', overwrite=True) is False
+    assert sorted(os.listdir(run_dir)) == [files.LOCK_FILE]
+    assert os.path.exists(lock)
+    with pytest.raises(ValueError, match="already running"):
+      with files.run_dir_lock(run_dir):
+        pass
