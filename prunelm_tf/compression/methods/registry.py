@@ -11,11 +11,15 @@ import contextlib
 from typing import Dict, Iterator
 
 from prunelm_tf.compression.methods.base import CompressionMethod
+from prunelm_tf.compression.methods.obs import ObsMethod
 from prunelm_tf.compression.methods.retrain import RetrainMethod
 from prunelm_tf.compression.methods.threshold import ThresholdMethod
+from prunelm_tf.compression.methods.wanda import WandaMethod
 
 REGISTRY: Dict[str, CompressionMethod] = {m.name: m for m in (
     ThresholdMethod(),
+    WandaMethod(),
+    ObsMethod(),
     RetrainMethod(),
 )}
 

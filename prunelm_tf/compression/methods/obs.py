@@ -1,0 +1,132 @@
+"""``obs``: layer-wise reconstruction (Optimal Brain Compression / SparseGPT), no retraining.
+
+Every prunable matrix is pruned, in forward order, to minimise ‖XW − XŴ‖ on
+the inputs X it really sees on --calibration text, collected through the
+model as pruned so far (`prunelm_tf.compression.calibration`); the remaining
+weights (and the bias) get the OBS update. Exact sparsity per matrix.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+
+import numpy as np
+
+from prunelm_tf.compression.allocation import allocated_targets
+from prunelm_tf.compression.calibration import CHAR_WINDOWS, prune_model_layerwise
+from prunelm_tf.compression.methods.base import CompressedModel, CompressionMethod, Needs
+from prunelm_tf.compression.options import option
+from prunelm_tf.compression.targets import prunable_weights, resolve_targets
+from prunelm_tf.data.corpus import load_corpus
+
+ALLOCATIONS = ("uniform", "sensitivity")
+# Sentences per calibration batch.
+_BATCH = 32
+
+
+@dataclasses.dataclass(frozen=True)
+class ObsOptions:
+  """SparseGPT-style layer-wise pruning."""
+
+  # "uniform": every matrix gets the sweep value; "sensitivity": per-matrix
+  # targets from each matrix's measured cost (magnitude-pruned alone on
+  # --calibration), the overall sparsity still the sweep value.
+  allocation: str = option("uniform", "Per-matrix targets of data-aware one-shot pruning: "
+                           "uniform (every matrix the sweep value) or sensitivity (from each "
+                           "matrix's measured cost on --calibration; same overall sparsity).",
+                           flag="allocation", choices=ALLOCATIONS)
+  # Input rows per SparseGPT block (the mask of a block is chosen at once).
+  block_size: int = option(128, "SparseGPT block of input rows.", flag="obs_block_size",
+                           lower=1)
+  # Dampening λ of H (λ · mean diag H added to the diagonal).
+  damp: float = option(0.01, "Dampening of the Gram matrix H (fraction of its mean diagonal).",
+                       flag="obs_damp", lower=0.0)
+  # Also update the bias (a never-pruned constant input).
+  update_bias: bool = option(True, "Also update each pruned matrix's bias from the calibration "
+                             "inputs (obs: as a constant input; wanda: mean-preserving).",
+                             flag="layerwise_update_bias")
+  # Character-CNN windows that make H: "all" or "max" (those max-pooling selects).
+  char_windows: str = option("all", "Character-convolution windows that make H: all, or max "
+                             "(the windows max-pooling selects).", flag="char_windows",
+                             choices=CHAR_WINDOWS)
+  # Refuse calibration text with fewer real tokens than this × the widest input.
+  min_tokens_factor: float = option(4.0, "Calibration text must hold at least this many times "
+                                    "as many tokens as the widest pruned matrix has inputs.",
+                                    flag="min_tokens_factor", lower=0.0)
+
+  def __post_init__(self):
+    if self.allocation not in ALLOCATIONS:
+      raise ValueError(f"--allocation must be one of {ALLOCATIONS}, got {self.allocation!r}.")
+    if self.block_size < 1:
+      raise ValueError(f"--obs_block_size must be >= 1, got {self.block_size}.")
+    if not self.damp >= 0:
+      raise ValueError(f"--obs_damp must be >= 0, got {self.damp}.")
+    if self.char_windows not in CHAR_WINDOWS:
+      raise ValueError(f"--char_windows must be one of {CHAR_WINDOWS}, got "
+                       f"{self.char_windows!r}.")
+
+
+class ObsMethod(CompressionMethod):
+  """Layer-wise OBS reconstruction from calibration text."""
+
+  name = "obs"
+  # A one-shot method: a starting point for retraining (--init).
+  one_shot = True
+  summary = ("layer-wise OBS/SparseGPT reconstruction of every matrix from the inputs it sees "
+             "on --calibration, no training")
+  Options = ObsOptions
+  hparam_domains = {"allocation": ALLOCATIONS, "char_windows": CHAR_WINDOWS}
+  # The criterion passed to prune_model_layerwise.
+  criterion = "obs"
+
+  def needs(self, options):
+    return Needs(calibration=True)
+
+  def variant_name(self, options, target_sparsity):
+    sens = "_sens" if options.allocation == "sensitivity" else ""
+    return f"{self.name}{sens}_{round(target_sparsity * 100):02d}"
+
+  def check(self, options, config, source):
+    """Enough calibration tokens for the widest matrix, before any work."""
+    sentences = load_corpus(config.calibration, config.calibration_sentences,
+                            what="--calibration")
+    tokens = sum(len(s) + 2 for s in sentences)
+    weights = prunable_weights(source.model)
+    # Matrices pruned from their inputs (a lookup table is pruned by magnitude),
+    # with a non-zero target for some sweep value.
+    pruned = {n for s in config.sparsity_sweep
+              for n, t in resolve_targets(list(weights), s, config.layer_sparsity).items()
+              if t > 0 and not n.startswith("word_embedding/")}
+    if not pruned:
+      return
+    widest = max(int(np.prod(weights[n].shape[:-1])) for n in pruned)
+    needed = int(math.ceil(options.min_tokens_factor * widest))
+    if tokens < needed:
+      raise ValueError(
+          f"--calibration: {len(sentences)} sentences give {tokens} tokens, but --method="
+          f"{self.name} needs at least {needed} ({options.min_tokens_factor:g} x the {widest} "
+          "inputs of the widest matrix) for a well-conditioned H. Raise "
+          "--calibration_sentences or give a larger held-out corpus.")
+
+  def compress(self, options, context):
+    t = time.time()
+    targets, record = context.targets, {}
+    if options.allocation == "sensitivity":
+      targets, record = allocated_targets(context)
+      record = {"allocation": "sensitivity", **record}
+    model = context.copy_source()
+    batches = context.dataset(context.calibration_sentences, _BATCH, shuffle=False)
+    records = prune_model_layerwise(
+        model, targets, batches, method=self.criterion, block_size=options.block_size,
+        damp=options.damp, min_tokens_factor=options.min_tokens_factor,
+        update_bias=options.update_bias, char_windows=options.char_windows)
+    record["layerwise"] = {name: {k: r[k] for k in ("method", "sparsity", "calibration_error",
+                                                   "num_tokens", "seconds") if k in r}
+                           for name, r in records.items()}
+    return CompressedModel(model, context.source.config, metrics=record,
+                           seconds={"prune": time.time() - t})
+
+  def hparams(self, options):
+    return {"allocation": options.allocation, "char_windows": options.char_windows}

@@ -1,0 +1,49 @@
+"""The registered obs / wanda methods through compress(): exact targets, records, bad input."""
+
+import os
+
+import pytest
+
+from prunelm_tf.compression import CompressConfig, compress
+from prunelm_tf.compression.methods.retrain import RetrainOptions
+from prunelm_tf.compression import RetrainConfig, ScheduleConfig
+
+
+@pytest.mark.parametrize("method", ["obs", "wanda"])
+def test_layerwise_method_reaches_exact_targets_and_records_errors(method, tiny_run_dir,
+                                                                   tiny_text, tmp_path):
+  result = compress(CompressConfig(
+      model_dir=tiny_run_dir, eval=tiny_text, calibration=tiny_text, calibration_sentences=50,
+      method=method, sparsity_sweep=(0.5,), layer_sparsity=(("softmax", 0.0),),
+      tflite_quantization=("none",), num_parity_sentences=1), str(tmp_path / "c"))
+  v = result["variants"][0]
+  assert v["name"] == f"{method}_50"
+  for name, value in v["sparsity"]["per_weight"].items():
+    assert abs(value - (0.0 if name.startswith("softmax") else 0.5)) < 0.01, name
+  lstm = v["layerwise"]["forward_lstm_0/kernel"]
+  assert lstm["method"] == method and 0 <= lstm["calibration_error"] < 1
+  assert v["perplexity"]["mean"] > 1
+
+
+def test_obs_too_little_calibration_text_is_refused_before_any_work(tiny_run_dir, tiny_text,
+                                                                    tmp_path):
+  config = CompressConfig(model_dir=tiny_run_dir, eval=tiny_text, calibration=tiny_text,
+                          calibration_sentences=1, method="obs", method_options=dict(
+                              min_tokens_factor=100.0), tflite_quantization=("none",))
+  with pytest.raises(ValueError, match=r"--calibration: 1 sentences give \d+ tokens.*needs at "
+                                       r"least \d+"):
+    compress(config, str(tmp_path / "c"))
+  assert not os.path.exists(tmp_path / "c")
+
+
+def test_retraining_can_start_from_obs(tiny_run_dir, tiny_text, tmp_path):
+  options = RetrainOptions(init="obs", schedule=ScheduleConfig(frequency=1, end_step=2),
+                           retrain=RetrainConfig(num_steps=2, batch_size=2, objective="kd"))
+  config = CompressConfig(model_dir=tiny_run_dir, train=tiny_text, eval=tiny_text,
+                          calibration=tiny_text, calibration_sentences=50, method="retrain",
+                          method_options=options, sparsity_sweep=(0.7,),
+                          tflite_quantization=("none",), num_parity_sentences=1)
+  assert config.method_impl.needs(options).calibration
+  v = compress(config, str(tmp_path / "r"))["variants"][0]
+  assert v["name"] == "retrain_obs_70" and v["init"]["method"] == "obs"
+  assert abs(v["sparsity"]["overall"] - 0.7) < 0.02
