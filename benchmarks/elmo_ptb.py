@@ -1,0 +1,220 @@
+r"""Compression of the ELMo-shaped PTB biLM (issue #10): one-shot and retraining sweeps, one report.
+
+  python -m benchmarks.elmo_ptb --dense_dir=saved_models/ptb_elmo --out_dir=DIR \
+      [--groups=threshold,threshold_sens,wanda,obs,obs_sens] [--retrain_groups=...] \
+      [--prune_softmax]
+
+The dense model comes from `pipelines.train --flagfile=pipelines/flags/ptb_elmo.flags`.
+The **embedder** is compressed (char CNN, highway, token projection, LSTMs, projections);
+the softmax stays dense unless --prune_softmax (released ELMo files have none; it is only
+there to measure perplexity). Data-aware methods and the sensitivity allocation calibrate
+on PTB valid (300 sentences); every figure is measured on all of PTB test. Each group is a
+`pipelines.compress` run folder under DIR/<group>, so a second call resumes; DIR/report.md
+and DIR/report.json gather the rows, DIR/ppl_vs_sparsity.png plots them, and the issue's
+one-shot targets are checked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import prunelm_tf  # noqa: F401  (Keras 2 before TensorFlow)
+from prunelm_tf.compression import CompressConfig, RetrainConfig, ScheduleConfig, compress
+from prunelm_tf.compression.methods.retrain import RetrainOptions
+from prunelm_tf.export.saved_model import export_saved_model
+from prunelm_tf.export.sizes import path_bytes, zip_directory
+from prunelm_tf.models.bilm import representation_model
+from prunelm_tf.training.run_folder import load_run
+from prunelm_tf.utils import files
+
+SHARED = os.path.normpath(os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data"))
+PTB = os.path.join(SHARED, "ptb")
+ONE_SHOT_SWEEP = (0.5, 0.7, 0.9)
+RETRAIN_SWEEP = (0.9, 0.8, 0.95)
+# The benchmark's groups: name -> (method, method options).
+ONE_SHOT = {
+    "threshold": ("threshold", {}),
+    "threshold_sens": ("threshold", {"allocation": "sensitivity"}),
+    "wanda": ("wanda", {}),
+    "obs": ("obs", {}),
+    "obs_sens": ("obs", {"allocation": "sensitivity"}),
+}
+
+
+def retrain_groups(steps: int):
+  """Retraining groups: objective x starting point, ``steps`` optimizer steps each."""
+  def options(objective, init):
+    return RetrainOptions(
+        init=init, schedule=ScheduleConfig(kind="polynomial", begin_step=0,
+                                           end_step=max(1, steps // 2),
+                                           frequency=max(1, steps // 40)),
+        retrain=RetrainConfig(num_steps=steps, learning_rate=1e-3, lr_schedule="cosine",
+                              objective=objective, batch_size=32, checkpoint_every_steps=100))
+  return {f"retrain_{objective.replace('+', '_')}_{init}": ("retrain", options(objective, init))
+          for objective in ("lm", "kd") for init in ("dense", "magnitude", "obs")}
+
+
+def embedder_saved_model_bytes(dense_dir: str, out_dir: str) -> int:
+  """Size of the dense float32 SavedModel of the embedder (no softmax), the issue's reference."""
+  path = os.path.join(out_dir, "dense_embedder", "saved_model")
+  if not os.path.isdir(path):
+    model = load_run(dense_dir)[0]
+    export_saved_model(representation_model(model), path)
+  zip_directory(path, os.path.join(out_dir, "dense_embedder", "saved_model.zip"))
+  return path_bytes(path)
+
+
+def rows_of(group: str, result) -> list:
+  dense_ppl = result["dense"]["perplexity"]
+  out = []
+  for v in [result["dense"]] + result["variants"]:
+    ppl = v.get("perplexity") or {}
+    sims = v.get("representation_similarity") or {}
+    out.append({
+        "group": "dense" if v["name"] == "dense" else group, "variant": v["name"],
+        "method": v.get("method", "dense"), "method_options": v.get("method_options"),
+        "target_sparsity": v.get("target_sparsity", 0.0),
+        "sparsity": v["sparsity"]["overall"],
+        "ppl": ppl, "ppl_delta": {k: ppl[k] / dense_ppl[k] - 1 for k in ppl} if ppl else {},
+        "cosine_similarity": sum(sims.values()) / len(sims) if sims else None,
+        "saved_model_zip_bytes": v["sizes"]["saved_model_zip_bytes"],
+        "tflite_zip_bytes": {m: s["gzip_bytes"] for m, s in v["sizes"]["tflite"].items()},
+        "retraining": v.get("retraining"), "seconds": v.get("seconds"),
+        "tflite_errors": v.get("tflite_errors")})
+  return out
+
+
+def report(rows, embedder_bytes: int, out_dir: str, command: str) -> str:
+  lines = [f"# ELMo-shaped PTB biLM: compression of the embedder\n",
+           f"Command: `{command}`\n",
+           "PTB test (all 3,761 sentences); Δ = relative to the dense model; calibration and "
+           "sensitivity on 300 PTB valid sentences. Sizes: gzip of the TFLite file (dynamic = "
+           "int8 weights) and the ratio of the dense float32 **embedder** SavedModel "
+           f"({embedder_bytes:,} bytes) to it.\n",
+           "| group | variant | sparsity | ppl fwd / bwd / mean | Δ mean | cos sim | "
+           "TFLite none / dynamic gzip MB | ratio (dynamic) | retraining | seconds |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
+  seen = set()
+  for r in rows:
+    if r["variant"] == "dense" and "dense" in seen:
+      continue
+    seen.add(r["variant"])
+    ppl = r["ppl"]
+    tfl = r["tflite_zip_bytes"]
+    ratio = embedder_bytes / tfl["dynamic"] if "dynamic" in tfl else None
+    budget = r["retraining"]
+    budget_text = ("—" if not budget else
+                   f"{budget['num_train_steps']} steps ({budget['num_train_epochs']:.2f} ep)")
+    lines.append(
+        f"| {r['group']} | {r['variant']} | {r['sparsity']:.3f} | "
+        f"{ppl['forward']:.1f} / {ppl['backward']:.1f} / {ppl['mean']:.1f} | "
+        f"{r['ppl_delta'].get('mean', 0) * 100:+.1f} % | {r['cosine_similarity']:.4f} | "
+        f"{tfl.get('none', 0) / 1e6:.2f} / {tfl.get('dynamic', 0) / 1e6:.2f} | "
+        f"{'—' if ratio is None else format(ratio, '.1f') + 'x'} | "
+        f"{budget_text} | "
+        f"{sum((r['seconds'] or {}).values()):.0f} |")
+  lines.append("\n## One-shot targets (mean test perplexity)\n")
+  for target, limit in ((0.5, 0.02), (0.7, 0.08)):
+    best = [r for r in rows if r["group"] in ONE_SHOT and abs(r["target_sparsity"] - target) < 1e-9]
+    if not best:
+      continue
+    best.sort(key=lambda r: r["ppl_delta"]["mean"])
+    b = best[0]
+    met = b["ppl_delta"]["mean"] <= limit
+    lines.append(f"- one-shot {target:.0%} within +{limit:.0%}: **{'met' if met else 'missed'}** — "
+                 f"best {b['variant']} ({b['group']}) {b['ppl_delta']['mean'] * 100:+.1f} %"
+                 + ("" if met else f", missed by {(b['ppl_delta']['mean'] - limit) * 100:.1f} points")
+                 + "; all: " + ", ".join(f"{r['group']} {r['ppl_delta']['mean'] * 100:+.1f} %"
+                                         for r in best) + ".")
+  within = [r for r in rows if r["ppl_delta"] and r["ppl_delta"]["mean"] <= 0.05
+            and "dynamic" in r["tflite_zip_bytes"]]
+  if within:
+    best = max(within, key=lambda r: embedder_bytes / r["tflite_zip_bytes"]["dynamic"])
+    ratio = embedder_bytes / best["tflite_zip_bytes"]["dynamic"]
+    lines.append(f"- smallest variant within +5 %: {best['variant']} ({best['group']}), zipped "
+                 f"dynamic TFLite {ratio:.1f}x smaller than the dense embedder SavedModel "
+                 f"(target 30x: **{'met' if ratio >= 30 else 'missed'}**).")
+  text = "\n".join(lines) + "\n"
+  files.write_text(os.path.join(out_dir, "report.md"), text)
+  _plot(rows, out_dir)
+  return text
+
+
+def _plot(rows, out_dir: str) -> None:
+  try:
+    import matplotlib  # pylint: disable=import-outside-toplevel
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+  except ImportError:
+    return
+  fig, ax = plt.subplots(figsize=(7, 4.5))
+  dense = next(r for r in rows if r["variant"] == "dense")
+  ax.axhline(dense["ppl"]["mean"], color="black", lw=1, label="dense")
+  for group in sorted({r["group"] for r in rows} - {"dense"}):
+    pts = sorted((r["sparsity"], r["ppl"]["mean"]) for r in rows if r["group"] == group)
+    ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=group)
+  ax.set_yscale("log")
+  ax.set_xlabel("sparsity of the embedder's matrices")
+  ax.set_ylabel("PTB test perplexity (mean of directions)")
+  ax.legend(fontsize=8)
+  ax.grid(alpha=0.3)
+  fig.tight_layout()
+  path = os.path.join(out_dir, "ppl_vs_sparsity.png")
+  with files.atomic_path(path) as tmp:
+    fig.savefig(tmp, format="png", dpi=110)
+  plt.close(fig)
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--dense_dir", required=True, help="pipelines.train run of ptb_elmo.flags.")
+  parser.add_argument("--out_dir", required=True)
+  parser.add_argument("--groups", default=",".join(ONE_SHOT), help="One-shot groups to run.")
+  parser.add_argument("--retrain_groups", default="", help="Retraining groups to run, e.g. "
+                      "retrain_kd_obs,retrain_lm_dense (objective x starting point).")
+  parser.add_argument("--retrain_steps", type=int, default=1320,
+                      help="Optimizer steps per retrained variant (1,320 = one PTB epoch at "
+                           "batch 32).")
+  parser.add_argument("--retrain_sweep", default=",".join(map(str, RETRAIN_SWEEP)))
+  parser.add_argument("--prune_softmax", action="store_true",
+                      help="Also prune the softmax (default: the embedder only).")
+  parser.add_argument("--calibration_sentences", type=int, default=300)
+  args = parser.parse_args()
+  start = time.time()
+  common = dict(model_dir=args.dense_dir, eval=os.path.join(PTB, "ptb.test.txt"),
+                calibration=os.path.join(PTB, "ptb.valid.txt"),
+                calibration_sentences=args.calibration_sentences,
+                layer_sparsity=() if args.prune_softmax else (("softmax", 0.0),),
+                tflite_quantization=("none", "dynamic"), num_parity_sentences=4)
+  groups = {}
+  for name in filter(None, args.groups.split(",")):
+    method, options = ONE_SHOT[name]
+    groups[name] = CompressConfig(**common, method=method, method_options=options,
+                                  sparsity_sweep=ONE_SHOT_SWEEP)
+  retrain = retrain_groups(args.retrain_steps)
+  for name in filter(None, args.retrain_groups.split(",")):
+    method, options = retrain[name]
+    groups[name] = CompressConfig(**common, train=os.path.join(PTB, "ptb.train.txt"),
+                                  method=method, method_options=options,
+                                  sparsity_sweep=tuple(float(s) for s in
+                                                       args.retrain_sweep.split(",")))
+  rows = []
+  for name, config in groups.items():
+    t = time.time()
+    result = compress(config, os.path.join(args.out_dir, name))
+    rows += rows_of(name, result)
+    print(f"{name}: {time.time() - t:.0f} s", flush=True)
+  embedder_bytes = embedder_saved_model_bytes(args.dense_dir, args.out_dir)
+  command = "python -m benchmarks.elmo_ptb " + " ".join(sys.argv[1:])
+  files.write_json(os.path.join(args.out_dir, "report.json"),
+                   {"rows": rows, "dense_embedder_saved_model_bytes": embedder_bytes,
+                    "command": command, "wall_seconds": time.time() - start})
+  print(report(rows, embedder_bytes, args.out_dir, command))
+
+
+if __name__ == "__main__":
+  main()
