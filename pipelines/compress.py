@@ -15,6 +15,7 @@ from absl import flags
 from absl import logging
 
 import pipelines  # noqa: F401  (Keras 2 before TensorFlow)
+from pipelines import cli
 from prunelm_tf.compression import CompressConfig, compress, parse_layer_sparsity
 from prunelm_tf.compression.methods import REGISTRY
 from prunelm_tf.compression.options import nested_dict, option_flags
@@ -121,4 +122,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -14,6 +14,7 @@ from absl import app
 from absl import flags
 
 import pipelines  # noqa: F401  (Keras 2 before TensorFlow)
+from pipelines import cli
 from prunelm_tf.elmo.embedding_file import embed_text_file
 
 _OPTIONS = flags.DEFINE_string(
@@ -56,4 +57,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -16,6 +16,7 @@ from absl import app
 from absl import flags
 
 import pipelines  # noqa: F401  (Keras 2 before TensorFlow)
+from pipelines import cli
 from prunelm_tf.evaluation import LatencyConfig, ProbeConfig
 from prunelm_tf.evaluation.evaluate import EvaluateConfig, evaluate
 from prunelm_tf.utils import files
@@ -75,4 +76,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -12,6 +12,7 @@ from absl import app
 from absl import flags
 
 import pipelines  # noqa: F401  (Keras 2 before TensorFlow)
+from pipelines import cli
 from prunelm_tf.models.config import BiLMConfig, CharCNNConfig
 from prunelm_tf.training.config import DataConfig, TrainConfig, TrainingRunConfig
 from prunelm_tf.training.train import train_and_evaluate
@@ -126,4 +127,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

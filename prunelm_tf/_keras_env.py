@@ -17,4 +17,4 @@ if "tensorflow" in sys.modules and os.environ.get("TF_USE_LEGACY_KERAS") != "1":
       "first, or export TF_USE_LEGACY_KERAS=1 before starting Python.")
 os.environ["TF_USE_LEGACY_KERAS"] = "1"
 # Quieter TF C++ logs unless the user asked for them.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # pipelines sets 3 unless verbose

@@ -146,10 +146,22 @@ def compress(config: CompressConfig, run_dir: str, *, overwrite: bool = False,
   if parity_source is None:
     raise ValueError("set --eval (or --train): TFLite parity and int8 calibration need sentences.")
   folder = CompressionRunFolder(run_dir)
-  files.prepare_run_dir(run_dir, config.to_json(), overwrite=overwrite, inputs={
-      "--model_dir": config.model_dir, "--options_file": config.options_file,
-      "--weight_file": config.weight_file, "--train": config.train, "--eval": config.eval,
-      "--calibration": config.calibration})
+  inputs = {"--model_dir": config.model_dir, "--options_file": config.options_file,
+            "--weight_file": config.weight_file, "--train": config.train, "--eval": config.eval,
+            "--calibration": config.calibration}
+  files.check_run_dir_spares_inputs(run_dir, inputs, deleting=False)
+  # One process per run folder: a second one is refused, not interleaved.
+  with files.run_dir_lock(run_dir):
+    return _compress_locked(config, run_dir, folder, inputs, overwrite, flags_text, start, method,
+                            options, variant_names, source, names, eval_sentences,
+                            train_sentences, calibration_sentences, parity_source)
+
+
+def _compress_locked(config, run_dir, folder, inputs, overwrite, flags_text, start, method,
+                     options, variant_names, source, names, eval_sentences, train_sentences,
+                     calibration_sentences, parity_source) -> Dict:
+  """The work of `compress` once its inputs are checked and the run folder is locked."""
+  files.prepare_run_dir(run_dir, config.to_json(), overwrite=overwrite, inputs=inputs)
   files.write_text(folder.config_json, config.to_json() + "\n")
   if flags_text is not None:
     files.write_text(folder.flags_txt, flags_text)

@@ -277,9 +277,15 @@ def evaluate(config: EvaluateConfig, out_dir: str, *, group: str = "",
     from prunelm_tf.data.corpus import load_corpus
     ppl_sentences = load_corpus(config.perplexity_corpus, config.max_sentences,
                                 what="perplexity corpus")
-  os.makedirs(out_dir, exist_ok=True)
-  files.write_text(os.path.join(out_dir, "evaluate_config.json"),
-                   json.dumps(config.to_dict(), indent=2, sort_keys=True, default=str) + "\n")
+  # One process per evaluation folder: a second one is refused, not interleaved.
+  with files.run_dir_lock(out_dir, flag_name="evaluation folder"):
+    files.write_text(os.path.join(out_dir, "evaluate_config.json"),
+                     json.dumps(config.to_dict(), indent=2, sort_keys=True, default=str) + "\n")
+    return _evaluate_locked(config, out_dir, variants, group, ppl_sentences)
+
+
+def _evaluate_locked(config: EvaluateConfig, out_dir: str, variants, group: str,
+                     ppl_sentences) -> List[Dict]:
   entries = []
   for v in variants:
     modes = list(v.tflite) + [m for m in v.metrics.get("tflite_errors", {})

@@ -20,6 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from prunelm_tf.models.bilm import lm_targets, lm_token_losses, output_model
+from prunelm_tf.utils.progress import Progress
 
 keras = tf.keras
 
@@ -268,8 +269,7 @@ def run_training(trainer: Trainer, make_epoch_dataset, *, run_dir: str, steps_pe
   while int(step) < total_steps:
     skip = int(step) - epoch * steps_per_epoch
     steps_this_epoch = min(steps_per_epoch, total_steps - epoch * steps_per_epoch)
-    progbar = keras.utils.Progbar(steps_this_epoch, stateful_metrics=["ppl_fwd", "ppl_bwd", "lr"])
-    progbar.update(skip)
+    progbar = Progress(steps_this_epoch, f"epoch {epoch + 1}", initial=skip)
     for batch in make_epoch_dataset(epoch).skip(skip).take(steps_this_epoch - skip):
       t0 = time.time()
       for cb in callbacks:

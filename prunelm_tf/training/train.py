@@ -80,9 +80,19 @@ def train_and_evaluate(config: TrainingRunConfig, run_dir: str, *, overwrite: bo
       for split, spec in (("valid", config.data.valid), ("test", config.data.test)) if spec}
   vocab = resolve_vocabulary(config, train_sentences, run_dir)
   config = with_vocab_size(config, len(vocab))
-  resumed = files.prepare_run_dir(run_dir, config.to_json(), overwrite=overwrite, inputs={
-      "--train": config.data.train, "--valid": config.data.valid, "--test": config.data.test,
-      "--vocab_file": config.data.vocab_file})
+  inputs = {"--train": config.data.train, "--valid": config.data.valid,
+            "--test": config.data.test, "--vocab_file": config.data.vocab_file}
+  files.check_run_dir_spares_inputs(run_dir, inputs, deleting=False)
+  # One process per run folder: a second one is refused, not interleaved.
+  with files.run_dir_lock(run_dir):
+    return _train_locked(config, run_dir, inputs, overwrite, flags_text, start_wall,
+                         train_sentences, eval_sentences, vocab)
+
+
+def _train_locked(config, run_dir, inputs, overwrite, flags_text, start_wall, train_sentences,
+                  eval_sentences, vocab) -> Dict:
+  """The work of `train_and_evaluate` once its inputs are checked and the folder is locked."""
+  resumed = files.prepare_run_dir(run_dir, config.to_json(), overwrite=overwrite, inputs=inputs)
   if not resumed:
     vocab.save(os.path.join(run_dir, "vocab.txt"))
     files.write_text(os.path.join(run_dir, "config.json"), config.to_json() + "\n")

@@ -159,3 +159,26 @@ def test_prepare_run_dir_ignores_and_keeps_the_lock_file(tmp_path):
     with pytest.raises(ValueError, match="already running"):
       with files.run_dir_lock(run_dir):
         pass
+
+
+def test_compress_refuses_a_second_process_on_the_same_run_folder(tmp_path):
+  """The lock as compress() takes it: a held lock makes a second run fail before any work."""
+  import subprocess  # pylint: disable=import-outside-toplevel
+  import sys  # pylint: disable=import-outside-toplevel
+  import time  # pylint: disable=import-outside-toplevel
+  run_dir = str(tmp_path / "run")
+  holder = subprocess.Popen([sys.executable, "-c", (
+      "import sys, time; from prunelm_tf.utils import files\n"
+      f"with files.run_dir_lock({run_dir!r}):\n"
+      "  print('locked', flush=True); time.sleep(60)")], stdout=subprocess.PIPE, text=True)
+  try:
+    assert holder.stdout.readline().strip() == "locked"
+    with pytest.raises(ValueError, match=rf"another process \(pid {holder.pid}\) is already "
+                                         r"running in .*; wait for it or choose another"):
+      with files.run_dir_lock(run_dir):
+        pass
+  finally:
+    holder.kill()
+    holder.wait()
+  with files.run_dir_lock(run_dir):  # released by the kernel when the holder died
+    time.sleep(0)

@@ -1,0 +1,54 @@
+"""How every entry point runs: quiet TensorFlow, user errors as one line, no traceback.
+
+A user error (a bad flag value, a missing or malformed file) is an exception
+the library raises on purpose with a message that names the flag or file and
+the fix: ``ValueError``, ``TypeError``, ``FileNotFoundError`` and the other
+``OSError`` kinds about paths. The command prints ``error: <message>`` on
+stderr and exits with status 2. ``-v`` / ``--verbosity=1`` or ``--debug``
+shows the traceback instead (and TensorFlow's own log lines).
+"""
+
+import logging as std_logging
+import sys
+
+from absl import app
+from absl import flags
+
+import pipelines
+
+_DEBUG = flags.DEFINE_bool("debug", False, "Show TensorFlow's log lines and the Python "
+                           "traceback of errors (also -v / --verbosity=1).")
+
+USER_ERRORS = (ValueError, TypeError, FileNotFoundError, IsADirectoryError, NotADirectoryError,
+               PermissionError, FileExistsError)
+
+
+def _quiet_tensorflow() -> None:
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  tf.get_logger().setLevel(std_logging.ERROR)
+  try:
+    from absl import logging as absl_logging  # pylint: disable=import-outside-toplevel
+    absl_logging.use_absl_handler()
+  except Exception:  # pylint: disable=broad-except
+    pass
+
+
+def run(main) -> None:
+  """``absl.app.run(main)`` with the error and logging policy of the module docstring."""
+
+  def wrapped(argv):
+    verbose = pipelines.VERBOSE or _DEBUG.value or flags.FLAGS["verbosity"].value >= 1
+    if not verbose:
+      _quiet_tensorflow()
+    try:
+      return main(argv)
+    except USER_ERRORS as e:
+      if verbose:
+        raise
+      message = str(e).strip() or type(e).__name__
+      print(f"error: {message}", file=sys.stderr)
+      print("(run again with --debug for the traceback)", file=sys.stderr)
+      sys.stderr.flush()
+      sys.exit(2)
+
+  app.run(wrapped)

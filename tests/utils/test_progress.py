@@ -1,0 +1,15 @@
+"""Progress lines when the output is not a terminal."""
+
+import io
+
+from prunelm_tf.utils.progress import Progress
+
+
+def test_plain_lines_at_intervals_and_at_the_end():
+  stream = io.StringIO()  # not a terminal
+  progress = Progress(10, "epoch 1", interval_seconds=3600, stream=stream)
+  assert progress.update(1, [("loss", 2.0)]) is None  # within the interval: silent
+  line = progress.update(10, [("loss", 1.5)])
+  assert line.startswith("epoch 1: step 10/10 (100 %)") and "loss 1.5" in line
+  assert "\r" not in line and "steps/s" in line and "left" in line
+  assert stream.getvalue() == ""  # lines go to the log, never carriage-return redraws
