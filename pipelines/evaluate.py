@@ -18,6 +18,7 @@ from absl import flags
 import pipelines  # noqa: F401  (Keras 2 before TensorFlow)
 from pipelines import cli
 from prunelm_tf.evaluation import LatencyConfig, ProbeConfig
+from prunelm_tf.evaluation.ner import NerConfig
 from prunelm_tf.evaluation.evaluate import EvaluateConfig, evaluate
 from prunelm_tf.utils import files
 
@@ -38,6 +39,13 @@ _PROBE_TRAIN = flags.DEFINE_integer("sst2_train_sentences", 0, "Train the SST-2 
                                     "many (seeded) train sentences; 0 = all 67k, which embeds "
                                     "every one of them once per entry.", lower_bound=0)
 _PROBE_EPOCHS = flags.DEFINE_integer("sst2_epochs", 10, "Probe training epochs.", lower_bound=1)
+_NER = flags.DEFINE_string("ner_dir", "", "Folder with CoNLL-2003 eng.train, eng.testa (dev) and "
+                           "eng.testb (test); empty = skip NER. A BiLSTM tagger is trained on "
+                           "each entry's frozen features (minutes per entry; features cached).")
+_NER_EPOCHS = flags.DEFINE_integer("ner_epochs", 10, "NER tagger epochs (best dev epoch kept).",
+                                   lower_bound=1)
+_MRPC = flags.DEFINE_string("mrpc_dir", "", "Folder with GLUE MRPC train.tsv and dev.tsv; "
+                            "empty = skip MRPC (same probe settings as SST-2).")
 _LATENCY = flags.DEFINE_bool("latency", True, "Measure TFLite and SavedModel latency (batch 1, "
                              "--latency_tokens tokens) in child processes.")
 _LAT_RUNS = flags.DEFINE_integer("latency_runs", 100, "Timed runs per measurement.",
@@ -55,6 +63,7 @@ def main(argv):
   config = EvaluateConfig(
       target=_TARGET.value, variants=tuple(_VARIANTS.value), quantization=tuple(_QUANT.value),
       perplexity_corpus=_PPL.value, max_sentences=_MAX_SENT.value, sst2_dir=_SST2.value,
+      ner_dir=_NER.value, ner=NerConfig(epochs=_NER_EPOCHS.value), mrpc_dir=_MRPC.value,
       probe=ProbeConfig(max_train_sentences=_PROBE_TRAIN.value, epochs=_PROBE_EPOCHS.value),
       latency=LatencyConfig(runs=_LAT_RUNS.value, num_tokens=_LAT_TOKENS.value,
                             threads=tuple(int(t) for t in _THREADS.value)),
@@ -70,6 +79,8 @@ def main(argv):
     print(f"{e['name']:<28} sparsity {num(e['sparsity'], '.3f'):>6}"
           f"  ppl {num(e['perplexity'] and e['perplexity']['mean'], '.2f'):>8}"
           f"  sst2 {num(e['sst2_accuracy'], '.4f'):>6}"
+          f"  ner f1 {num(e.get('ner_test_f1'), '.4f'):>6}"
+          f"  mrpc {num(e.get('mrpc_accuracy'), '.4f'):>6}"
           f"  tflite zip {num(zip_bytes and zip_bytes / 1e6, '.3f'):>7} MB"
           f"  p50 {num(e['latency']['tflite'].get('1', {}).get('p50_ms'), '.2f'):>7} ms")
   print(f"wrote {os.path.join(out_dir, 'evaluation.json')}")

@@ -26,14 +26,14 @@ import dataclasses
 import json
 import os
 import time
-from typing import Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 from absl import logging
 import numpy as np
 
 from prunelm_tf import data as data_lib
 from prunelm_tf.elmo.embedder import ElmoEmbedder, Embedder
-from prunelm_tf.evaluation import downstream, latency, perplexity
+from prunelm_tf.evaluation import downstream, feature_cache, latency, mrpc, ner, perplexity
 from prunelm_tf.evaluation.variants import Variant, find_variants
 from prunelm_tf.export.sizes import zip_file_bytes
 from prunelm_tf.export.tflite import QUANTIZATION_MODES, TFLiteBiLM
@@ -58,6 +58,12 @@ class EvaluateConfig:
   # Folder with SST-2 train.tsv and dev.tsv; "" = skip the downstream task.
   sst2_dir: str = ""
   probe: downstream.ProbeConfig = dataclasses.field(default_factory=downstream.ProbeConfig)
+  # Folder with CoNLL-2003 eng.train / eng.testa / eng.testb; "" = skip NER.
+  ner_dir: str = ""
+  # The NER tagger and its training.
+  ner: Any = None
+  # Folder with GLUE MRPC train.tsv and dev.tsv; "" = skip MRPC (uses `probe`).
+  mrpc_dir: str = ""
   # Latency measurement; measure_latency=False skips it.
   latency: latency.LatencyConfig = dataclasses.field(default_factory=latency.LatencyConfig)
   measure_latency: bool = True
@@ -76,6 +82,14 @@ class EvaluateConfig:
                          f"{', '.join(QUANTIZATION_MODES)}.")
     if self.max_sentences < 0 or self.num_threads < 1:
       raise ValueError("max_sentences must be >= 0 and num_threads >= 1.")
+    if self.ner is None:
+      object.__setattr__(self, "ner", ner.NerConfig())
+    for flag, folder, names in (("ner_dir", self.ner_dir, ("eng.train", "eng.testa", "eng.testb")),
+                                ("mrpc_dir", self.mrpc_dir, ("train.tsv", "dev.tsv"))):
+      for name in names if folder else ():
+        if not os.path.exists(os.path.join(folder, name)):
+          raise FileNotFoundError(f"--{flag}={folder} has no {name}; it must hold "
+                                  f"{', '.join(names)}.")
     if self.sst2_dir:
       for split in ("train.tsv", "dev.tsv"):
         if not os.path.exists(os.path.join(self.sst2_dir, split)):
@@ -129,7 +143,8 @@ def _entry_skeleton(variant: Variant, mode: str, group: str) -> Dict:
       "architecture": json.loads(json.dumps(variant.config.to_dict())),
       "num_parameters": m.get("num_parameters"),
       "sparsity": (m.get("sparsity") or {}).get("overall"), "quantization": mode,
-      "perplexity": None, "sst2_accuracy": None,
+      "perplexity": None, "sst2_accuracy": None, "ner_test_f1": None, "mrpc_accuracy": None,
+      "mrpc_f1": None,
       "sizes": {"saved_model_bytes": sizes.get("saved_model_bytes"),
                 "saved_model_zip_bytes": sizes.get("saved_model_zip_bytes"),
                 "tflite_bytes": tfl.get("bytes"), "tflite_gzip_bytes": tfl.get("gzip_bytes"),
@@ -232,13 +247,19 @@ def _evaluate_quality(variant: Variant, mode: str, config: EvaluateConfig, entry
   entry["seconds"]["perplexity"] = time.time() - t
 
   t = time.time()
-  if config.sst2_dir:
-    embedder: Optional[Embedder] = None
+  # Downstream tasks read the artifact that ships: the Keras model for "none",
+  # the TFLite file of the mode otherwise.
+  embedder: Optional[Embedder] = None
+  fingerprint = ""
+  if config.sst2_dir or config.ner_dir or config.mrpc_dir:
     if mode == "none" and model is not None:
       embedder = ElmoEmbedder(model, variant.config, vocab=variant.vocab)
+      fingerprint = "keras:" + feature_cache.fingerprint_weights(model)
     elif mode in variant.tflite:
       embedder = TFLiteEmbedder(variant.tflite[mode], variant.config, variant.vocab,
                                 num_threads=config.num_threads)
+      fingerprint = "tflite:" + feature_cache.fingerprint_file(variant.tflite[mode])
+  if config.sst2_dir:
     if embedder is not None:
       result = downstream.evaluate_sst2(
           embedder, os.path.join(config.sst2_dir, "train.tsv"),
@@ -248,6 +269,22 @@ def _evaluate_quality(variant: Variant, mode: str, config: EvaluateConfig, entry
       entry["sst2"] = {k: result[k] for k in ("train_accuracy", "scalar_mix_weights", "gamma",
                                               "num_train", "num_dev", "majority_baseline")}
   entry["seconds"]["sst2"] = time.time() - t
+  if config.ner_dir and embedder is not None:
+    t = time.time()
+    result = ner.evaluate_ner(embedder, config.ner_dir, os.path.join(entry_dir, "ner"),
+                              fingerprint, config.ner)
+    entry["ner"] = result
+    entry["ner_test_f1"] = result["test_f1"]
+    entry["seconds"]["ner"] = time.time() - t
+  if config.mrpc_dir and embedder is not None:
+    t = time.time()
+    result = mrpc.evaluate_mrpc(embedder, os.path.join(config.mrpc_dir, "train.tsv"),
+                                os.path.join(config.mrpc_dir, "dev.tsv"),
+                                cache_dir=os.path.join(entry_dir, "mrpc"),
+                                model_fingerprint=fingerprint, probe=config.probe)
+    entry["mrpc"] = result
+    entry["mrpc_accuracy"], entry["mrpc_f1"] = result["accuracy"], result["f1"]
+    entry["seconds"]["mrpc"] = time.time() - t
 
   files.write_json(done, entry)
   logging.info("evaluated %s: ppl %s  sst2 %s", entry["name"],

@@ -104,3 +104,43 @@ def test_bad_input(compressed, tmp_path):
     EvaluateConfig(target=compressed, sst2_dir=str(tmp_path))
   with pytest.raises(ValueError, match="set the model"):
     EvaluateConfig(target="")
+
+
+def _tiny_conll(d):
+  sentences = [[("neural", "I-ORG"), ("networks", "I-ORG"), ("make", "O")],
+               [("language", "O"), ("models", "I-MISC")], [("the", "O"), ("data", "I-LOC")]]
+  text = "-DOCSTART- -X- O O\n\n" + "\n\n".join(
+      "\n".join(f"{w} NN I-NP {t}" for w, t in s) for s in sentences) + "\n"
+  for name in ("eng.train", "eng.testa", "eng.testb"):
+    (d / name).write_text(text)
+  return str(d)
+
+
+def _tiny_mrpc(d):
+  rows = ["Quality\t#1 ID\t#2 ID\t#1 String\t#2 String"]
+  for i in range(12):
+    a = " ".join(WORDS_POS[i % 3:])
+    b = a if i % 2 else " ".join(WORDS_NEG[i % 4:])
+    rows.append(f"{i % 2}\t{i}\t{i + 100}\t{a}\t{b}")
+  for name in ("train.tsv", "dev.tsv"):
+    (d / name).write_text("\n".join(rows) + "\n")
+  return str(d)
+
+
+def test_ner_and_mrpc_columns_for_every_entry(compressed, tmp_path):
+  from prunelm_tf.evaluation.ner import NerConfig  # pylint: disable=import-outside-toplevel
+  (tmp_path / "conll").mkdir()
+  (tmp_path / "mrpc").mkdir()
+  config = EvaluateConfig(target=compressed, measure_latency=False,
+                          ner_dir=_tiny_conll(tmp_path / "conll"),
+                          ner=NerConfig(epochs=1, hidden_units=4, batch_size=2),
+                          mrpc_dir=_tiny_mrpc(tmp_path / "mrpc"), probe=ProbeConfig(epochs=2),
+                          quantization=("none", "dynamic"))
+  entries = evaluate(config, str(tmp_path / "e"))
+  assert {e["name"] for e in entries} == {"dense/none", "dense/dynamic", "threshold_50/none",
+                                          "threshold_50/dynamic"}
+  for e in entries:
+    assert 0.0 <= e["ner_test_f1"] <= 1.0 and set(e["ner"]["test"]) == {"overall", "per_type"}
+    assert 0.0 <= e["mrpc_accuracy"] <= 1.0 and 0.0 <= e["mrpc_f1"] <= 1.0
+  with pytest.raises(FileNotFoundError, match="--ner_dir=.* has no eng.train"):
+    EvaluateConfig(target=compressed, ner_dir=str(tmp_path))
