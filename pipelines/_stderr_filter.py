@@ -18,7 +18,8 @@ import threading
 _CPP_LINE = re.compile(
     rb"^(?:[IWEF]\d{4} [\d:.]+\s+\d+ [\w./-]+\.(?:cc|h|cpp|c):\d+\]"
     rb"|\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: [IWEF] "
-    rb"|WARNING: All log messages before absl::InitializeLog\(\) is called)")
+    rb"|WARNING: All log messages before absl::InitializeLog\(\) is called"
+    rb"|INFO: Created TensorFlow Lite XNNPACK delegate)")
 
 _state = {}
 

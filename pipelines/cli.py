@@ -23,14 +23,20 @@ USER_ERRORS = (ValueError, TypeError, FileNotFoundError, IsADirectoryError, NotA
                PermissionError, FileExistsError)
 
 
+def _not_a_library_info(record: std_logging.LogRecord) -> bool:
+  """Keeps our records and warnings; drops TensorFlow's / Keras' own INFO lines."""
+  path = record.pathname.replace("\\", "/")
+  return record.levelno >= std_logging.WARNING or not any(
+      part in path for part in ("/tensorflow/", "/tf_keras/", "/keras/", "/tensorboard/"))
+
+
 def _quiet_tensorflow() -> None:
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  from absl import logging as absl_logging  # pylint: disable=import-outside-toplevel
   tf.get_logger().setLevel(std_logging.ERROR)
-  try:
-    from absl import logging as absl_logging  # pylint: disable=import-outside-toplevel
-    absl_logging.use_absl_handler()
-  except Exception:  # pylint: disable=broad-except
-    pass
+  # TensorFlow's SavedModel code logs through absl ("Sharding callback duration",
+  # "Writing fingerprint", signature renames): the same handler as ours.
+  absl_logging.get_absl_handler().addFilter(_not_a_library_info)
 
 
 def run(main) -> None:

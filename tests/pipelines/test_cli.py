@@ -45,3 +45,29 @@ def test_final_sparsity_is_a_one_value_sweep_and_not_combined():
                 "--sparsity_sweep=0.5")
   assert result.returncode != 0 and "--final_sparsity is a one-value --sparsity_sweep" in \
       result.stderr
+
+
+def test_stderr_filter_drops_only_cpp_log_lines():
+  from pipelines._stderr_filter import _CPP_LINE  # pylint: disable=import-outside-toplevel
+  dropped = [b"I0000 00:00:1795389726.759761   28736 cudart_stub.cc:31] Could not find cuda",
+             b"E0000 00:00:1795389530.780838    2527 cuda_platform.cc:52] failed call to cuInit",
+             b"WARNING: All log messages before absl::InitializeLog() is called are written",
+             b"2026-11-22 23:19:22.500669: I tensorflow/core/util/port.cc:153] oneDNN custom",
+             b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU."]
+  kept = [b"I1122 23:45:08.630376 139997856582528 weights.py:308] Loaded ELMo biLM",
+          b"error: --frequency must be >= 1, got 0.", b"Traceback (most recent call last):"]
+  assert all(_CPP_LINE.match(line) for line in dropped)
+  assert not any(_CPP_LINE.match(line) for line in kept)
+
+
+def test_library_info_records_are_dropped_but_ours_and_warnings_kept():
+  import logging  # pylint: disable=import-outside-toplevel
+  from pipelines.cli import _not_a_library_info  # pylint: disable=import-outside-toplevel
+
+  def record(path, level):
+    return logging.LogRecord("absl", level, path, 1, "m", (), None)
+  site = "/venv/lib/python3.11/site-packages"
+  assert not _not_a_library_info(record(f"{site}/tensorflow/python/saved_model/x.py",
+                                        logging.INFO))
+  assert _not_a_library_info(record(f"{site}/tensorflow/python/x.py", logging.WARNING))
+  assert _not_a_library_info(record("/repo/prunelm_tf/compression/pipeline.py", logging.INFO))
