@@ -25,6 +25,7 @@ import time
 import prunelm_tf  # noqa: F401  (Keras 2 before TensorFlow)
 from prunelm_tf.compression import CompressConfig, RetrainConfig, ScheduleConfig, compress
 from prunelm_tf.compression.methods.retrain import RetrainOptions
+from prunelm_tf.compression.run_folder import CompressionRunFolder
 from prunelm_tf.export.saved_model import export_saved_model
 from prunelm_tf.export.sizes import path_bytes, zip_directory
 from prunelm_tf.models.bilm import representation_model
@@ -183,7 +184,26 @@ def main():
   parser.add_argument("--prune_softmax", action="store_true",
                       help="Also prune the softmax (default: the embedder only).")
   parser.add_argument("--calibration_sentences", type=int, default=300)
+  parser.add_argument("--report_only", action="store_true",
+                      help="Only gather the finished variants of every group folder in "
+                           "--out_dir into the report (computes nothing).")
   args = parser.parse_args()
+  if args.report_only:
+    rows = []
+    for group in sorted(os.listdir(args.out_dir)):
+      folder = CompressionRunFolder(os.path.join(args.out_dir, group))
+      if not (os.path.exists(folder.config_json) and folder.dense.is_complete()):
+        continue
+      finished = [files.read_json(v.metrics_json) for v in folder.variants() if v.is_complete()]
+      rows += rows_of(group, {"dense": files.read_json(folder.dense.metrics_json),
+                              "variants": finished})
+    embedder_bytes = embedder_saved_model_bytes(args.dense_dir, args.out_dir)
+    command = "python -m benchmarks.elmo_ptb " + " ".join(sys.argv[1:])
+    files.write_json(os.path.join(args.out_dir, "report.json"),
+                     {"rows": rows, "dense_embedder_saved_model_bytes": embedder_bytes,
+                      "command": command})
+    print(report(rows, embedder_bytes, args.out_dir, command))
+    return
   start = time.time()
   common = dict(model_dir=args.dense_dir, eval=os.path.join(PTB, "ptb.test.txt"),
                 calibration=os.path.join(PTB, "ptb.valid.txt"),
