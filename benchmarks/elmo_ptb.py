@@ -17,6 +17,7 @@ one-shot targets are checked.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -28,7 +29,7 @@ from prunelm_tf.compression.methods.retrain import RetrainOptions
 from prunelm_tf.compression.run_folder import CompressionRunFolder
 from prunelm_tf.export.saved_model import export_saved_model
 from prunelm_tf.export.sizes import path_bytes, zip_directory
-from prunelm_tf.models.bilm import representation_model
+from prunelm_tf.models.bilm import build_bilm
 from prunelm_tf.training.run_folder import load_run
 from prunelm_tf.utils import files
 
@@ -63,8 +64,12 @@ def embedder_saved_model_bytes(dense_dir: str, out_dir: str) -> int:
   """Size of the dense float32 SavedModel of the embedder (no softmax), the issue's reference."""
   path = os.path.join(out_dir, "dense_embedder", "saved_model")
   if not os.path.isdir(path):
-    model = load_run(dense_dir)[0]
-    export_saved_model(representation_model(model), path)
+    model, config, _ = load_run(dense_dir)
+    # The same biLM without its softmax (what a released ELMo file holds).
+    embedder = build_bilm(dataclasses.replace(config, vocab_size=0))
+    for layer in embedder.layers:
+      layer.set_weights(model.get_layer(layer.name).get_weights())
+    export_saved_model(embedder, path)
   zip_directory(path, os.path.join(out_dir, "dense_embedder", "saved_model.zip"))
   return path_bytes(path)
 
