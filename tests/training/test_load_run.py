@@ -9,6 +9,7 @@ import pytest
 from prunelm_tf import data as data_lib
 from prunelm_tf.models import BiLMConfig, build_bilm
 from prunelm_tf.models.config import check_size
+from prunelm_tf.training import run_folder
 from prunelm_tf.training.run_folder import WEIGHTS_FILE, load_run
 from prunelm_tf.training.config import DataConfig, TrainConfig, TrainingRunConfig
 
@@ -42,7 +43,7 @@ def test_a_valid_run_folder_loads(tmp_path):
 
 def test_absurd_lstm_dim_is_refused_before_the_model_is_built(tmp_path, monkeypatch):
   run_dir = _run_dir(tmp_path, {**MODEL.to_dict(), "lstm_dim": 10**9})
-  monkeypatch.setattr(train_lib, "build_bilm", lambda config: pytest.fail("model was built"))
+  monkeypatch.setattr(run_folder, "build_bilm", lambda config: pytest.fail("model was built"))
   with pytest.raises(ValueError) as e:
     load_run(run_dir)
   message = str(e.value)
