@@ -191,3 +191,17 @@ def allocated_targets(context):
   targets.update(allocated)
   return targets, {"allocated_targets": allocated,
                    "predicted_loss_increase": predicted_cost(curves["curves"], allocated)}
+
+
+def targets_for(context, allocation: str):
+  """The context's per-weight targets under ``allocation`` ("uniform" or "sensitivity").
+
+  Returns:
+    ``(targets, record)``: the targets, and what the variant's metrics record
+    about them ({} for uniform; the allocation, allocated targets and
+    predicted loss increase for sensitivity).
+  """
+  if allocation != "sensitivity":
+    return context.targets, {}
+  targets, record = allocated_targets(context)
+  return targets, {"allocation": "sensitivity", **record}

@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 
-from prunelm_tf.compression.allocation import allocated_targets
+from prunelm_tf.compression.allocation import targets_for
 from prunelm_tf.compression.calibration import CHAR_WINDOWS, prune_model_layerwise
 from prunelm_tf.compression.methods.base import CompressedModel, CompressionMethod, Needs
 from prunelm_tf.compression.options import option
@@ -112,10 +112,7 @@ class ObsMethod(CompressionMethod):
 
   def compress(self, options, context):
     t = time.time()
-    targets, record = context.targets, {}
-    if options.allocation == "sensitivity":
-      targets, record = allocated_targets(context)
-      record = {"allocation": "sensitivity", **record}
+    targets, record = targets_for(context, options.allocation)
     model = context.copy_source()
     batches = context.dataset(context.calibration_sentences, _BATCH, shuffle=False)
     records = prune_model_layerwise(

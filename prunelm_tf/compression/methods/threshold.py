@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import time
 
-from prunelm_tf.compression.allocation import allocated_targets
+from prunelm_tf.compression.allocation import targets_for
 from prunelm_tf.compression.methods.base import CompressedModel, CompressionMethod, Needs
 from prunelm_tf.compression.options import option
 from prunelm_tf.compression.threshold import prune_by_threshold
@@ -61,10 +61,7 @@ class ThresholdMethod(CompressionMethod):
 
   def compress(self, options, context):
     t = time.time()
-    targets, record = context.targets, {}
-    if options.allocation == "sensitivity":
-      targets, record = allocated_targets(context)
-      record = {"allocation": "sensitivity", **record}
+    targets, record = targets_for(context, options.allocation)
     model = context.copy_source()
     prune_by_threshold(model, targets, scope=options.scope)
     return CompressedModel(model, context.source.config, metrics=record,
