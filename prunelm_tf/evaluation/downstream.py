@@ -297,6 +297,22 @@ def _accuracy(model: keras.Model, features: np.ndarray, labels: np.ndarray) -> f
   return float(np.mean(np.argmax(logits, axis=-1) == labels))
 
 
+def fit_probe(model: keras.Model, inputs, labels: np.ndarray, config: ProbeConfig,
+              what: str) -> None:
+  """Compiles and trains a probe (Adam, sparse cross-entropy), one log line per epoch.
+
+  Shared by the SST-2 and MRPC probes; the caller sets the seed first.
+  """
+  model.compile(optimizer=keras.optimizers.Adam(config.learning_rate),
+                loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                metrics=["accuracy"])
+  log_epoch = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: logging.info(
+      "%s epoch %d/%d: loss %.4f, train accuracy %.4f", what, epoch + 1, config.epochs,
+      logs["loss"], logs["accuracy"]))
+  model.fit(inputs, labels, batch_size=config.batch_size, epochs=config.epochs, shuffle=True,
+            verbose=0, callbacks=[log_epoch])
+
+
 def train_probe(train_features: np.ndarray, train_labels: np.ndarray,
                 dev_features: np.ndarray, dev_labels: np.ndarray,
                 config: ProbeConfig = ProbeConfig()) -> Dict[str, Any]:
@@ -342,15 +358,8 @@ def train_probe(train_features: np.ndarray, train_labels: np.ndarray,
   tf.keras.utils.set_random_seed(config.seed)
   _, n_layers, dim = train_features.shape
   model = _build_probe(n_layers, dim, config)
-  model.compile(optimizer=keras.optimizers.Adam(config.learning_rate),
-                loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                metrics=["accuracy"])
-  log_epoch = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: logging.info(
-      "probe epoch %d/%d: loss %.4f, train accuracy %.4f", epoch + 1, config.epochs,
-      logs["loss"], logs["accuracy"]))
   # Shuffling draws from the global seed set above, so it repeats too.
-  model.fit(train_features, train_labels, batch_size=config.batch_size, epochs=config.epochs,
-            shuffle=True, verbose=0, callbacks=[log_epoch])
+  fit_probe(model, train_features, train_labels, config, "probe")
   mix = model.get_layer("scalar_mix")
   result = {
       "accuracy": _accuracy(model, dev_features, dev_labels),

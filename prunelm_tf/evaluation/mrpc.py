@@ -28,7 +28,7 @@ import tensorflow as tf
 
 from prunelm_tf.elmo.embedder import Embedder
 from prunelm_tf.evaluation.downstream import (ProbeConfig, check_binary_labels, check_pooled,
-                                              pooled_features, train_subset)
+                                              fit_probe, pooled_features, train_subset)
 from prunelm_tf.models.layers import ScalarMix
 
 keras = tf.keras
@@ -235,14 +235,7 @@ def train_pair_probe(train_first: np.ndarray, train_second: np.ndarray,
   tf.keras.utils.set_random_seed(config.seed)
   _, n_layers, dim = train_first.shape
   model = build_pair_probe(n_layers, dim, config)
-  model.compile(optimizer=keras.optimizers.Adam(config.learning_rate),
-                loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                metrics=["accuracy"])
-  log_epoch = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: logging.info(
-      "MRPC probe epoch %d/%d: loss %.4f, train accuracy %.4f", epoch + 1, config.epochs,
-      logs["loss"], logs["accuracy"]))
-  model.fit([train_first, train_second], train_labels, batch_size=config.batch_size,
-            epochs=config.epochs, shuffle=True, verbose=0, callbacks=[log_epoch])
+  fit_probe(model, [train_first, train_second], train_labels, config, "MRPC probe")
 
   def predict(first, second):
     return np.argmax(model.predict([first, second], batch_size=1024, verbose=0), axis=-1)
