@@ -6,8 +6,10 @@ import dataclasses
 import math
 from typing import Dict
 
+import numpy as np
 import tensorflow as tf
 import tensorflow_model_optimization as tfmot
+from tensorflow_model_optimization.python.core.sparsity.keras import pruning_schedule
 
 from prunelm_tf.compression.options import option
 from prunelm_tf.compression.targets import prunable_weights
@@ -113,6 +115,57 @@ def wrap_for_pruning(model: keras.Model, schedule: ScheduleConfig,
 
   wrapped = keras.models.clone_model(model, clone_function=clone)
   wrapped.set_weights(_weights_for(wrapped, model))
+  return wrapped
+
+
+class KeepMasks(pruning_schedule.PruningSchedule):
+  """A tfmot schedule that never changes the masks: they were set from a one-shot start.
+
+  tfmot applies one schedule (one sparsity) per wrapped layer and prunes each of
+  the layer's weights to it, which would undo a per-matrix allocation (an LSTM's
+  kernel, recurrent kernel and projection get different targets). With this
+  schedule the masks given to `wrap_for_pruning(..., keep_masks=True)` stay as
+  they are and retraining only updates the surviving weights.
+  """
+
+  def __init__(self, sparsity: float):
+    self.sparsity = float(sparsity)
+
+  def __call__(self, step):
+    del step
+    return tf.constant(False), tf.constant(self.sparsity, dtype=tf.float32)
+
+  def get_config(self):
+    return {"class_name": self.__class__.__name__, "config": {"sparsity": self.sparsity}}
+
+
+def wrap_keeping_masks(model: keras.Model) -> keras.Model:
+  """A copy of ``model`` whose zero weights stay zero while it retrains (fixed masks).
+
+  Every layer with a zero in a prunable matrix is wrapped; its masks are
+  ``weight != 0`` and never updated (`KeepMasks`), so each matrix keeps the
+  exact sparsity the one-shot method gave it.
+  """
+  zeros = {n: w.numpy() == 0 for n, w in prunable_weights(model).items()}
+  per_layer: Dict[str, float] = {}
+  for name, mask in zeros.items():
+    layer = name.split("/")[0]
+    per_layer.setdefault(layer, 0.0)
+    per_layer[layer] = max(per_layer[layer], float(mask.mean()))
+
+  def clone(layer):
+    if per_layer.get(layer.name, 0.0) <= 0.0:
+      return layer.__class__.from_config(layer.get_config())
+    return sparsity_api.prune_low_magnitude(
+        layer.__class__.from_config(layer.get_config()),
+        pruning_schedule=KeepMasks(per_layer[layer.name]))
+
+  wrapped = keras.models.clone_model(model, clone_function=clone)
+  wrapped.set_weights(_weights_for(wrapped, model))
+  for layer in wrapped.layers:
+    for weight, mask, _ in getattr(getattr(layer, "pruning_obj", None), "_pruning_vars", ()):
+      name = f"{layer.layer.name}/{weight.name.split('/')[-1].split(':')[0]}"
+      mask.assign(np.logical_not(zeros[name]).astype(mask.dtype.as_numpy_dtype))
   return wrapped
 
 

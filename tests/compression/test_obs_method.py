@@ -47,3 +47,26 @@ def test_retraining_can_start_from_obs(tiny_run_dir, tiny_text, tmp_path):
   v = compress(config, str(tmp_path / "r"))["variants"][0]
   assert v["name"] == "retrain_obs_70" and v["init"]["method"] == "obs"
   assert abs(v["sparsity"]["overall"] - 0.7) < 0.02
+
+
+def test_retraining_from_obs_with_sensitivity_allocation(tiny_run_dir, tiny_text, tmp_path):
+  """--init_allocation reaches the starting method: per-matrix targets differ, overall kept."""
+  options = RetrainOptions(init="obs", init_allocation="sensitivity",
+                           schedule=ScheduleConfig(frequency=1, end_step=1),
+                           retrain=RetrainConfig(num_steps=1, batch_size=2, objective="kd"))
+  config = CompressConfig(model_dir=tiny_run_dir, train=tiny_text, eval=tiny_text,
+                          calibration=tiny_text, calibration_sentences=50, method="retrain",
+                          method_options=options, sparsity_sweep=(0.6,),
+                          tflite_quantization=("none",), num_parity_sentences=1)
+  v = compress(config, str(tmp_path / "r"))["variants"][0]
+  assert v["name"] == "retrain_obs_sensitivity_60"
+  per_weight = v["sparsity"]["per_weight"]
+  assert max(per_weight.values()) - min(per_weight.values()) > 0.05
+  assert abs(v["sparsity"]["overall"] - 0.6) < 0.02
+
+
+def test_init_allocation_is_refused_without_a_one_shot_start():
+  with pytest.raises(ValueError, match="--init_allocation applies to a one-shot"):
+    RetrainOptions(init="dense", init_allocation="sensitivity")
+  with pytest.raises(ValueError, match="--init_allocation must be one of"):
+    RetrainOptions(init="obs", init_allocation="spread")
