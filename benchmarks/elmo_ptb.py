@@ -49,15 +49,49 @@ ONE_SHOT = {
 
 def retrain_groups(steps: int):
   """Retraining groups: objective x starting point, ``steps`` optimizer steps each."""
-  def options(objective, init):
+  def options(objective, init, allocation="uniform"):
     return RetrainOptions(
-        init=init, schedule=ScheduleConfig(kind="polynomial", begin_step=0,
+        init=init, init_allocation=allocation, schedule=ScheduleConfig(kind="polynomial", begin_step=0,
                                            end_step=max(1, steps // 2),
                                            frequency=max(1, steps // 40)),
         retrain=RetrainConfig(num_steps=steps, learning_rate=1e-3, lr_schedule="cosine",
                               objective=objective, batch_size=32, checkpoint_every_steps=100))
-  return {f"retrain_{objective.replace('+', '_')}_{init}": ("retrain", options(objective, init))
-          for objective in ("lm", "kd") for init in ("dense", "magnitude", "obs")}
+  groups = {}
+  for objective in ("lm", "kd"):
+    for init in ("dense", "magnitude", "obs"):
+      groups[f"retrain_{objective}_{init}"] = ("retrain", options(objective, init))
+      if init != "dense":  # the one-shot start with its sensitivity allocation
+        groups[f"retrain_{objective}_{init}_sens"] = (
+            "retrain", options(objective, init, "sensitivity"))
+  return groups
+
+
+def share_sensitivity_curves(out_dir: str, group_dir: str, config: CompressConfig) -> None:
+  """Seeds a new group's sensitivity cache from a finished group of this benchmark.
+
+  Every group compresses the same dense model and calibrates on the same PTB
+  valid sentences, so the per-matrix sensitivity curves (about 12 minutes to
+  measure) are the same; a new group folder gets its config.json and a copy
+  of the first cached curves found, and the pipeline resumes into it.
+  """
+  if os.path.exists(group_dir):
+    return
+  for group in sorted(os.listdir(out_dir)) if os.path.isdir(out_dir) else ():
+    cached = CompressionRunFolder(os.path.join(out_dir, group))
+    curves = os.path.join(cached.cache_dir, "sensitivity.json")
+    if not os.path.exists(curves):
+      continue
+    previous = files.read_json(cached.config_json)
+    if (previous.get("calibration_sentences") != config.calibration_sentences
+        or previous.get("model_dir") != config.model_dir
+        or previous.get("layer_sparsity") != json.loads(config.to_json())["layer_sparsity"]):
+      continue
+    folder = CompressionRunFolder(group_dir)
+    os.makedirs(folder.cache_dir)
+    files.write_text(folder.config_json, config.to_json() + "\n")
+    files.write_json(os.path.join(folder.cache_dir, "sensitivity.json"), files.read_json(curves))
+    print(f"{os.path.basename(group_dir)}: sensitivity curves shared from {group}", flush=True)
+    return
 
 
 def embedder_saved_model_bytes(dense_dir: str, out_dir: str) -> int:
@@ -230,6 +264,7 @@ def main():
   rows = []
   for name, config in groups.items():
     t = time.time()
+    share_sensitivity_curves(args.out_dir, os.path.join(args.out_dir, name), config)
     result = compress(config, os.path.join(args.out_dir, name))
     rows += rows_of(name, result)
     print(f"{name}: {time.time() - t:.0f} s", flush=True)
