@@ -44,6 +44,9 @@ _NER = flags.DEFINE_string("ner_dir", "", "Folder with CoNLL-2003 eng.train, eng
                            "each entry's frozen features (minutes per entry; features cached).")
 _NER_EPOCHS = flags.DEFINE_integer("ner_epochs", 10, "NER tagger epochs (best dev epoch kept).",
                                    lower_bound=1)
+_NER_SEEDS = flags.DEFINE_list("ner_seeds", [], "Two or more NER tagger seeds (e.g. 0,1,2): "
+                               "NER F1 as mean ± std over them, features computed once; "
+                               "empty = one seed.")
 _MRPC = flags.DEFINE_string("mrpc_dir", "", "Folder with GLUE MRPC train.tsv and dev.tsv; "
                             "empty = skip MRPC (same probe settings as SST-2).")
 _LATENCY = flags.DEFINE_bool("latency", True, "Measure TFLite and SavedModel latency (batch 1, "
@@ -63,7 +66,8 @@ def main(argv):
   config = EvaluateConfig(
       target=_TARGET.value, variants=tuple(_VARIANTS.value), quantization=tuple(_QUANT.value),
       perplexity_corpus=_PPL.value, max_sentences=_MAX_SENT.value, sst2_dir=_SST2.value,
-      ner_dir=_NER.value, ner=NerConfig(epochs=_NER_EPOCHS.value), mrpc_dir=_MRPC.value,
+      ner_dir=_NER.value, ner=NerConfig(epochs=_NER_EPOCHS.value),
+      ner_seeds=tuple(_NER_SEEDS.value), mrpc_dir=_MRPC.value,
       probe=ProbeConfig(max_train_sentences=_PROBE_TRAIN.value, epochs=_PROBE_EPOCHS.value),
       latency=LatencyConfig(runs=_LAT_RUNS.value, num_tokens=_LAT_TOKENS.value,
                             threads=tuple(int(t) for t in _THREADS.value)),

@@ -62,6 +62,9 @@ class EvaluateConfig:
   ner_dir: str = ""
   # The NER tagger and its training.
   ner: Any = None
+  # Tagger seeds: two or more give NER F1 as mean ± std over them (features
+  # computed once); () = the one seed of `ner`.
+  ner_seeds: tuple = ()
   # Folder with GLUE MRPC train.tsv and dev.tsv; "" = skip MRPC (uses `probe`).
   mrpc_dir: str = ""
   # Latency measurement; measure_latency=False skips it.
@@ -73,6 +76,11 @@ class EvaluateConfig:
   def __post_init__(self):
     object.__setattr__(self, "variants", tuple(self.variants))
     object.__setattr__(self, "quantization", tuple(self.quantization))
+    object.__setattr__(self, "ner_seeds", tuple(int(s) for s in self.ner_seeds))
+    if self.ner_seeds and (len(self.ner_seeds) < 2
+                           or len(set(self.ner_seeds)) != len(self.ner_seeds)):
+      raise ValueError(f"--ner_seeds needs at least two distinct seeds for a spread, got "
+                       f"{list(self.ner_seeds)}; e.g. --ner_seeds=0,1,2 (or leave it empty).")
     if not self.target:
       raise ValueError("set the model to evaluate (a compression run folder, a variant folder "
                        "or a training run folder).")
@@ -271,10 +279,17 @@ def _evaluate_quality(variant: Variant, mode: str, config: EvaluateConfig, entry
   entry["seconds"]["sst2"] = time.time() - t
   if config.ner_dir and embedder is not None:
     t = time.time()
-    result = ner.evaluate_ner(embedder, config.ner_dir, os.path.join(entry_dir, "ner"),
-                              fingerprint, config.ner)
-    entry["ner"] = result
-    entry["ner_test_f1"] = result["test_f1"]
+    if config.ner_seeds:
+      result = ner.ner_f1_spread(embedder, config.ner_dir, os.path.join(entry_dir, "ner"),
+                                 fingerprint, config.ner, seeds=config.ner_seeds)
+      entry["ner"] = result
+      entry["ner_test_f1"] = result["test_f1"]["mean"]
+      entry["ner_test_f1_std"] = result["test_f1"]["std"]
+    else:
+      result = ner.evaluate_ner(embedder, config.ner_dir, os.path.join(entry_dir, "ner"),
+                                fingerprint, config.ner)
+      entry["ner"] = result
+      entry["ner_test_f1"] = result["test_f1"]
     entry["seconds"]["ner"] = time.time() - t
   if config.mrpc_dir and embedder is not None:
     t = time.time()

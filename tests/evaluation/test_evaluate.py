@@ -4,6 +4,7 @@ import dataclasses
 import json
 import os
 
+import numpy as np
 import pytest
 
 from prunelm_tf.compression import CompressConfig, compress
@@ -144,3 +145,19 @@ def test_ner_and_mrpc_columns_for_every_entry(compressed, tmp_path):
     assert 0.0 <= e["mrpc_accuracy"] <= 1.0 and 0.0 <= e["mrpc_f1"] <= 1.0
   with pytest.raises(FileNotFoundError, match="--ner_dir=.* has no eng.train"):
     EvaluateConfig(target=compressed, ner_dir=str(tmp_path))
+
+
+def test_ner_seeds_give_mean_and_spread(compressed, tmp_path):
+  from prunelm_tf.evaluation.ner import NerConfig  # pylint: disable=import-outside-toplevel
+  (tmp_path / "conll").mkdir()
+  config = EvaluateConfig(target=compressed, variants=("dense",), quantization=("none",),
+                          measure_latency=False, ner_dir=_tiny_conll(tmp_path / "conll"),
+                          ner=NerConfig(epochs=1, hidden_units=4, batch_size=2),
+                          ner_seeds=(0, 1, 2))
+  (entry,) = evaluate(config, str(tmp_path / "e"))
+  values = entry["ner"]["test_f1"]["values"]
+  assert len(values) == 3 and entry["ner_test_f1"] == pytest.approx(sum(values) / 3)
+  assert entry["ner_test_f1_std"] == pytest.approx(float(np.std(values, ddof=1)))
+  for seeds in ((1,), (0, 0)):
+    with pytest.raises(ValueError, match="--ner_seeds needs at least two distinct seeds"):
+      EvaluateConfig(target=compressed, ner_seeds=seeds)
