@@ -17,7 +17,8 @@ def _entry(name, group, method, *, allocation=None, target=0.0, sparsity=0.0, pp
   variant, quantization = name.split("/")
   entry = {
       "name": name, "variant": variant, "group": group, "method": method,
-      "allocation": allocation, "target_sparsity": target, "sparsity": sparsity,
+      "method_options": None if allocation is None else {"allocation": allocation},
+      "target_sparsity": target, "sparsity": sparsity,
       "quantization": quantization,
       "perplexity": None if ppl is None else {"forward": ppl[0], "backward": ppl[1],
                                               "mean": (ppl[0] + ppl[1]) / 2},
@@ -204,7 +205,8 @@ class TestFiles:
     report = _report()
     out = tmp_path / "out"
     written = report_lib.write_report(copy.deepcopy(report), str(out))
-    assert sorted(written) == sorted(["report.json", "report.md", *report_lib.PLOT_FILES])
+    assert sorted(written) == sorted(["report.json", "report.md", "report.html",
+                                      *report_lib.PLOT_FILES])
     assert sorted(os.listdir(out)) == sorted(written)
     assert json.loads((out / "report.json").read_text()) == report
     assert "![Mean perplexity vs zipped TFLite size](ppl_vs_size.png)" in (
