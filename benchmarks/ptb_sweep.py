@@ -30,6 +30,7 @@ PTB = os.path.join(SHARED_DATA, "ptb")
 UNIFORM = "threshold"
 ALLOCATED = "threshold_sens"
 RETRAINED = "retrain"
+GROUPS = (UNIFORM, ALLOCATED, RETRAINED)
 
 
 @dataclasses.dataclass(frozen=True)
