@@ -19,7 +19,6 @@ import tensorflow as tf
 from tensorboard.plugins.hparams import api as hp
 from tensorboard.plugins.hparams import metadata as hp_metadata
 
-from prunelm_tf.compression.methods import REGISTRY
 from prunelm_tf.export.tflite import QUANTIZATION_MODES
 from prunelm_tf.reporting import entries as E
 from prunelm_tf.reporting.entries import DENSE, num
@@ -29,14 +28,22 @@ from prunelm_tf.utils import files
 NOT_APPLICABLE = "n/a"
 
 
+def _registry():
+  # Imported when used: the compression pipeline imports this module, so a module-level
+  # import of the compression package would be circular.
+  from prunelm_tf.compression.methods.registry import REGISTRY  # pylint: disable=import-outside-toplevel
+  return REGISTRY
+
+
 def hparam_domains() -> Dict[str, List[str]]:
   """Every HParams key of every registered method, with its values (and "n/a").
 
   The same keys on every run, so all variants of all runs compare side by
   side; a key of another method reads "n/a".
   """
-  domains: Dict[str, List[str]] = {"method": [DENSE] + sorted(REGISTRY)}
-  for method in REGISTRY.values():
+  registry = _registry()
+  domains: Dict[str, List[str]] = {"method": [DENSE] + sorted(registry)}
+  for method in registry.values():
     for key, values in method.hparam_domains.items():
       domains.setdefault(key, [NOT_APPLICABLE])
       domains[key] += [v for v in values if v not in domains[key]]
@@ -45,7 +52,7 @@ def hparam_domains() -> Dict[str, List[str]]:
 
 def method_hparams(record: Mapping) -> Dict[str, str]:
   """The recorded method's own HParams (its ``hparams(options)``); {} for dense or unknown."""
-  method = REGISTRY.get(record.get("method") or DENSE)
+  method = _registry().get(record.get("method") or DENSE)
   if method is None:
     return {}
   return dict(method.hparams(method.options_from_dict(record.get("method_options"))))
