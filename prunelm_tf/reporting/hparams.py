@@ -83,7 +83,7 @@ def hparams_list() -> List[hp.HParam]:
 @dataclasses.dataclass(frozen=True)
 class Session:
   """One HParams session: a (variant, quantization mode) and its scalars."""
-  # Unique in the log folder; also the session's sub-folder ("/" becomes "-").
+  # Unique in the log folder; "/" becomes "-" (the sub-folder and the trial id shown).
   trial_id: str
   # What made it: "method", "method_options", "target_sparsity" (a variant record or entry).
   record: Mapping[str, Any]
@@ -126,7 +126,7 @@ def write_hparams(log_dir: str, sessions: Sequence[Session],
       values = {**hparams_of(s.record), "quantization": s.quantization}
       writer = tf.summary.create_file_writer(os.path.join(tmp, s.folder))
       with writer.as_default():
-        hp.hparams({h: values[h.name] for h in hparams}, trial_id=s.trial_id)
+        hp.hparams({h: values[h.name] for h in hparams}, trial_id=s.folder)
         for name, value in s.scalars.items():
           if num(value) is not None:
             tf.summary.scalar(name, num(value), step=0)
