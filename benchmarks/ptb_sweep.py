@@ -25,6 +25,13 @@ SHARED_DATA = os.path.normpath(os.path.join(os.path.dirname(__file__), "..", "..
                                             "data"))
 PTB = os.path.join(SHARED_DATA, "ptb")
 
+# The sweep's groups: labels of its run folders (OUT/compress/<group>). The report's
+# targets name these groups; what a group is (method and options) is in compression_configs.
+UNIFORM = "threshold"
+ALLOCATED = "threshold_sens"
+RETRAINED = "retrain"
+GROUPS = (UNIFORM, ALLOCATED, RETRAINED)
+
 
 @dataclasses.dataclass(frozen=True)
 class SweepSettings:
@@ -64,16 +71,16 @@ def compression_configs(model_dir: str, settings: SweepSettings = FULL) -> Dict[
                 tflite_quantization=tuple(settings.tflite_quantization), num_parity_sentences=4)
   end_step = max(1, int(settings.retrain_steps * settings.ramp_fraction))
   return {
-      "threshold": CompressConfig(**common, method="threshold",
+      UNIFORM: CompressConfig(**common, method="threshold",
                                   sparsity_sweep=tuple(settings.threshold_sweep)),
-      "threshold_sens": CompressConfig(
+      ALLOCATED: CompressConfig(
           **common, method="threshold", sparsity_sweep=tuple(settings.threshold_sweep),
           method_options={"allocation": "sensitivity"},
           calibration=os.path.join(PTB, "ptb.valid.txt"),
           calibration_sentences=settings.calibration_sentences),
       # max_sentences also limits the training corpus, so the retraining reads
       # all of PTB train only in the full run.
-      "retrain": CompressConfig(
+      RETRAINED: CompressConfig(
           **common, train=os.path.join(PTB, "ptb.train.txt"), method="retrain",
           sparsity_sweep=tuple(settings.retrain_sweep),
           method_options=RetrainOptions(

@@ -11,9 +11,12 @@ Stages, each resumable (a second call with the same --out_dir continues):
    thresholding and tfmot retraining, TFLite none/dynamic/int8, into OUT/compress/<group>.
 3. evaluation (prunelm_tf.evaluation): PTB test perplexity of every artifact
    (quantized ones through an LM TFLite of the same mode), SST-2 dev accuracy of a
-   frozen-feature probe, sizes; then, in a pass of its own, TFLite (1 and 2 threads)
+   frozen-feature probe (and, with --ner_dir / --mrpc_dir, CoNLL-2003 NER test F1 and
+   MRPC dev accuracy / F1), sizes; then, in a pass of its own, TFLite (1 and 2 threads)
    and SavedModel latency of every artifact.
-4. OUT/report.json, OUT/report.md, four PNG plots, TensorBoard HParams in OUT/tensorboard.
+4. OUT/report.json, OUT/report.md, OUT/report.html (one self-contained page), PNG plots
+   (benchmarks/report.py), TensorBoard HParams in OUT/tensorboard/hparams (check it with
+   benchmarks/hparams_screenshot.py).
 All data are read from ../shared/data; nothing is tuned on the test split (the
 sensitivity allocation is measured on PTB valid).
 """
@@ -28,27 +31,18 @@ import time
 
 import prunelm_tf  # noqa: F401  (Keras 2 before TensorFlow)
 import tensorflow as tf
-from tensorboard.plugins.hparams import api as hp
 
 from benchmarks import ptb_sweep
 from benchmarks import report as report_lib
 from prunelm_tf.compression import compress
 from prunelm_tf.evaluation import LatencyConfig, ProbeConfig
 from prunelm_tf.evaluation.evaluate import EvaluateConfig, evaluate
+from prunelm_tf.reporting import entries as entries_lib
+from prunelm_tf.reporting.hparams import EVALUATION_METRICS, evaluation_sessions, write_hparams
 
 REPO = os.path.normpath(os.path.join(os.path.dirname(__file__), ".."))
 QUICK_DENSE_FLAGS = ["--lstm_dim=256", "--projection_dim=128", "--num_epochs=1",
                      "--max_sentences=6000", "--num_sampled=1024"]
-
-HPARAMS = [hp.HParam("group", hp.Discrete(["dense", "threshold", "threshold_sens", "retrain"])),
-           hp.HParam("method", hp.Discrete(["dense", "threshold", "retrain"])),
-           hp.HParam("target_sparsity", hp.RealInterval(0.0, 1.0)),
-           hp.HParam("quantization", hp.Discrete(["none", "dynamic", "float16", "int8"]))]
-METRICS = ["perplexity/mean", "perplexity/forward", "perplexity/backward", "sst2/accuracy",
-           "sparsity/overall", "size/tflite_zip_bytes", "size/saved_model_zip_bytes",
-           "latency/tflite_p50_ms_1_thread", "latency/tflite_p50_ms_2_threads",
-           "latency/saved_model_p50_ms_1_thread"]
-
 
 def machine() -> dict:
   cpu = platform.processor()
@@ -79,31 +73,6 @@ def train_dense(out_dir: str, quick: bool) -> str:
   return run_dir
 
 
-def write_hparams(log_dir: str, entries) -> None:
-  """One HParams session per entry, with the same keys for every entry of every run."""
-  with tf.summary.create_file_writer(log_dir).as_default():
-    hp.hparams_config(hparams=HPARAMS, metrics=[hp.Metric(m) for m in METRICS])
-  for e in entries:
-    trial = e["name"].replace("/", "-")
-    values = {"sparsity/overall": e["sparsity"],
-              "size/tflite_zip_bytes": e["sizes"]["tflite_zip_bytes"],
-              "size/saved_model_zip_bytes": e["sizes"]["saved_model_zip_bytes"],
-              "sst2/accuracy": e["sst2_accuracy"]}
-    for k in ("mean", "forward", "backward"):
-      values[f"perplexity/{k}"] = e["perplexity"][k] if e["perplexity"] else None
-    tfl, sm = e["latency"]["tflite"], e["latency"]["saved_model"]
-    values["latency/tflite_p50_ms_1_thread"] = tfl.get("1", {}).get("p50_ms")
-    values["latency/tflite_p50_ms_2_threads"] = tfl.get("2", {}).get("p50_ms")
-    values["latency/saved_model_p50_ms_1_thread"] = sm.get("1", {}).get("p50_ms")
-    with tf.summary.create_file_writer(os.path.join(log_dir, trial)).as_default():
-      hp.hparams({"group": e["group"], "method": e["method"],
-                  "target_sparsity": e["target_sparsity"], "quantization": e["quantization"]},
-                 trial_id=trial)
-      for name, value in values.items():
-        if value is not None:
-          tf.summary.scalar(name, value, step=0)
-
-
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--out_dir", required=True, help="Run folder of the benchmark.")
@@ -112,9 +81,20 @@ def main():
   parser.add_argument("--dense_dir", default="",
                       help="Reuse this pipelines.train run folder as the dense model "
                            "instead of training one (its training time is then not included).")
+  parser.add_argument("--ner_dir", default="",
+                      help="Folder with CoNLL-2003 eng.train/eng.testa/eng.testb: adds NER test "
+                           "F1 of every entry (a tagger trained per entry: minutes each; e.g. "
+                           "../shared/data/conll2003). Empty = no NER.")
+  parser.add_argument("--mrpc_dir", default="",
+                      help="Folder with GLUE MRPC train.tsv/dev.tsv: adds MRPC dev accuracy and "
+                           "F1 of every entry (e.g. ../shared/data/mrpc). Empty = no MRPC.")
   parser.add_argument("--sst2_train_sentences", type=int, default=None,
                       help="SST-2 probe training sentences (default 20,000 full, 2,000 quick).")
   args = parser.parse_args()
+  try:  # the task folders are checked before any work, not after hours of compression
+    EvaluateConfig(target=args.out_dir, ner_dir=args.ner_dir, mrpc_dir=args.mrpc_dir)
+  except (FileNotFoundError, ValueError) as e:
+    parser.error(str(e))
   start = time.time()
   settings = ptb_sweep.QUICK if args.quick else ptb_sweep.FULL
   stage_seconds = {}
@@ -136,7 +116,8 @@ def main():
   eval_config = dict(
       perplexity_corpus=os.path.join(ptb_sweep.PTB, "ptb.test.txt"),
       max_sentences=settings.eval_sentences, sst2_dir=os.path.join(ptb_sweep.SHARED_DATA, "sst2"),
-      probe=ProbeConfig(max_train_sentences=sst2_train),
+      probe=ProbeConfig(max_train_sentences=sst2_train), ner_dir=args.ner_dir,
+      mrpc_dir=args.mrpc_dir,
       latency=LatencyConfig(runs=30 if args.quick else 100, warmup=5 if args.quick else 10))
   # Two passes: quality first (perplexity, SST-2, sizes), then every latency in one
   # pass of its own, so that all latencies are measured under the same conditions.
@@ -148,12 +129,18 @@ def main():
                        os.path.join(args.out_dir, "evaluation"), group=group,
                        skip=() if i == 0 else ("dense",))
       for e in found:  # entries evaluated earlier (e.g. by pipelines.evaluate) get their group
-        e["group"] = "dense" if e["variant"] == "dense" else group
+        e["group"] = entries_lib.DENSE if entries_lib.is_dense(e) else group
       entries += found
     stage_seconds["latency" if measure_latency else "evaluate"] = time.time() - t
     t = time.time()
 
-  dense_bytes = results["threshold"]["dense"]["sizes"]["saved_model_bytes"]
+  task_notes = ([f"NER: CoNLL-2003 from {args.ner_dir}, frozen features, ScalarMix + BiLSTM "
+                 "tagger trained on eng.train, best epoch on eng.testa (dev), F1 on eng.testb "
+                 "(test)."] if args.ner_dir else [])
+  task_notes += ([f"MRPC: GLUE MRPC from {args.mrpc_dir}, pooled pair features, the SST-2 "
+                  "probe settings, accuracy and F1 on dev."] if args.mrpc_dir else [])
+  # Every group compressed the same dense model: any run's dense record will do.
+  dense_bytes = next(iter(results.values()))["dense"]["sizes"]["saved_model_bytes"]
   report = {
       "machine": machine(), "mode": "quick" if args.quick else "full",
       "command": "python -m benchmarks.run " + " ".join(sys.argv[1:]),
@@ -171,11 +158,12 @@ def main():
           "Latency: batch 1, a 20-token sentence, each measurement in its own child process "
           "(TFLite children import no TensorFlow); p50/p90 after warm-up.",
           "Sensitivity allocation is measured on PTB valid; nothing is tuned on PTB test.",
-      ] + ([f"The dense model was reused from {dense_dir}: its training time is not in "
-            "wall_seconds."] if args.dense_dir else []),
+      ] + task_notes + ([f"The dense model was reused from {dense_dir}: its training time is "
+                         "not in wall_seconds."] if args.dense_dir else []),
   }
-  write_hparams(os.path.join(args.out_dir, "tensorboard", "hparams"), entries)
   report_lib.write_report(report, args.out_dir)
+  write_hparams(os.path.join(args.out_dir, "tensorboard", "hparams"), evaluation_sessions(entries),
+                EVALUATION_METRICS)
   print(open(os.path.join(args.out_dir, "report.md"), encoding="utf-8").read())
 
 

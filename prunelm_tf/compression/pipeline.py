@@ -32,6 +32,7 @@ from prunelm_tf.export.sizes import gzip_bytes, path_bytes, zip_directory
 from prunelm_tf.export.tflite import ConverterCrashed, TFLiteBiLM, export_tflite
 from prunelm_tf.models.bilm import input_name
 from prunelm_tf.models.config import BiLMConfig
+from prunelm_tf.reporting.hparams import write_hparams
 from prunelm_tf.training.loop import evaluate_perplexity
 from prunelm_tf.training.run_folder import load_run
 from prunelm_tf.utils import files
@@ -232,7 +233,7 @@ def _compress_locked(config, run_dir, folder, inputs, overwrite, flags_text, sta
   files.write_json(folder.metrics_json, result)
   table = report.markdown_table(result)
   files.write_text(folder.summary_md, table)
-  report.write_hparams(folder.hparams_dir, result)
+  write_hparams(folder.hparams_dir, report.hparam_sessions(result), report.METRICS)
   return result
 
 

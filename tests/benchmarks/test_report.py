@@ -17,7 +17,8 @@ def _entry(name, group, method, *, allocation=None, target=0.0, sparsity=0.0, pp
   variant, quantization = name.split("/")
   entry = {
       "name": name, "variant": variant, "group": group, "method": method,
-      "allocation": allocation, "target_sparsity": target, "sparsity": sparsity,
+      "method_options": None if allocation is None else {"allocation": allocation},
+      "target_sparsity": target, "sparsity": sparsity,
       "quantization": quantization,
       "perplexity": None if ppl is None else {"forward": ppl[0], "backward": ppl[1],
                                               "mean": (ppl[0] + ppl[1]) / 2},
@@ -204,8 +205,77 @@ class TestFiles:
     report = _report()
     out = tmp_path / "out"
     written = report_lib.write_report(copy.deepcopy(report), str(out))
-    assert sorted(written) == sorted(["report.json", "report.md", *report_lib.PLOT_FILES])
+    assert sorted(written) == sorted(["report.json", "report.md", "report.html",
+                                      *report_lib.PLOT_FILES])
     assert sorted(os.listdir(out)) == sorted(written)
     assert json.loads((out / "report.json").read_text()) == report
     assert "![Mean perplexity vs zipped TFLite size](ppl_vs_size.png)" in (
         out / "report.md").read_text()
+
+
+def _with_tasks(report):
+  """The report with NER and MRPC scores on some entries (as evaluate --ner_dir/--mrpc_dir)."""
+  report = copy.deepcopy(report)
+  scores = {"dense/none": (0.90, 0.70, 0.80), "retrain_90/none": (0.896, 0.69, 0.79),
+            "retrain_90/dynamic": (0.88, 0.68, 0.78)}
+  for entry in report["entries"]:
+    if entry["name"] in scores:
+      entry["ner_test_f1"], entry["mrpc_accuracy"], entry["mrpc_f1"] = scores[entry["name"]]
+  del report["targets"]
+  return report
+
+
+class TestTasksFailuresAndHtml:
+
+  def test_task_columns_only_when_measured(self):
+    header, _ = report_lib.table(_report()["entries"], DENSE_BYTES)
+    assert "SST-2 (Δ pt)" in header and "failures" in header and "method options" in header
+    assert not {"NER test F1 (Δ pt)", "MRPC acc (Δ pt)", "MRPC F1 (Δ pt)"} & set(header)
+    header, rows = report_lib.table(_with_tasks(_report())["entries"], DENSE_BYTES)
+    by_name = {row[0]: dict(zip(header, row)) for row in rows}
+    assert by_name["retrain_90/none"]["NER test F1 (Δ pt)"] == "89.6 % (-0.4)"
+    assert by_name["dense/none"]["NER test F1 (Δ pt)"] == "90.0 %"
+    assert by_name["retrain_90/none"]["MRPC acc (Δ pt)"] == "69.0 % (-1.0)"
+    assert by_name["retrain_90/none"]["MRPC F1 (Δ pt)"] == "79.0 % (-1.0)"
+    assert by_name["threshold_50/none"]["NER test F1 (Δ pt)"] == "—"
+    assert by_name["retrain_90/int8"]["failures"] == "tflite: int8 conversion crashed"
+    assert by_name["threshold_50/none"]["method options"] == (
+        "threshold_scope=layer, threshold_allocation=uniform")
+    assert by_name["threshold_sens_50/none"]["method options"].endswith(
+        "threshold_allocation=sensitivity")
+
+  def test_ner_targets_and_plot(self, tmp_path):
+    report = _with_tasks(_report())
+    targets = _by_name(report_lib.check_targets(report["entries"], DENSE_BYTES))
+    assert targets["retrain_90_ner_within_half_pt"]["met"]  # -0.4 pt
+    assert targets["retrain_90_ner_within_half_pt"]["value"] == pytest.approx(-0.004)
+    smallest = targets["smallest_within_5pct_ner_within_1pt"]  # retrain_90/dynamic: -2 pt
+    assert not smallest["met"] and "retrain_90/dynamic" in smallest["detail"]
+    names = report_lib.plot(report, str(tmp_path))
+    assert names == list(report_lib.PLOT_FILES) + [report_lib.NER_PLOT]
+    assert (tmp_path / report_lib.NER_PLOT).read_bytes().startswith(PNG_MAGIC)
+
+  def test_targets_find_variants_by_data_not_by_name(self):
+    report = _report()
+    for entry in report["entries"]:
+      if entry["method"] != "dense":
+        entry["name"] = "renamed_" + entry["name"].replace("_", "-")
+        entry["variant"] = entry["name"].split("/")[0]
+    renamed = _by_name(report_lib.check_targets(report["entries"], DENSE_BYTES))
+    assert {n: t["met"] for n, t in renamed.items()} == {
+        n: t["met"] for n, t in _by_name(_report()["targets"]).items()}
+
+  def test_html_beside_markdown(self, tmp_path):
+    report = _with_tasks(_report())
+    written = report_lib.write_report(report, str(tmp_path))
+    assert written[-2:] == ["report.md", "report.html"] and report_lib.NER_PLOT in written
+    page = (tmp_path / "report.html").read_text()
+    md = (tmp_path / "report.md").read_text()
+    assert page.count('src="data:image/png;base64,') == len(report_lib.PLOT_FILES) + 1
+    assert "http" not in page.replace("python -m", "") and "<script" not in page
+    for entry in report["entries"]:
+      assert f"<td>{entry['name']}</td>" in page and f"| {entry['name']} |" in md
+    assert "<th>NER test F1 (Δ pt)</th>" in page and "| NER test F1 (Δ pt) |" in md
+    assert "<td>tflite: int8 conversion crashed</td>" in page
+    assert "| tflite: int8 conversion crashed |" in md
+    assert "![CoNLL-2003 NER test F1 vs zipped TFLite size](ner_f1_vs_size.png)" in md
