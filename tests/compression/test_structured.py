@@ -1,6 +1,5 @@
 """structured: whole cells, filters and projection dimensions removed, a smaller valid biLM."""
 
-import dataclasses
 import json
 import os
 
@@ -9,6 +8,7 @@ import pytest
 
 from prunelm_tf.compression import CompressConfig, compress
 from prunelm_tf.compression import structured as lib
+from prunelm_tf.compression.calibration import collect_grams
 from prunelm_tf.compression.methods.structured import StructuredOptions
 from prunelm_tf.compression.run_folder import CompressionRunFolder
 from prunelm_tf.compression.targets import prunable_weights
@@ -94,14 +94,20 @@ def _inputs(config, rng):
   return ids.astype(np.int32)
 
 
+@pytest.mark.parametrize("importance", ["norm", "obs"])
 @pytest.mark.parametrize("config", [CHAR, WORD], ids=["char", "word"])
-def test_removing_dead_units_changes_no_output(config):
+def test_removing_dead_units_changes_no_output(config, importance):
   model = _random_model(config)
   dead_cells = {n: [i, (i + 3) % 8] for i, n in enumerate(lib.lstm_names(config))}
   dead_dims = [1, 4]
   dead_filters = [[2], [0, 5]] if config.token_encoder == "char" else []
   _kill(model, config, dead_cells, dead_dims, dead_filters)
-  norms = lib.group_norms(model, config)
+  x = _inputs(config, np.random.default_rng(1))
+  if importance == "norm":
+    norms = lib.group_norms(model, config)
+  else:  # dead units read by nobody: zero OBS saliency
+    grams = collect_grams(model, lib.saliency_matrices(config), [x])
+    norms = lib.obs_saliencies(model, config, grams, damp=0.01)
   for n, dead in dead_cells.items():
     assert np.all(norms["cells"][n][dead] == 0) and np.all(np.delete(norms["cells"][n], dead) > 0)
   kept_dims = lib.most_important(norms["projection"], 4)
@@ -116,7 +122,6 @@ def test_removing_dead_units_changes_no_output(config):
   if filters:
     assert small_config.char_cnn.filters == ((1, 3), (2, 4))
   assert small.count_params() == num_parameters(small_config)
-  x = _inputs(config, np.random.default_rng(1))
   dense, out = model(x), small(x)
   width = [k + s for s in (0, config.projection_dim) for k in kept_dims]
   assert_float32_close(out["representations"].numpy(),

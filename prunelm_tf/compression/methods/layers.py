@@ -28,7 +28,6 @@ import time
 from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
-import tensorflow as tf
 
 from prunelm_tf.compression import structured as lib
 from prunelm_tf.compression.finetune import OBJECTIVES, RetrainConfig, retrain
