@@ -69,17 +69,20 @@ def representation_similarity(model, reference, dataset) -> Dict[str, float]:
   """Mean cosine similarity per layer between two models' representations.
 
   The models may differ in architecture (a structurally pruned variant): both
-  read the same input batches and give [batch, layers, words, dim] outputs of
-  the same width. Averaged over every real word position.
+  read the same input batches and give [batch, layers, words, dim] outputs.
+  Averaged over every real word position. With fewer layers (a variant that
+  dropped layers) only the token embedding ("layer_0") and the top layer
+  ("top") are compared; with another width (projection dimensions removed)
+  nothing is comparable and the result is empty.
   """
-  sums, count = None, 0.0
+  sums, count, keys = None, 0.0, None
   for batch in dataset:
     a = model(model_input(model, batch), training=False)["representations"].numpy()
     b = reference(model_input(reference, batch), training=False)["representations"].numpy()
-    if a.shape != b.shape:
-      raise ValueError(f"representations of shape {a.shape} cannot be compared with the dense "
-                       f"model's {b.shape}: a variant must keep the number of layers and the "
-                       "representation width.")
+    if a.shape[-1] != b.shape[-1]:
+      return {}
+    if a.shape[1] != b.shape[1]:
+      a, b, keys = a[:, [0, -1]], b[:, [0, -1]], ["layer_0", "top"]
     mask = (batch["token_ids"].numpy()[:, 2:] > 0)  # word positions
     na = np.linalg.norm(a, axis=-1)
     nb = np.linalg.norm(b, axis=-1)
@@ -87,4 +90,5 @@ def representation_similarity(model, reference, dataset) -> Dict[str, float]:
     layer_sums = (cos * mask[:, None, :]).sum(axis=(0, 2))
     sums = layer_sums if sums is None else sums + layer_sums
     count += mask.sum()
-  return {f"layer_{k}": float(v / max(count, 1.0)) for k, v in enumerate(sums)}
+  keys = keys or [f"layer_{k}" for k in range(len(sums))]
+  return {key: float(v / max(count, 1.0)) for key, v in zip(keys, sums)}

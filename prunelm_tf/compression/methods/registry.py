@@ -11,8 +11,10 @@ import contextlib
 from typing import Dict, Iterator
 
 from prunelm_tf.compression.methods.base import CompressionMethod
+from prunelm_tf.compression.methods.layers import LayersMethod
 from prunelm_tf.compression.methods.obs import ObsMethod
 from prunelm_tf.compression.methods.retrain import RetrainMethod
+from prunelm_tf.compression.methods.structured import StructuredMethod
 from prunelm_tf.compression.methods.threshold import ThresholdMethod
 from prunelm_tf.compression.methods.wanda import WandaMethod
 
@@ -21,6 +23,8 @@ REGISTRY: Dict[str, CompressionMethod] = {m.name: m for m in (
     WandaMethod(),
     ObsMethod(),
     RetrainMethod(),
+    StructuredMethod(),
+    LayersMethod(),
 )}
 
 

@@ -1,0 +1,197 @@
+"""``structured``: remove whole LSTM cells, character filters and (optionally) projection dimensions.
+
+The result is a physically smaller biLM with its own `BiLMConfig` (smaller
+``lstm_dim``, filter counts, ``projection_dim``): the SavedModel, TFLite and
+ELMo files really hold fewer weights and do less work. What each unit owns is
+in `prunelm_tf.compression.structured`.
+
+The sweep value is the fraction of the prunable matrices' parameters
+(`targets.prunable_weights`, the set unstructured pruning counts) removed:
+every enabled kind of unit keeps the same share of its units, the share
+whose removed fraction is closest to the sweep value (the achieved fraction
+is recorded). Which units are kept is chosen per layer (cells), per bank
+(filters) or once (projection dimensions) by importance:
+
+* ``norm``: the L2 norm of every weight the unit owns;
+* ``obs``: Optimal Brain Surgeon saliency of the unit's input row in the
+  matrices that read it, from the Gram matrices of their inputs on
+  --calibration text; with ``compensate``, each LSTM projection's kept rows
+  are then updated (least squares) to replace the removed cells.
+
+Optionally the smaller model is fine-tuned (``finetune``) with the shared
+retraining loop, e.g. distilled from the dense model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import time
+
+from prunelm_tf.compression import structured as lib
+from prunelm_tf.compression.calibration import collect_grams
+from prunelm_tf.compression.finetune import OBJECTIVES, RetrainConfig, retrain
+from prunelm_tf.compression.methods.base import CompressedModel, CompressionMethod, Needs
+from prunelm_tf.compression.options import option
+from prunelm_tf.compression.targets import prunable_weights
+
+IMPORTANCES = ("norm", "obs")
+# Sentences per calibration batch.
+_BATCH = 32
+
+
+@dataclasses.dataclass(frozen=True)
+class StructuredOptions:
+  """Which units are removed, how they are ranked, and the optional fine-tuning."""
+
+  # Remove whole LSTM cells (the same number in every layer and direction).
+  cells: bool = option(True, "structured: remove whole LSTM cells (gate columns, bias, "
+                       "projection row), the same number in every layer and direction.",
+                       flag="structured_cells")
+  # Remove character-CNN filters (char models; ignored for word models).
+  filters: bool = option(True, "structured: remove character-CNN filters (with their highway "
+                         "rows/columns and token-projection rows); char models only.",
+                         flag="structured_filters")
+  # Remove projection dimensions everywhere (the representations shrink too).
+  projection: bool = option(False, "structured: also remove projection dimensions (every "
+                            "layer, both directions, token embedding, softmax): the "
+                            "representations become narrower than the dense model's.",
+                            flag="structured_projection")
+  # "norm": L2 norm of a unit's weights; "obs": calibration-based OBS saliency.
+  importance: str = option("norm", "structured: rank units by the L2 norm of their weights "
+                           "(norm) or by OBS saliency on --calibration text (obs).",
+                           flag="structured_importance", choices=IMPORTANCES)
+  # Dampening λ of each H (λ · mean diag H added to the diagonal), obs only.
+  damp: float = option(0.01, "Dampening of the Gram matrix H (fraction of its mean diagonal).",
+                       flag="obs_damp", lower=0.0)
+  # obs only: update the kept projection rows to replace the removed cells.
+  compensate: bool = option(True, "structured with --structured_importance=obs: update each "
+                            "LSTM projection's kept rows (least squares on --calibration) to "
+                            "replace the removed cells.", flag="structured_compensate")
+  # Fine-tune the smaller model on --train afterwards (settings in `retrain`).
+  finetune: bool = option(False, "Fine-tune the compressed model on --train afterwards with "
+                          "--num_steps, --learning_rate, --retrain_objective (e.g. distill or "
+                          "kd from the dense model).", flag="finetune")
+  # Optimisation of the fine-tuning (read only with finetune).
+  retrain: RetrainConfig = dataclasses.field(default_factory=RetrainConfig)
+
+  def __post_init__(self):
+    if self.importance not in IMPORTANCES:
+      raise ValueError(f"--structured_importance must be one of {IMPORTANCES}, got "
+                       f"{self.importance!r}.")
+    if not self.damp >= 0:
+      raise ValueError(f"--obs_damp must be >= 0, got {self.damp}.")
+    if not (self.cells or self.filters or self.projection):
+      raise ValueError("structured needs at least one kind of unit to remove: set "
+                       "--structured_cells, --structured_filters or --structured_projection.")
+    if self.finetune and self.retrain.num_sampled:
+      raise ValueError("sampled softmax is not available for fine-tuning; use num_sampled=0.")
+
+  def groups(self, char: bool):
+    """The enabled kinds of unit for a char (True) or word model."""
+    return tuple(g for g, on in (("cells", self.cells), ("filters", self.filters and char),
+                                 ("projection", self.projection)) if on)
+
+
+def check_finetune(method: str, finetune: bool, retrain_config: RetrainConfig,
+                   same_representations: bool, why: str) -> None:
+  """Representation distillation needs representations of the dense model's shape."""
+  if finetune and retrain_config.uses_distill and not same_representations:
+    raise ValueError(f"--method={method} --finetune with --retrain_objective="
+                     f"{retrain_config.objective}: {why}, so they cannot be distilled from the "
+                     "dense model's. Use --retrain_objective=kd or lm.")
+
+
+class StructuredMethod(CompressionMethod):
+  """Whole units removed by importance: a physically smaller biLM."""
+
+  name = "structured"
+  summary = ("remove whole LSTM cells, character filters (and optionally projection "
+             "dimensions) by group norm or OBS saliency: a physically smaller biLM")
+  Options = StructuredOptions
+  hparam_domains = {
+      "structured_groups": tuple("+".join(c) for k in range(1, 4)
+                                 for c in itertools.combinations(lib.GROUPS, k)),
+      "structured_importance": IMPORTANCES,
+      "finetune_objective": ("none",) + OBJECTIVES,
+  }
+
+  def needs(self, options):
+    return Needs(calibration=options.importance == "obs", train=options.finetune,
+                 softmax=options.finetune and options.retrain.needs_softmax)
+
+  def check(self, options, config, source):
+    if config.layer_sparsity:
+      raise ValueError("--layer_sparsity sets per-matrix targets, which removing whole units "
+                       f"cannot follow (--method={self.name} removes a fraction of all prunable "
+                       "matrices together); drop --layer_sparsity.")
+    model_config = source.config
+    groups = options.groups(model_config.token_encoder == "char")
+    if not groups:
+      raise ValueError(f"--method={self.name}: a word-input model has no character filters, so "
+                       "--structured_filters alone removes nothing; set --structured_cells or "
+                       "--structured_projection.")
+    names = list(prunable_weights(source.model))
+    for s in config.sparsity_sweep:
+      try:
+        lib.choose_counts(model_config, s, groups, names)
+      except ValueError as e:
+        raise ValueError(f"--sparsity_sweep value {s}: {e}") from None
+    check_finetune(self.name, options.finetune, options.retrain, not options.projection,
+                   "--structured_projection makes the representations narrower")
+
+  def variant_name(self, options, target_sparsity):
+    imp = "_obs" if options.importance == "obs" else ""
+    return f"{self.name}{imp}_{round(target_sparsity * 100):02d}"
+
+  def compress(self, options, context):
+    t = time.time()
+    source = context.source
+    config = source.config
+    groups = options.groups(config.token_encoder == "char")
+    names = list(prunable_weights(source.model))
+    counts, achieved = lib.choose_counts(config, context.target_sparsity, groups, names)
+    model = context.copy_source()
+    grams = None
+    if options.importance == "obs":
+      batches = context.dataset(context.calibration_sentences, _BATCH, shuffle=False)
+      grams = collect_grams(model, lib.saliency_matrices(config), batches)
+      scores = lib.obs_saliencies(model, config, grams, options.damp)
+    else:
+      scores = lib.group_norms(model, config)
+    cells = {n: lib.most_important(s, counts.cells) for n, s in scores["cells"].items()}
+    if grams is not None and options.compensate and "cells" in groups:
+      for n, kept in cells.items():
+        projection = model.get_layer(n).projection
+        values = projection.numpy()
+        values[kept] = lib.compensate_rows(values, grams[f"{n}/projection"].gram(),
+                                           kept, options.damp)
+        projection.assign(values)
+    projection_dims = lib.most_important(scores["projection"], counts.projection)
+    filters = ([lib.most_important(s, n) for s, n in zip(scores["filters"], counts.filters)]
+               if config.token_encoder == "char" else None)
+    new, new_config = lib.slice_bilm(model, config, cells=cells, projection=projection_dims,
+                                     filters=filters)
+    seconds = {"prune": time.time() - t}
+    record = {
+        "groups": list(groups), "importance": options.importance,
+        "removed_parameter_fraction": achieved,
+        "matrix_parameters": {"dense": lib.matrix_parameters(config, names),
+                              "compressed": lib.matrix_parameters(new_config, names)},
+        "lstm_dim": new_config.lstm_dim, "projection_dim": new_config.projection_dim,
+        "filters": [list(f) for f in new_config.char_cnn.filters]
+                   if config.token_encoder == "char" else None,
+    }
+    metrics = {"structured": record}
+    if options.finetune:
+      t = time.time()
+      budget = retrain(new, source.model, options.retrain, context)
+      metrics["finetuning"] = {k: budget[k] for k in (
+          "num_train_steps", "steps_per_epoch", "num_train_epochs")}
+      seconds["finetune"] = time.time() - t
+    return CompressedModel(new, new_config, metrics=metrics, seconds=seconds)
+
+  def hparams(self, options):
+    return {"structured_groups": "+".join(options.groups(True)),
+            "structured_importance": options.importance,
+            "finetune_objective": options.retrain.objective if options.finetune else "none"}

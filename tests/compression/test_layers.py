@@ -1,0 +1,131 @@
+"""layers: LD-Net-style layer selection gives a biLM with fewer layers."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from prunelm_tf.compression import CompressConfig, compress
+from prunelm_tf.compression import structured as lib
+from prunelm_tf.compression.methods import MethodContext
+from prunelm_tf.compression.methods.layers import LayersMethod, LayersOptions, layers_to_remove
+from prunelm_tf.compression.pipeline import load_source
+from prunelm_tf.compression.run_folder import CompressionRunFolder
+from prunelm_tf.data.corpus import load_corpus
+from prunelm_tf.elmo import load_elmo
+from prunelm_tf.elmo.embedder import ElmoEmbedder
+from prunelm_tf.elmo.embedding_file import embed_text_file, read_embedding_file
+from prunelm_tf.models import BiLMConfig, build_bilm
+from prunelm_tf.models.config import num_parameters
+from tests.tolerance import assert_float32_close
+
+WORD = BiLMConfig(vocab_size=20, token_encoder="word", lstm_dim=8, projection_dim=6, n_layers=3,
+                  dropout=0.0)
+
+
+def _ids(rng):
+  ids = rng.integers(1, 21, size=(2, 6)).astype(np.int32)
+  ids[1, 4:] = 0
+  return ids
+
+
+def test_select_layers_keeps_the_kept_layers_weights_and_the_lower_outputs():
+  model = build_bilm(WORD)
+  x = _ids(np.random.default_rng(0))
+  dense = model(x)["representations"].numpy()
+  small, config = lib.select_layers(model, WORD, [0, 1])
+  assert config.n_layers == 2 and small.count_params() == num_parameters(config)
+  # Layers 0 and 1 read nothing from layer 2: their representations are unchanged.
+  assert_float32_close(small(x)["representations"].numpy(), dense[:, :3])
+  top, _ = lib.select_layers(model, WORD, [2])
+  np.testing.assert_array_equal(top.get_layer("backward_lstm_0").get_weights()[0],
+                                model.get_layer("backward_lstm_2").get_weights()[0])
+  same, _ = lib.select_layers(model, WORD, [0, 1, 2])
+  assert_float32_close(same(x)["representations"].numpy(), dense)
+  with pytest.raises(ValueError, match="removing every unit"):
+    lib.select_layers(model, WORD, [])
+  with pytest.raises(ValueError, match="distinct and in"):
+    lib.select_layers(model, WORD, [0, 3])
+
+
+def test_sweep_rounds_to_whole_layers_and_refuses_removing_all(tiny_run_dir, tiny_text,
+                                                               tmp_path):
+  assert [layers_to_remove(s, 2) for s in (0.0, 0.2, 0.25, 0.5, 0.74, 0.75)] == [0, 0, 1, 1, 1, 2]
+  assert [layers_to_remove(s, 3) for s in (0.1, 0.2, 0.5, 0.8)] == [0, 1, 2, 2]
+  run_dir = str(tmp_path / "r")
+  base = dict(model_dir=tiny_run_dir, eval=tiny_text, calibration=tiny_text, method="layers")
+  with pytest.raises(ValueError, match="--sparsity_sweep value 0.8 rounds to removing all 2"):
+    compress(CompressConfig(**base, sparsity_sweep=(0.5, 0.8)), run_dir)
+  with pytest.raises(ValueError, match="has 2 values; a ScalarMix over .* has 3"):
+    compress(CompressConfig(**base, method_options={"criterion": "scalar_mix",
+                                                    "scalar_mix_weights": "1,2"}), run_dir)
+  with pytest.raises(ValueError, match="cannot be distilled"):
+    compress(CompressConfig(**base, train=tiny_text, method_options={
+        "finetune": True, "retrain": {"objective": "distill"}}), run_dir)
+  assert not os.path.exists(run_dir)
+  with pytest.raises(ValueError, match="needs --scalar_mix_weights"):
+    LayersOptions(criterion="scalar_mix")
+  with pytest.raises(ValueError, match="read only with --layer_criterion=scalar_mix"):
+    LayersOptions(scalar_mix_weights="1,2,3")
+  with pytest.raises(ValueError, match="comma-separated numbers"):
+    LayersOptions(criterion="scalar_mix", scalar_mix_weights="1,x,3")
+
+
+def _context(source, target, sentences, tmp_path):
+  return MethodContext(
+      source=source, target_sparsity=target, targets={}, free_weights=[], train_sentences=None,
+      calibration_sentences=sentences, variant_dir=str(tmp_path / "v"),
+      tensorboard_dir=str(tmp_path / "tb"), cache_dir=str(tmp_path / "cache"), seed=0,
+      make_dataset=lambda s, b, shuffle, seed=0: source.dataset(s, b, shuffle=shuffle, seed=seed))
+
+
+def test_criteria_choose_the_cheapest_layers(tiny_run_dir, tiny_text, tmp_path):
+  source = load_source(CompressConfig(model_dir=tiny_run_dir, eval=tiny_text))
+  sentences = load_corpus(tiny_text, 20, what="--calibration")
+  method = LayersMethod()
+  done = method.compress(LayersOptions(criterion="perplexity"),
+                         _context(source, 0.5, sentences, tmp_path))
+  record = done.metrics["layers"]
+  assert done.config.n_layers == 1 and len(record["candidates"]) == 2
+  best = min(record["candidates"], key=lambda c: c["cost"])
+  assert record["kept_layers"] == best["kept_layers"] and record["removed_lstm_fraction"] == 0.5
+  assert 0 < record["removed_parameter_fraction"] < 0.5  # the softmax and embedding stay
+  mixed = method.compress(LayersOptions(criterion="scalar_mix", scalar_mix_weights="0,-3,2"),
+                          _context(source, 0.5, None, tmp_path))
+  assert mixed.metrics["layers"]["kept_layers"] == [1]
+  np.testing.assert_array_equal(mixed.model.get_layer("forward_lstm_0").get_weights()[0],
+                                source.model.get_layer("forward_lstm_1").get_weights()[0])
+  kept = method.compress(LayersOptions(), _context(source, 0.2, sentences, tmp_path))
+  assert kept.config.n_layers == 2 and kept.metrics["layers"]["candidates"] == []
+
+
+def test_elmo_with_fewer_layers_through_compress_export_and_embed(shared_data, tmp_path):
+  d = shared_data / "elmo_fixture"
+  text = str(d / "sentences.txt")
+  run_dir = str(tmp_path / "l")
+  result = compress(CompressConfig(
+      options_file=str(d / "options.json"), weight_file=str(d / "lm_weights.hdf5"), eval=text,
+      calibration=text, method="layers", sparsity_sweep=(0.5,), tflite_quantization=("none",),
+      num_parity_sentences=1, export_elmo=True), run_dir)
+  v = result["variants"][0]
+  assert v["name"] == "layers_representation_50"
+  assert v["layers"]["n_layers"] == 1 and v["layers"]["removed_lstm_fraction"] == 0.5
+  assert v["tflite_max_abs_diff"]["none"] <= 1e-5
+  assert set(v["representation_similarity"]) == {"layer_0", "top"}
+  assert v["representation_similarity"]["layer_0"] == pytest.approx(1.0)
+  folder = CompressionRunFolder(run_dir).variant("layers_representation_50")
+  assert json.load(open(folder.elmo_options))["lstm"]["n_layers"] == 1
+  reloaded, config = load_elmo(folder.elmo_options, folder.elmo_weights)
+  assert config.n_layers == 1
+  lines = ["the cat sat", "a dog"]
+  inp = tmp_path / "in.txt"
+  inp.write_text("\n".join(lines) + "\n")
+  out = str(tmp_path / "emb.hdf5")
+  embed_text_file(str(inp), out, options_file=folder.elmo_options,
+                  weight_file=folder.elmo_weights)
+  embedded, _ = read_embedding_file(out)
+  expected = ElmoEmbedder(reloaded, config).embed_sentences([l.split() for l in lines])
+  for i, e in enumerate(expected):
+    assert e.shape == (2, len(lines[i].split()), 32)
+    assert_float32_close(embedded[i], e)
