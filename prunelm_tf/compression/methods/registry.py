@@ -11,6 +11,7 @@ import contextlib
 from typing import Dict, Iterator
 
 from prunelm_tf.compression.methods.base import CompressionMethod
+from prunelm_tf.compression.methods.lowrank import LowRankMethod
 from prunelm_tf.compression.methods.obs import ObsMethod
 from prunelm_tf.compression.methods.retrain import RetrainMethod
 from prunelm_tf.compression.methods.threshold import ThresholdMethod
@@ -21,6 +22,7 @@ REGISTRY: Dict[str, CompressionMethod] = {m.name: m for m in (
     WandaMethod(),
     ObsMethod(),
     RetrainMethod(),
+    LowRankMethod(),
 )}
 
 
