@@ -18,7 +18,6 @@ from prunelm_tf.compression.source import model_dataset
 from prunelm_tf.data import open_corpus, read_sentences
 from prunelm_tf.elmo import ElmoEmbedder, load_elmo
 from prunelm_tf.elmo.embedding_file import embed_text_file, read_embedding_file
-from prunelm_tf.evaluation import LatencyConfig
 from prunelm_tf.evaluation.evaluate import EvaluateConfig, evaluate
 from prunelm_tf.export.saved_model import load_saved_model
 from prunelm_tf.models import BiLMConfig, build_bilm
@@ -178,28 +177,27 @@ def test_bad_input_is_refused_before_any_work(tiny_run_dir, tiny_text, tmp_path)
 
 def test_lowrank_through_compress_export_evaluate_and_embed(tiny_run_dir, tiny_text, tmp_path):
   run_dir = str(tmp_path / "lr")
+  target = 0.4
   result = compress(CompressConfig(
       model_dir=tiny_run_dir, eval=tiny_text, calibration=tiny_text, method="lowrank",
-      method_options=LowRankOptions(criterion="data"), sparsity_sweep=(0.4, 0.7),
+      method_options=LowRankOptions(criterion="data"), sparsity_sweep=(target,),
       layer_sparsity=(("softmax", 0.0),), tflite_quantization=("none", "dynamic"),
       num_parity_sentences=2), run_dir)
   dense_config = load_run(tiny_run_dir)[1]
   shapes = factorizable_matrices(dense_config)
-  for v, target in zip(result["variants"], (0.4, 0.7)):
-    assert v["name"] == f"lowrank_data_{round(target * 100)}"
-    assert "softmax/kernel" not in v["lowrank"]  # excluded by --layer_sparsity softmax=0
-    assert set(v["lowrank"]) == set(shapes) - {"softmax/kernel"}
-    assert target - 1e-9 <= v["removed_fraction"] < target + 0.15, v["removed_fraction"]
-    kept = sum(r["parameters_kept"] for r in v["lowrank"].values())
-    assert kept <= (1 - target) * sum(m * n for n_, (m, n) in shapes.items()
-                                      if n_ != "softmax/kernel") + 1e-6
-    assert v["num_parameters"] < result["dense"]["num_parameters"]
-    assert v["tflite_max_abs_diff"]["none"] <= 1e-5  # TFLite runs the factors too
-    assert all(0 <= r["calibration_error"] < 1 for r in v["lowrank"].values() if r["rank"])
-  low, high = result["variants"]
-  assert high["num_parameters"] < low["num_parameters"]
-  assert (low["representation_similarity"]["layer_2"]
-          >= high["representation_similarity"]["layer_2"] - 1e-6)
+  low = result["variants"][0]
+  assert low["name"] == "lowrank_data_40"
+  # Every matrix but the softmax (excluded by --layer_sparsity softmax=0).
+  assert set(low["lowrank"]) == set(shapes) - {"softmax/kernel"}
+  assert target - 1e-9 <= low["removed_fraction"] < target + 0.15, low["removed_fraction"]
+  kept = sum(r["parameters_kept"] for r in low["lowrank"].values())
+  assert kept <= (1 - target) * sum(m * n for name, (m, n) in shapes.items()
+                                    if name != "softmax/kernel") + 1e-6
+  assert low["num_parameters"] < result["dense"]["num_parameters"]
+  assert low["tflite_max_abs_diff"]["none"] <= 1e-5  # TFLite runs the factors too
+  assert "dynamic" in low["tflite_max_abs_diff"]
+  assert all(0 <= r["calibration_error"] < 1 for r in low["lowrank"].values() if r["rank"])
+  assert 0.5 < low["representation_similarity"]["layer_2"] < 1.0
   # The variant folder's own architecture holds the ranks; evaluation and embed read it.
   vdir = os.path.join(run_dir, "variants", "lowrank_data_40")
   with open(os.path.join(vdir, "config.json"), encoding="utf-8") as f:
@@ -207,9 +205,8 @@ def test_lowrank_through_compress_export_evaluate_and_embed(tiny_run_dir, tiny_t
   assert ranks == low["ranks"] and ranks
   saved = load_saved_model(os.path.join(vdir, "saved_model"))
   assert any("_a:" in w.name for w in saved.weights)  # the SavedModel holds the factors
-  entries = evaluate(EvaluateConfig(
-      target=vdir, perplexity_corpus=tiny_text,
-      latency=LatencyConfig(runs=2, warmup=1, threads=(1,), num_tokens=4)), str(tmp_path / "e"))
+  entries = evaluate(EvaluateConfig(target=vdir, perplexity_corpus=tiny_text, quantization=("none",),
+                                    measure_latency=False), str(tmp_path / "e"))
   none = [e for e in entries if e["name"] == "lowrank_data_40/none"][0]
   assert none["perplexity"]["forward"] == pytest.approx(low["perplexity"]["forward"], rel=1e-4)
   lines = ["the cat sat", "a dog"]
@@ -223,53 +220,59 @@ def test_lowrank_through_compress_export_evaluate_and_embed(tiny_run_dir, tiny_t
     assert_float32_close(embedded[i], e)
 
 
+def _context(source, tmp_path, target, **kw):
+  from prunelm_tf.compression.methods import MethodContext  # pylint: disable=import-outside-toplevel
+  from prunelm_tf.compression.targets import prunable_weights  # pylint: disable=import-outside-toplevel
+  names = list(prunable_weights(source.model))
+  return MethodContext(
+      source=source, target_sparsity=target, targets={n: target for n in names},
+      free_weights=names, train_sentences=kw.get("train"), calibration_sentences=kw.get("cal"),
+      variant_dir=str(tmp_path / "v"), tensorboard_dir=str(tmp_path / "tb"),
+      cache_dir=str(tmp_path / "cache"), seed=0,
+      make_dataset=lambda s, b, shuffle, seed=0: source.dataset(s, b, shuffle=shuffle, seed=seed))
+
+
 def test_factorized_elmo_exports_hdf5_with_factors_multiplied_back(shared_data, tmp_path):
+  """The ELMo fixture (char CNN, 2 highway layers, token projection), data-aware factors."""
+  from prunelm_tf.compression.methods.lowrank import LowRankMethod  # pylint: disable=import-outside-toplevel
+  from prunelm_tf.compression.source import Source  # pylint: disable=import-outside-toplevel
+  from prunelm_tf.elmo import export_elmo  # pylint: disable=import-outside-toplevel
   d = shared_data / "elmo_fixture"
-  text = str(d / "sentences.txt")
-  run_dir = str(tmp_path / "c")
-  result = compress(CompressConfig(
-      options_file=str(d / "options.json"), weight_file=str(d / "lm_weights.hdf5"), eval=text,
-      method="lowrank", method_options=LowRankOptions(allocation="uniform"),
-      sparsity_sweep=(0.5,), tflite_quantization=("none",), num_parity_sentences=2,
-      export_elmo=True), run_dir)
-  v = result["variants"][0]
-  assert v["name"] == "lowrank_svd_uniform_50"
-  assert any(n.startswith("highway_") for n in v["ranks"]) and "token_projection/kernel" in \
-      v["ranks"]
-  assert v["sizes"]["elmo_hdf5_factors_multiplied_back"] == sorted(
-      v["ranks"], key=list(v["ranks"]).index)
-  assert v["tflite_max_abs_diff"]["none"] <= 1e-4
-  vdir = os.path.join(run_dir, "variants", "lowrank_svd_uniform_50")
-  model, config = load_elmo(os.path.join(vdir, "elmo", "options.json"),
-                            os.path.join(vdir, "elmo", "weights.hdf5"))
-  assert not config.ranks
-  sentences = read_sentences(open_corpus(text))[:3]
-  variant = load_saved_model(os.path.join(vdir, "saved_model"))
-  variant_config = BiLMConfig.from_dict(json.load(open(os.path.join(vdir, "config.json"),
-                                                       encoding="utf-8"))["model"])
-  from_hdf5 = ElmoEmbedder(model, config).embed_sentences(sentences)
-  from_variant = ElmoEmbedder(variant, variant_config).embed_sentences(sentences)
-  for a, b in zip(from_hdf5, from_variant):
+  sentences = read_sentences(open_corpus(str(d / "sentences.txt")))
+  model, config = load_elmo(str(d / "options.json"), str(d / "lm_weights.hdf5"))
+  source = Source(model, config, None, "ELMo fixture")
+  done = LowRankMethod().compress(LowRankOptions(criterion="data", allocation="uniform"),
+                                  _context(source, tmp_path, 0.5, cal=sentences))
+  assert set(done.metrics["ranks"]) == set(factorizable_matrices(config))  # highway included
+  multiplied = export_elmo(done.model, done.config, str(tmp_path / "options.json"),
+                           str(tmp_path / "weights.hdf5"))
+  assert multiplied == [n for n, _ in done.config.ranks]
+  back, back_config = load_elmo(str(tmp_path / "options.json"), str(tmp_path / "weights.hdf5"))
+  assert back_config == config  # the dense ELMo layout and sizes
+  from_hdf5 = ElmoEmbedder(back, back_config).embed_sentences(sentences[:3])
+  from_factors = ElmoEmbedder(done.model, done.config).embed_sentences(sentences[:3])
+  for a, b in zip(from_hdf5, from_factors):
     np.testing.assert_allclose(a, b, atol=1e-4)
 
 
 def test_finetuning_after_factorization_trains_the_factors(tiny_run_dir, tiny_text, tmp_path):
   from prunelm_tf.compression import RetrainConfig  # pylint: disable=import-outside-toplevel
+  from prunelm_tf.compression.methods.lowrank import LowRankMethod  # pylint: disable=import-outside-toplevel
+  from prunelm_tf.compression.source import Source  # pylint: disable=import-outside-toplevel
+  model, config, vocab = load_run(tiny_run_dir)
+  context = _context(Source(model, config, vocab, "tiny"), tmp_path, 0.5,
+                     train=read_sentences(open_corpus(tiny_text)))
+  method = LowRankMethod()
   options = LowRankOptions(finetune=True, retrain=RetrainConfig(
       num_steps=3, batch_size=2, objective="lm+distill", learning_rate=0.01))
-  result = compress(CompressConfig(
-      model_dir=tiny_run_dir, train=tiny_text, eval=tiny_text, method="lowrank",
-      method_options=options, sparsity_sweep=(0.5,), tflite_quantization=("none",),
-      num_parity_sentences=1), str(tmp_path / "f"))
-  v = result["variants"][0]
-  assert v["name"] == "lowrank_svd_ft_50"
-  assert v["finetuning"]["num_train_steps"] == 3 and v["seconds"]["finetune"] > 0
-  assert v["tflite_max_abs_diff"]["none"] <= 1e-5
+  assert method.needs(options).train and method.needs(options).softmax
+  assert method.variant_name(options, 0.5) == "lowrank_svd_ft_50"
+  done = method.compress(options, context)
+  assert done.metrics["finetuning"]["num_train_steps"] == 3 and done.seconds["finetune"] > 0
   # The factors moved away from the truncated SVD they started from.
-  source = load_run(tiny_run_dir)[0]
-  name, rank = next(iter(v["ranks"].items()))
-  start = spectrum(matrix_values(source, name)).factors(rank)
-  trained = load_saved_model(str(tmp_path / "f" / "variants" / v["name"] / "saved_model"))
+  name, rank = next(iter(done.metrics["ranks"].items()))
+  start = spectrum(matrix_values(model, name)).factors(rank)
   layer, matrix = name.split("/")
-  a = [w for w in trained.get_layer(layer).weights if w.name.endswith(f"{matrix}_a:0")][0]
+  a = [w for w in done.model.get_layer(layer).weights if w.name.endswith(f"{matrix}_a:0")][0]
   assert not np.allclose(a.numpy(), start[0], atol=1e-4)
+  assert done.config.ranks and dict(done.config.ranks) == done.metrics["ranks"]
