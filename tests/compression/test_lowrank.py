@@ -13,6 +13,7 @@ from prunelm_tf.compression.factorization import (allocate_ranks, errors, max_sa
                                                   min_kept_fraction, spectrum)
 from prunelm_tf.compression.methods.lowrank import LowRankOptions
 from prunelm_tf.compression.options import option_flags
+from prunelm_tf.compression.run_folder import CompressionRunFolder
 from prunelm_tf.compression.methods import REGISTRY
 from prunelm_tf.compression.source import model_dataset
 from prunelm_tf.data import open_corpus, read_sentences
@@ -175,6 +176,18 @@ def test_bad_input_is_refused_before_any_work(tiny_run_dir, tiny_text, tmp_path)
   assert not any((tmp_path / d).exists() for d in "abc")  # refused before any work
 
 
+def _tflite_matmuls(path):
+  """FULLY_CONNECTED and BATCH_MATMUL ops over every subgraph of a TFLite file."""
+  import contextlib  # pylint: disable=import-outside-toplevel
+  import io  # pylint: disable=import-outside-toplevel
+  import re  # pylint: disable=import-outside-toplevel
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  text = io.StringIO()
+  with contextlib.redirect_stdout(text):
+    tf.lite.experimental.Analyzer.analyze(model_path=path)
+  return len(re.findall(r"\b(?:FULLY_CONNECTED|BATCH_MATMUL)\b", text.getvalue()))
+
+
 def test_lowrank_through_compress_export_evaluate_and_embed(tiny_run_dir, tiny_text, tmp_path):
   run_dir = str(tmp_path / "lr")
   target = 0.4
@@ -198,6 +211,12 @@ def test_lowrank_through_compress_export_evaluate_and_embed(tiny_run_dir, tiny_t
   assert "dynamic" in low["tflite_max_abs_diff"]
   assert all(0 <= r["calibration_error"] < 1 for r in low["lowrank"].values() if r["rank"])
   assert 0.5 < low["representation_similarity"]["layer_2"] < 1.0
+  # TFLite keeps every factor pair as two matmuls (the converter does not fold them), also
+  # inside the LSTM WHILE loops; the representations file has no softmax.
+  folder = CompressionRunFolder(run_dir)
+  factorized = [n for n in low["ranks"] if n != "softmax/kernel"]
+  assert (_tflite_matmuls(folder.variant("lowrank_data_40").tflite("none"))
+          == _tflite_matmuls(folder.dense.tflite("none")) + len(factorized))
   # The variant folder's own architecture holds the ranks; evaluation and embed read it.
   vdir = os.path.join(run_dir, "variants", "lowrank_data_40")
   with open(os.path.join(vdir, "config.json"), encoding="utf-8") as f:

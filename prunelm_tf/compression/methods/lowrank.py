@@ -15,7 +15,9 @@ same fraction per matrix ("uniform"); a matrix with its own ``--layer_sparsity``
 value gets that fraction alone. The factors come from a truncated SVD
 (``--lowrank_criterion=svd``) or from the SVD weighted by the input Gram matrix
 on ``--calibration`` text (``data``: minimises ‖XW − XAB‖, with every H collected
-from the dense model in one pass). The result's `BiLMConfig` records the ranks,
+from the dense model in one pass; each LSTM kernel half is weighted by its own
+block of the H of ``[x_t; h_{t-1}]``, the cross term between the halves is
+ignored). The result's `BiLMConfig` records the ranks,
 so SavedModel and TFLite run two smaller matmuls per matrix; its ELMo HDF5
 export multiplies the factors back (`prunelm_tf.elmo.export_elmo`). Optional
 fine-tuning afterwards with `compression.finetune.retrain` (lm, kd or distill).
