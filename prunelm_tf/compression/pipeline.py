@@ -92,7 +92,9 @@ def export_variant(model: keras.Model, folder: VariantFolder, config: CompressCo
     from prunelm_tf.elmo import export_elmo
     t = time.time()
     os.makedirs(os.path.dirname(folder.elmo_weights), exist_ok=True)
-    export_elmo(model, model_config, folder.elmo_options, folder.elmo_weights)
+    multiplied = export_elmo(model, model_config, folder.elmo_options, folder.elmo_weights)
+    if multiplied:  # low-rank factors: ELMo's format holds their dense products
+      sizes["elmo_hdf5_factors_multiplied_back"] = multiplied
     sizes["elmo_hdf5_bytes"] = path_bytes(folder.elmo_weights)
     sizes["elmo_hdf5_gzip_bytes"] = gzip_bytes(folder.elmo_weights)
     seconds["export_elmo"] = time.time() - t

@@ -312,7 +312,7 @@ def load_elmo(options_file: str | os.PathLike,
 
 
 def export_elmo(model: keras.Model, config: BiLMConfig, options_path: str | os.PathLike,
-                weight_path: str | os.PathLike) -> None:
+                weight_path: str | os.PathLike) -> List[str]:
   """Writes ``model`` as an ELMo ``options.json`` and HDF5 weight file.
 
   The layout, names, shapes and dtype (float32) are those of the released
@@ -321,8 +321,16 @@ def export_elmo(model: keras.Model, config: BiLMConfig, options_path: str | os.P
   released ELMo files never hold it. A pruned model must have its pruning
   wrappers stripped first (zeros are written as they are).
 
+  ELMo's format has no low-rank factors: a factorized model (``config.ranks``)
+  is written with every factor pair multiplied back into its dense matrix (a
+  warning says so, and the names are returned), so the files are a valid ELMo
+  of the same function but not smaller.
+
   Both files are written under temporary names and renamed when complete;
   on failure neither path is created or changed.
+
+  Returns:
+    The factorized matrices that were multiplied back ([] for a dense model).
 
   Raises:
     ValueError: word-input model, pruning wrappers still present, the model
@@ -336,6 +344,13 @@ def export_elmo(model: keras.Model, config: BiLMConfig, options_path: str | os.P
     raise ValueError(
         "ELMo export of a word-input model is not supported: ELMo's format has no word "
         "embedding table, only the character CNN. Train with token_encoder='char'.")
+  multiplied = [name for name, _ in config.ranks]
+  if multiplied:
+    from prunelm_tf.models.factors import multiply_back  # pylint: disable=import-outside-toplevel
+    logging.warning("ELMo's HDF5 format holds dense matrices only: the low-rank factors of %s "
+                    "are multiplied back, so %s holds the dense equivalent (same outputs, not "
+                    "smaller).", ", ".join(multiplied), weight_path)
+    model, config = multiply_back(model, config)
   options = options_lib.config_to_options(config)
   pairs = _model_variables(model, config)
   arrays = {}
@@ -359,3 +374,4 @@ def export_elmo(model: keras.Model, config: BiLMConfig, options_path: str | os.P
     with open(options_tmp, "w", encoding="utf-8") as f:
       f.write(json.dumps(options, indent=2) + "\n")
   logging.info("Exported ELMo biLM to %s and %s.", options_path, weight_path)
+  return multiplied

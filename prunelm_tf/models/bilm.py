@@ -7,6 +7,9 @@ pruning overrides:
   word inputs:  ``word_embedding``
   both:         ``forward_lstm_{l}``, ``backward_lstm_{l}``, ``softmax``
 
+Matrices named in ``config.ranks`` are held as two low-rank factors in the same
+layers (`prunelm_tf.models.factors`); the layer names do not change.
+
 Model inputs (0 is batch padding in both; every row is ``<S> words </S>``):
   ``token_ids`` int32 [batch, time]: vocabulary index + 1 (word models; also
     the LM targets of char models), or
@@ -29,6 +32,7 @@ import tensorflow as tf
 
 from prunelm_tf.models.char_cnn import CharCNN, GatherTokens, Highway, UniqueTokens
 from prunelm_tf.models.config import BiLMConfig
+from prunelm_tf.models.factors import FactorizedDense
 from prunelm_tf.models.layers import (ApplyMask, LayerRepresentations, ScalarMix,
                                       SharedSoftmax, TokenMask)
 from prunelm_tf.models.lstm_projection import LSTMWithProjection
@@ -46,6 +50,7 @@ CUSTOM_OBJECTS = {
     "LayerRepresentations": LayerRepresentations,
     "SharedSoftmax": SharedSoftmax,
     "ScalarMix": ScalarMix,
+    "FactorizedDense": FactorizedDense,
 }
 
 
@@ -82,8 +87,14 @@ def build_bilm(config: BiLMConfig, *, batch_size=None, unique_tokens: bool = Tru
                 n_characters=config.char_cnn.n_characters,
                 activation=config.char_cnn.activation, name="char_cnn")(unique)
     for k in range(config.char_cnn.n_highway):
-      x = Highway(name=f"highway_{k}")(x)
-    x = keras.layers.Dense(config.projection_dim, name="token_projection")(x)
+      x = Highway(carry_rank=config.rank_of(f"highway_{k}/carry_kernel"),
+                  transform_rank=config.rank_of(f"highway_{k}/transform_kernel"),
+                  name=f"highway_{k}")(x)
+    rank = config.rank_of("token_projection/kernel")
+    if rank is None:
+      x = keras.layers.Dense(config.projection_dim, name="token_projection")(x)
+    else:
+      x = FactorizedDense(config.projection_dim, rank, name="token_projection")(x)
     if unique_tokens:
       x = GatherTokens(name="gather_tokens")([x, index])
   else:
@@ -100,10 +111,14 @@ def build_bilm(config: BiLMConfig, *, batch_size=None, unique_tokens: bool = Tru
     outputs = []
     for l in range(config.n_layers):
       dropped = keras.layers.Dropout(config.dropout, name=f"{direction}_dropout_{l}")(h)
+      layer = f"{direction}_lstm_{l}"
       out = LSTMWithProjection(
           config.lstm_dim, config.projection_dim, cell_clip=config.cell_clip,
           proj_clip=config.proj_clip, go_backwards=direction == "backward",
-          name=f"{direction}_lstm_{l}")([dropped, mask])
+          input_rank=config.rank_of(f"{layer}/input_kernel"),
+          recurrent_rank=config.rank_of(f"{layer}/recurrent_kernel"),
+          projection_rank=config.rank_of(f"{layer}/projection"),
+          name=layer)([dropped, mask])
       if config.use_skip_connections and l > 0:
         out = keras.layers.Add(name=f"{direction}_skip_{l}")([out, h])
       outputs.append(out)
@@ -119,7 +134,9 @@ def build_bilm(config: BiLMConfig, *, batch_size=None, unique_tokens: bool = Tru
       "backward_hidden": tops["backward"],
   }
   if config.has_softmax:
-    fwd_logits, bwd_logits = SharedSoftmax(config.vocab_size, name="softmax")(
+    fwd_logits, bwd_logits = SharedSoftmax(config.vocab_size,
+                                           rank=config.rank_of("softmax/kernel"),
+                                           name="softmax")(
         [tops["forward"], tops["backward"]])
     outputs["forward_logits"] = fwd_logits
     outputs["backward_logits"] = bwd_logits

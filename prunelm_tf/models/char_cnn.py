@@ -7,6 +7,8 @@ from typing import Sequence, Tuple
 import tensorflow as tf
 import tensorflow_model_optimization as tfmot
 
+from prunelm_tf.models import factors
+
 keras = tf.keras
 
 
@@ -143,32 +145,45 @@ class Highway(keras.layers.Layer, tfmot.sparsity.keras.PrunableLayer):
 
   ELMo's naming is kept: the "carry" gate multiplies the transformed branch.
   Weights: ``carry_kernel``/``carry_bias`` [W_carry/b_carry] and
-  ``transform_kernel``/``transform_bias`` [W_transform/b_transform].
+  ``transform_kernel``/``transform_bias`` [W_transform/b_transform]. With
+  ``carry_rank``/``transform_rank`` a kernel is held as factors ``_a``/``_b``
+  (`prunelm_tf.models.factors`).
   """
+
+  def __init__(self, carry_rank=None, transform_rank=None, **kwargs):
+    super().__init__(**kwargs)
+    self.carry_rank = None if carry_rank is None else int(carry_rank)
+    self.transform_rank = None if transform_rank is None else int(transform_rank)
 
   def build(self, input_shape):
     dim = int(input_shape[-1])
-    self.carry_kernel = self.add_weight("carry_kernel", shape=(dim, dim),
-                                        initializer=keras.initializers.GlorotUniform())
+    factors.add_matrix(self, "carry_kernel", (dim, dim), self.carry_rank,
+                       keras.initializers.GlorotUniform())
     # A negative carry bias starts the layer close to the identity (as bilm-tf).
     self.carry_bias = self.add_weight("carry_bias", shape=(dim,),
                                       initializer=keras.initializers.Constant(-2.0))
-    self.transform_kernel = self.add_weight("transform_kernel", shape=(dim, dim),
-                                            initializer=keras.initializers.GlorotUniform())
+    factors.add_matrix(self, "transform_kernel", (dim, dim), self.transform_rank,
+                       keras.initializers.GlorotUniform())
     self.transform_bias = self.add_weight("transform_bias", shape=(dim,), initializer="zeros")
     super().build(input_shape)
 
   def get_prunable_weights(self):
-    return [self.carry_kernel, self.transform_kernel]
+    return list(factors.parts(self, "carry_kernel") + factors.parts(self, "transform_kernel"))
 
   def call(self, x):
     # Rank-2 matmuls: the gradient of einsum("...i,ij->...j") took ~10x the
     # time of the whole character CNN in training (measured on a PTB batch).
     shape = tf.shape(x)
     flat = tf.reshape(x, [-1, x.shape[-1]])
-    gate = tf.sigmoid(tf.matmul(flat, self.carry_kernel) + self.carry_bias)
-    transformed = tf.nn.relu(tf.matmul(flat, self.transform_kernel) + self.transform_bias)
+    gate = tf.sigmoid(factors.matmul(flat, factors.parts(self, "carry_kernel")) + self.carry_bias)
+    transformed = tf.nn.relu(factors.matmul(flat, factors.parts(self, "transform_kernel"))
+                             + self.transform_bias)
     return tf.reshape(gate * transformed + (1.0 - gate) * flat, shape)
 
   def compute_output_shape(self, input_shape):
     return tf.TensorShape(input_shape)
+
+  def get_config(self):
+    config = super().get_config()
+    config.update(carry_rank=self.carry_rank, transform_rank=self.transform_rank)
+    return config

@@ -11,7 +11,8 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
-from typing import Any, Callable, List, Mapping, Optional, Tuple, Union
+import re
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
 
 TOKEN_ENCODERS = ("word", "char")
 CHAR_ACTIVATIONS = ("relu", "tanh")
@@ -139,6 +140,12 @@ class BiLMConfig:
   dropout: float = 0.1
   # Character CNN settings; used when token_encoder == "char".
   char_cnn: CharCNNConfig = dataclasses.field(default_factory=CharCNNConfig)
+  # Low-rank factorized matrices as ((matrix name, rank), ...): each named
+  # matrix W [m, n] is held as two factors A [m, rank] @ B [rank, n] and run as
+  # two smaller matmuls; 1 <= rank < min(m, n). Names are those of
+  # `factorizable_matrices` (e.g. "forward_lstm_0/input_kernel", "softmax/kernel").
+  # () = every matrix dense (the ELMo layout).
+  ranks: Tuple[Tuple[str, int], ...] = ()
 
   def __post_init__(self):
     if isinstance(self.char_cnn, Mapping):
@@ -178,6 +185,7 @@ class BiLMConfig:
                          f"{value}.")
     if not 0.0 <= self.dropout < 1.0:
       raise ValueError(f"dropout must be in [0, 1), got {self.dropout}.")
+    object.__setattr__(self, "ranks", _check_ranks(self))
 
   @property
   def has_softmax(self) -> bool:
@@ -187,6 +195,10 @@ class BiLMConfig:
   def output_dim(self) -> int:
     """Width of every representation layer: 2 * projection_dim."""
     return 2 * self.projection_dim
+
+  def rank_of(self, name: str) -> Optional[int]:
+    """The rank of factorized matrix ``name``, or None when it is dense."""
+    return dict(self.ranks).get(name)
 
   def to_dict(self) -> dict:
     return dataclasses.asdict(self)
@@ -227,6 +239,113 @@ class BiLMConfig:
     return config
 
 
+def factorizable_matrices(config: BiLMConfig) -> Dict[str, Tuple[int, int]]:
+  """The matrices ``ranks`` may factorize, ``{name: (rows, columns)}``, in forward order.
+
+  Names are ``<layer>/<matrix>``: ``highway_{k}/carry_kernel``,
+  ``highway_{k}/transform_kernel``, ``token_projection/kernel`` (char input),
+  per LSTM layer ``{direction}_lstm_{l}/input_kernel`` and ``/recurrent_kernel``
+  (the two halves of ELMo's ``kernel``: rows of x_t and of h_{t-1}) and
+  ``/projection``, and ``softmax/kernel`` (with a softmax). The character
+  convolutions and the word embedding are not factorizable.
+  """
+  p, d = config.projection_dim, config.lstm_dim
+  out: Dict[str, Tuple[int, int]] = {}
+  if config.token_encoder == "char":
+    width = config.char_cnn.n_filters
+    for k in range(config.char_cnn.n_highway):
+      out[f"highway_{k}/carry_kernel"] = (width, width)
+      out[f"highway_{k}/transform_kernel"] = (width, width)
+    out["token_projection/kernel"] = (width, p)
+  for direction in ("forward", "backward"):
+    for l in range(config.n_layers):
+      out[f"{direction}_lstm_{l}/input_kernel"] = (p, 4 * d)
+      out[f"{direction}_lstm_{l}/recurrent_kernel"] = (p, 4 * d)
+      out[f"{direction}_lstm_{l}/projection"] = (d, p)
+  if config.has_softmax:
+    out["softmax/kernel"] = (p, config.vocab_size)
+  return out
+
+
+_MATRIX_NAME = re.compile(r"(highway_(\d+)/(carry|transform)_kernel|token_projection/kernel|"
+                          r"(forward|backward)_lstm_(\d+)/(input_kernel|recurrent_kernel|projection)"
+                          r"|softmax/kernel)")
+
+
+def _matrix_position(config: BiLMConfig, name: str) -> Optional[Tuple[Tuple[int, int], tuple]]:
+  """``(shape, order key)`` of factorizable matrix ``name``, or None; no enumeration.
+
+  Arithmetic on the name, so that a config read from a file with an absurd
+  ``n_layers`` is not enumerated before ``check_size`` refuses it.
+  """
+  m = _MATRIX_NAME.fullmatch(name)
+  if m is None:
+    return None
+  p, d = config.projection_dim, config.lstm_dim
+  char = config.token_encoder == "char"
+  if m.group(2) is not None:
+    k = int(m.group(2))
+    if not char or k >= config.char_cnn.n_highway or m.group(2) != str(k):
+      return None
+    width = config.char_cnn.n_filters
+    return (width, width), (0, k, m.group(3) == "transform")
+  if name == "token_projection/kernel":
+    return ((config.char_cnn.n_filters, p), (1,)) if char else None
+  if m.group(5) is not None:
+    l = int(m.group(5))
+    if l >= config.n_layers or m.group(5) != str(l):
+      return None
+    which = ("input_kernel", "recurrent_kernel", "projection").index(m.group(6))
+    shape = (d, p) if which == 2 else (p, 4 * d)
+    return shape, (2, m.group(4) == "backward", l, which)
+  return ((p, config.vocab_size), (3,)) if config.has_softmax else None
+
+
+def _check_ranks(config: BiLMConfig) -> Tuple[Tuple[str, int], ...]:
+  """``config.ranks`` as (name, rank) pairs of known matrices in model order; raises otherwise."""
+  ranks = config.ranks
+  if isinstance(ranks, Mapping):
+    ranks = tuple(ranks.items())
+  if isinstance(ranks, (str, bytes)) or not hasattr(ranks, "__iter__"):
+    raise TypeError(f"ranks must be a list of (matrix name, rank) pairs, got {ranks!r}.")
+  pairs = []
+  for item in ranks:
+    if (isinstance(item, (str, bytes, Mapping)) or not hasattr(item, "__len__")
+        or len(item) != 2 or not isinstance(item[0], str) or not _is_int(item[1])):
+      raise TypeError(f"ranks entries must be (matrix name, integer rank) pairs, got {item!r}.")
+    pairs.append((item[0], int(item[1])))
+  if not pairs:
+    return ()
+  names = [n for n, _ in pairs]
+  repeated = sorted({n for n in names if names.count(n) > 1})
+  if repeated:
+    raise ValueError(f"ranks names {repeated} more than once; give one rank per matrix.")
+  keys = {}
+  for name, rank in pairs:
+    position = _matrix_position(config, name)
+    if position is None:
+      raise ValueError(
+          f"ranks names {name!r}, which is not a factorizable matrix of this architecture "
+          "(highway_K/carry_kernel, highway_K/transform_kernel, token_projection/kernel for "
+          "char input; forward|backward_lstm_L/input_kernel, /recurrent_kernel, /projection; "
+          "softmax/kernel with a softmax).")
+    shape, keys[name] = position
+    full = min(shape)
+    if not 1 <= rank < full:
+      raise ValueError(
+          f"ranks: {name} {shape} has full rank {full}, so its rank must be in "
+          f"[1, {full - 1}]; got {rank}. Leave a matrix out of ranks to keep it dense.")
+  return tuple(sorted(pairs, key=lambda p: keys[p[0]]))
+
+
+def _factor_shapes(name: str, shape: Tuple[int, int], rank: Optional[int], fields):
+  """Keras weights holding matrix ``name``: itself, or its two factors ``_a``, ``_b``."""
+  if rank is None:
+    return [(name, shape, fields)]
+  return [(f"{name}_a", (shape[0], rank), fields + ("ranks",)),
+          (f"{name}_b", (rank, shape[1]), fields + ("ranks",))]
+
+
 def weight_shapes(config: BiLMConfig) -> List[Tuple[str, Tuple[int, ...], Tuple[str, ...]]]:
   """Every weight tensor of ``build_bilm(config)``, without building it.
 
@@ -251,9 +370,15 @@ def weight_shapes(config: BiLMConfig) -> List[Tuple[str, Tuple[int, ...], Tuple[
     width = cnn.n_filters
     for k in range(cnn.n_highway):
       for name in ("carry_kernel", "carry_bias", "transform_kernel", "transform_bias"):
-        shape = (width, width) if name.endswith("kernel") else (width,)
-        shapes.append((f"highway_{k}/{name}", shape, ("char_cnn.filters",)))
-    shapes.append(("token_projection/kernel", (width, p), ("char_cnn.filters", "projection_dim")))
+        full = f"highway_{k}/{name}"
+        if name.endswith("kernel"):
+          shapes += _factor_shapes(full, (width, width), config.rank_of(full),
+                                   ("char_cnn.filters",))
+        else:
+          shapes.append((full, (width,), ("char_cnn.filters",)))
+    shapes += _factor_shapes("token_projection/kernel", (width, p),
+                             config.rank_of("token_projection/kernel"),
+                             ("char_cnn.filters", "projection_dim"))
     shapes.append(("token_projection/bias", (p,), ("projection_dim",)))
   else:
     shapes.append(("word_embedding/embeddings", (config.vocab_size + 1, p),
@@ -261,11 +386,19 @@ def weight_shapes(config: BiLMConfig) -> List[Tuple[str, Tuple[int, ...], Tuple[
   for direction in ("forward", "backward"):
     for l in range(config.n_layers):
       layer = f"{direction}_lstm_{l}"
-      shapes.append((f"{layer}/kernel", (2 * p, 4 * d), ("projection_dim", "lstm_dim")))
+      fields = ("projection_dim", "lstm_dim")
+      halves = [config.rank_of(f"{layer}/{h}") for h in ("input_kernel", "recurrent_kernel")]
+      if halves == [None, None]:
+        shapes.append((f"{layer}/kernel", (2 * p, 4 * d), fields))
+      else:  # the halves are separate weights once either is factorized
+        for half, rank in zip(("input_kernel", "recurrent_kernel"), halves):
+          shapes += _factor_shapes(f"{layer}/{half}", (p, 4 * d), rank, fields)
       shapes.append((f"{layer}/bias", (4 * d,), ("lstm_dim",)))
-      shapes.append((f"{layer}/projection", (d, p), ("lstm_dim", "projection_dim")))
+      shapes += _factor_shapes(f"{layer}/projection", (d, p), config.rank_of(f"{layer}/projection"),
+                               ("lstm_dim", "projection_dim"))
   if config.has_softmax:
-    shapes.append(("softmax/kernel", (p, config.vocab_size), ("projection_dim", "vocab_size")))
+    shapes += _factor_shapes("softmax/kernel", (p, config.vocab_size),
+                             config.rank_of("softmax/kernel"), ("projection_dim", "vocab_size"))
     shapes.append(("softmax/bias", (config.vocab_size,), ("vocab_size",)))
   return shapes
 
@@ -285,6 +418,10 @@ def _num_weight_tensors(config: BiLMConfig) -> dict:
     counts["vocab_size"] = 1
   if config.has_softmax:
     counts["vocab_size"] = counts.get("vocab_size", 0) + 2
+  if config.ranks:  # one more tensor per factorized matrix (+1 per split LSTM kernel)
+    split = {n.rsplit("/", 1)[0] for n, _ in config.ranks if n.endswith("_kernel")
+             and "_lstm_" in n}
+    counts["ranks"] = len(config.ranks) + len(split)
   return counts
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import tensorflow as tf
 import tensorflow_model_optimization as tfmot
 
+from prunelm_tf.models import factors
+
 keras = tf.keras
 _Prunable = tfmot.sparsity.keras.PrunableLayer
 
@@ -73,32 +75,39 @@ class SharedSoftmax(keras.layers.Layer, _Prunable):
   Inputs: ``[forward_top, backward_top]``, float32 [batch, time, proj] each.
   Outputs: ``(forward_logits, backward_logits)``, float32 [batch, time, vocab].
   Both directions go through one matmul (concatenated along the batch) so a
-  pruning wrapper sees exactly one call per training step.
+  pruning wrapper sees exactly one call per training step. With ``rank`` the
+  kernel is held as factors ``kernel_a``/``kernel_b`` (`prunelm_tf.models.factors`).
   """
 
-  def __init__(self, vocab_size: int, **kwargs):
+  def __init__(self, vocab_size: int, rank=None, **kwargs):
     super().__init__(**kwargs)
     self.vocab_size = int(vocab_size)
+    self.rank = None if rank is None else int(rank)
 
   def build(self, input_shape):
     dim = int(input_shape[0][-1])
-    self.kernel = self.add_weight("kernel", shape=(dim, self.vocab_size),
-                                  initializer=keras.initializers.GlorotUniform())
+    factors.add_matrix(self, "kernel", (dim, self.vocab_size), self.rank,
+                       keras.initializers.GlorotUniform())
     self.bias = self.add_weight("bias", shape=(self.vocab_size,), initializer="zeros")
     super().build(input_shape)
 
   def get_prunable_weights(self):
-    return [self.kernel]
+    return list(factors.parts(self, "kernel"))
 
   def call(self, inputs):
     forward, backward = inputs
     both = tf.concat([forward, backward], axis=0)
-    logits = tf.einsum("btd,dv->btv", both, self.kernel) + self.bias
+    kernel = factors.parts(self, "kernel")
+    if len(kernel) == 1:
+      logits = tf.einsum("btd,dv->btv", both, kernel[0]) + self.bias
+    else:
+      logits = tf.einsum("btr,rv->btv", tf.einsum("btd,dr->btr", both, kernel[0]),
+                         kernel[1]) + self.bias
     return tuple(tf.split(logits, 2, axis=0))
 
   def get_config(self):
     config = super().get_config()
-    config.update(vocab_size=self.vocab_size)
+    config.update(vocab_size=self.vocab_size, rank=self.rank)
     return config
 
 

@@ -10,6 +10,12 @@ Why not ``keras.layers.RNN`` with a cell: the input half of the kernel is
 applied to all time steps in one large matmul before the loop, so the loop only
 does the recurrent half. That halves the work inside the sequential loop, which
 dominates on CPU.
+
+Low-rank (``input_rank``, ``recurrent_rank``, ``projection_rank``; see
+`prunelm_tf.models.factors`): once either half of the kernel is factorized the
+halves are separate weights, ``input_kernel`` (input_dim, 4 * units) and
+``recurrent_kernel`` (projection_dim, 4 * units), each dense or as factors
+``_a``/``_b``; ``projection`` likewise. Without ranks the weights are ELMo's.
 """
 
 from __future__ import annotations
@@ -18,6 +24,8 @@ from typing import Optional
 
 import tensorflow as tf
 import tensorflow_model_optimization as tfmot
+
+from prunelm_tf.models import factors
 
 keras = tf.keras
 
@@ -53,6 +61,9 @@ class LSTMWithProjection(keras.layers.Layer, tfmot.sparsity.keras.PrunableLayer)
                go_backwards: bool = False,
                kernel_initializer="glorot_uniform",
                projection_initializer="glorot_uniform",
+               input_rank: Optional[int] = None,
+               recurrent_rank: Optional[int] = None,
+               projection_rank: Optional[int] = None,
                **kwargs):
     super().__init__(**kwargs)
     self.units = int(units)
@@ -63,6 +74,9 @@ class LSTMWithProjection(keras.layers.Layer, tfmot.sparsity.keras.PrunableLayer)
     self.go_backwards = bool(go_backwards)
     self.kernel_initializer = keras.initializers.get(kernel_initializer)
     self.projection_initializer = keras.initializers.get(projection_initializer)
+    self.input_rank = None if input_rank is None else int(input_rank)
+    self.recurrent_rank = None if recurrent_rank is None else int(recurrent_rank)
+    self.projection_rank = None if projection_rank is None else int(projection_rank)
 
   def build(self, input_shape):
     x_shape = tf.TensorShape(input_shape[0])
@@ -70,17 +84,30 @@ class LSTMWithProjection(keras.layers.Layer, tfmot.sparsity.keras.PrunableLayer)
     if input_dim is None:
       raise ValueError(f"{self.name}: the last input dimension must be known, got {x_shape}.")
     self.input_dim = int(input_dim)
-    self.kernel = self.add_weight(
-        "kernel", shape=(self.input_dim + self.projection_units, 4 * self.units),
-        initializer=self.kernel_initializer)
+    if self._split_kernel:
+      factors.add_matrix(self, "input_kernel", (self.input_dim, 4 * self.units),
+                         self.input_rank, self.kernel_initializer)
+      factors.add_matrix(self, "recurrent_kernel", (self.projection_units, 4 * self.units),
+                         self.recurrent_rank, self.kernel_initializer)
+    else:
+      self.kernel = self.add_weight(
+          "kernel", shape=(self.input_dim + self.projection_units, 4 * self.units),
+          initializer=self.kernel_initializer)
     self.bias = self.add_weight("bias", shape=(4 * self.units,), initializer="zeros")
-    self.projection = self.add_weight(
-        "projection", shape=(self.units, self.projection_units),
-        initializer=self.projection_initializer)
+    factors.add_matrix(self, "projection", (self.units, self.projection_units),
+                       self.projection_rank, self.projection_initializer)
     super().build(input_shape)
 
+  @property
+  def _split_kernel(self) -> bool:
+    return self.input_rank is not None or self.recurrent_rank is not None
+
   def get_prunable_weights(self):
-    return [self.kernel, self.projection]
+    if self._split_kernel:
+      kernels = factors.parts(self, "input_kernel") + factors.parts(self, "recurrent_kernel")
+    else:
+      kernels = (self.kernel,)
+    return list(kernels + factors.parts(self, "projection"))
 
   def call(self, inputs, initial_state=None, return_state=False):
     outputs, c_last, h_last = self._scan(inputs, initial_state, collect=False)
@@ -126,15 +153,20 @@ class LSTMWithProjection(keras.layers.Layer, tfmot.sparsity.keras.PrunableLayer)
       c0, h0 = initial_state
 
     # Input half of the kernel for all steps at once: [batch, time, 4 * units].
-    x_kernel = self.kernel[:self.input_dim]
-    h_kernel = self.kernel[self.input_dim:]
+    if self._split_kernel:
+      x_kernel = factors.parts(self, "input_kernel")
+      h_kernel = factors.parts(self, "recurrent_kernel")
+    else:
+      x_kernel = (self.kernel[:self.input_dim],)
+      h_kernel = (self.kernel[self.input_dim:],)
+    projection = factors.parts(self, "projection")
     # Time-major first, then one rank-2 matmul (einsum's gradient is slower).
     # The mask is a prefix in both directions (the reversal is within each
     # row's own length).
     x_tm = tf.transpose(x, [1, 0, 2])
     tm_shape = tf.shape(x_tm)
     xw_tm = tf.reshape(
-        tf.matmul(tf.reshape(x_tm, [-1, self.input_dim]), x_kernel) + self.bias,
+        factors.matmul(tf.reshape(x_tm, [-1, self.input_dim]), x_kernel) + self.bias,
         tf.concat([tm_shape[:2], [4 * self.units]], axis=0))
     mask_tm = tf.transpose(mask, [1, 0])[:, :, tf.newaxis]
     steps = tf.shape(xw_tm)[0]
@@ -144,12 +176,12 @@ class LSTMWithProjection(keras.layers.Layer, tfmot.sparsity.keras.PrunableLayer)
       arrays.append(tf.TensorArray(x.dtype, size=steps, element_shape=c0.shape))
 
     def step(t, c_prev, h_prev, arrays):
-      z = xw_tm[t] + tf.matmul(h_prev, h_kernel)
+      z = xw_tm[t] + factors.matmul(h_prev, h_kernel)
       i, j, f, o = tf.split(z, 4, axis=-1)
       c = tf.sigmoid(f + self.forget_bias) * c_prev + tf.sigmoid(i) * tf.tanh(j)
       c = _clip(c, self.cell_clip)
       cell_out = tf.sigmoid(o) * tf.tanh(c)
-      h = _clip(tf.matmul(cell_out, self.projection), self.proj_clip)
+      h = _clip(factors.matmul(cell_out, projection), self.proj_clip)
       m = mask_tm[t]
       c = m * c + (1.0 - m) * c_prev
       h_out = m * h
@@ -182,5 +214,7 @@ class LSTMWithProjection(keras.layers.Layer, tfmot.sparsity.keras.PrunableLayer)
         cell_clip=self.cell_clip, proj_clip=self.proj_clip,
         forget_bias=self.forget_bias, go_backwards=self.go_backwards,
         kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
-        projection_initializer=keras.initializers.serialize(self.projection_initializer))
+        projection_initializer=keras.initializers.serialize(self.projection_initializer),
+        input_rank=self.input_rank, recurrent_rank=self.recurrent_rank,
+        projection_rank=self.projection_rank)
     return config

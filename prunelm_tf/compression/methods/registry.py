@@ -12,6 +12,7 @@ from typing import Dict, Iterator
 
 from prunelm_tf.compression.methods.base import CompressionMethod
 from prunelm_tf.compression.methods.layers import LayersMethod
+from prunelm_tf.compression.methods.lowrank import LowRankMethod
 from prunelm_tf.compression.methods.obs import ObsMethod
 from prunelm_tf.compression.methods.retrain import RetrainMethod
 from prunelm_tf.compression.methods.structured import StructuredMethod
@@ -23,6 +24,7 @@ REGISTRY: Dict[str, CompressionMethod] = {m.name: m for m in (
     WandaMethod(),
     ObsMethod(),
     RetrainMethod(),
+    LowRankMethod(),
     StructuredMethod(),
     LayersMethod(),
 )}

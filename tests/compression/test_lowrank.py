@@ -1,0 +1,297 @@
+"""``lowrank``: factorization math, rank allocation, factorized models, and the whole product."""
+
+import dataclasses
+import json
+import os
+
+import numpy as np
+import pytest
+
+from prunelm_tf.compression import CompressConfig, compress
+from prunelm_tf.compression.calibration import collect_grams
+from prunelm_tf.compression.factorization import (allocate_ranks, errors, max_saving_rank,
+                                                  min_kept_fraction, spectrum)
+from prunelm_tf.compression.methods.lowrank import LowRankOptions
+from prunelm_tf.compression.options import option_flags
+from prunelm_tf.compression.run_folder import CompressionRunFolder
+from prunelm_tf.compression.methods import REGISTRY
+from prunelm_tf.compression.source import model_dataset
+from prunelm_tf.data import open_corpus, read_sentences
+from prunelm_tf.elmo import ElmoEmbedder, load_elmo
+from prunelm_tf.elmo.embedding_file import embed_text_file, read_embedding_file
+from prunelm_tf.evaluation.evaluate import EvaluateConfig, evaluate
+from prunelm_tf.export.saved_model import load_saved_model
+from prunelm_tf.models import BiLMConfig, build_bilm
+from prunelm_tf.models.config import factorizable_matrices, num_parameters
+from prunelm_tf.models.factors import matrix_values, multiply_back, rebuild
+from prunelm_tf.training.run_folder import load_run
+from tests.tolerance import assert_float32_close
+
+TINY_CHAR = BiLMConfig(vocab_size=12, token_encoder="char", lstm_dim=8, projection_dim=6,
+                       n_layers=2, dropout=0.0,
+                       char_cnn=dict(embedding_dim=3, filters=((1, 4), (2, 6)), n_highway=1,
+                                     max_characters_per_token=7))
+
+
+def _char_ids(seed=0):
+  ids = np.random.default_rng(seed).integers(1, 60, size=(2, 5, 7)).astype(np.int32)
+  ids[1, 3:] = 0  # a shorter second sentence
+  return ids
+
+
+# --- one matrix ---------------------------------------------------------------
+
+def test_full_rank_factors_reproduce_the_matrix_plain_and_data_aware():
+  rng = np.random.default_rng(0)
+  w = rng.normal(size=(6, 9))
+  x = rng.normal(size=(50, 6))
+  for gram in (None, x.T @ x / 50):
+    a, b = spectrum(w, gram, damp=0.0).factors(6)
+    np.testing.assert_allclose(a.astype(np.float64) @ b, w, atol=1e-5)
+  with pytest.raises(ValueError, match=r"rank must be in \[1, 6\]"):
+    spectrum(w).factors(7)
+
+
+def test_data_aware_beats_plain_svd_on_the_calibration_inputs_of_a_real_model(tiny_run_dir,
+                                                                               tiny_text):
+  model, config, vocab = load_run(tiny_run_dir)
+  sentences = read_sentences(open_corpus(tiny_text))
+  names = ["forward_lstm_0/kernel", "backward_lstm_1/projection", "softmax/kernel"]
+  grams = collect_grams(model, names, model_dataset(config, vocab, sentences, 8, shuffle=False))
+  for name in ("forward_lstm_0/input_kernel", "backward_lstm_1/projection", "softmax/kernel"):
+    w = matrix_values(model, name)
+    h = grams[name.replace("input_kernel", "kernel")].gram()[:w.shape[0], :w.shape[0]]
+    rank = 2
+    plain = errors(w, *spectrum(w).factors(rank), h)
+    data = errors(w, *spectrum(w, h, damp=1e-6).factors(rank), h)
+    assert data["calibration_error"] < plain["calibration_error"], name
+    assert data["weight_error"] >= plain["weight_error"] - 1e-9, name  # SVD is optimal there
+
+
+# --- allocation -----------------------------------------------------------------
+
+def test_energy_allocation_respects_the_budget_and_follows_the_spectrum():
+  shapes = {"a": (16, 64), "b": (16, 64), "c": (32, 16)}
+  energies = {"a": np.array([0.5, 0.25, 0.25] + [0.0] * 13),  # rank 3
+              "b": np.full(16, 1 / 16),  # flat spectrum
+              "c": np.full(16, 1 / 16)}
+  total = sum(m * n for m, n in shapes.values())
+  for removed in (0.3, 0.5, 0.8, 0.9):
+    ranks = allocate_ranks(energies, shapes, removed)
+    kept = sum(shapes[n][0] * shapes[n][1] if r is None else r * sum(shapes[n])
+               for n, r in ranks.items())
+    assert kept <= (1 - removed) * total + 1e-6, (removed, ranks)
+    assert all(r is None or 1 <= r <= max_saving_rank(shapes[n]) for n, r in ranks.items())
+  ranks = allocate_ranks(energies, shapes, 0.5)
+  # a's values are worth most per parameter, then c's (smaller), then b's; none on zero energy.
+  assert ranks == {"a": 3, "b": 7, "c": 10}
+  # A budget so loose that factors at their largest saving rank cost about as much: dense.
+  assert allocate_ranks(energies, shapes, 0.01)["b"] is None
+  uniform = allocate_ranks(energies, shapes, 0.5, "uniform")
+  assert uniform == {"a": 6, "b": 6, "c": 5}  # floor(0.5 m n / (m + n)) each
+  with pytest.raises(ValueError, match=r"must be in \(0, 1\)"):
+    allocate_ranks(energies, shapes, 0.0)
+  with pytest.raises(ValueError, match="less than rank 1"):
+    allocate_ranks(energies, shapes, 1 - min_kept_fraction(shapes) + 0.01)
+  with pytest.raises(ValueError, match="no factorization holds fewer parameters"):
+    allocate_ranks({"v": np.ones(1)}, {"v": (1, 50)}, 0.5)
+
+
+# --- the factorized model -----------------------------------------------------------
+
+def test_ranks_config_validates_round_trips_and_counts_parameters():
+  config = dataclasses.replace(TINY_CHAR, ranks=(("softmax/kernel", 2),
+                                                 ("forward_lstm_1/recurrent_kernel", 3),
+                                                 ("highway_0/carry_kernel", 4)))
+  # Kept in model order, whatever order they were given in.
+  assert [n for n, _ in config.ranks] == ["highway_0/carry_kernel",
+                                          "forward_lstm_1/recurrent_kernel", "softmax/kernel"]
+  restored = BiLMConfig.from_dict(json.loads(json.dumps(config.to_dict())), source="c.json")
+  assert restored == config and restored.rank_of("softmax/kernel") == 2
+  assert build_bilm(config).count_params() == num_parameters(config) < num_parameters(TINY_CHAR)
+  with pytest.raises(ValueError, match=r"full rank 6, so its rank must be in \[1, 5\]; got 6"):
+    dataclasses.replace(TINY_CHAR, ranks=(("softmax/kernel", 6),))
+  with pytest.raises(ValueError, match=r"got 0"):
+    dataclasses.replace(TINY_CHAR, ranks=(("softmax/kernel", 0),))
+  with pytest.raises(ValueError, match="c.json: .*'forward_lstm_2/projection'.* not a factoriz"):
+    BiLMConfig.from_dict({**TINY_CHAR.to_dict(), "ranks": [["forward_lstm_2/projection", 2]]},
+                         source="c.json")
+  with pytest.raises(ValueError, match="more than once"):
+    dataclasses.replace(TINY_CHAR, ranks=(("softmax/kernel", 2), ("softmax/kernel", 3)))
+  with pytest.raises(TypeError, match="integer rank"):
+    dataclasses.replace(TINY_CHAR, ranks=(("softmax/kernel", 2.5),))
+
+
+def test_factors_of_the_matrices_true_rank_reproduce_the_dense_model():
+  """Every factorizable matrix made exactly rank r: factors of rank r give the same outputs."""
+  dense = build_bilm(TINY_CHAR)
+  rng = np.random.default_rng(1)
+  shapes = factorizable_matrices(TINY_CHAR)
+  true_rank = {n: max_saving_rank(s) for n, s in shapes.items()}
+  from prunelm_tf.models.factors import assign_matrix  # pylint: disable=import-outside-toplevel
+  for name, (m, n) in shapes.items():
+    r = true_rank[name]
+    assign_matrix(dense, name, (rng.normal(size=(m, r)) @ rng.normal(size=(r, n)) / m)
+                  .astype(np.float32))
+  config = dataclasses.replace(TINY_CHAR, ranks=tuple(true_rank.items()))
+  factors = {n: spectrum(matrix_values(dense, n)).factors(r) for n, r in true_rank.items()}
+  factorized = rebuild(dense, TINY_CHAR, config, factors)
+  assert factorized.count_params() < dense.count_params()
+  ids = _char_ids()
+  want, got = dense(ids), factorized(ids)
+  for key in ("representations", "forward_logits", "backward_logits"):
+    np.testing.assert_allclose(got[key].numpy(), want[key].numpy(), atol=2e-5)
+  # Multiplying back gives the dense layout again, with the same outputs.
+  back, back_config = multiply_back(factorized, config)
+  assert back_config == TINY_CHAR
+  assert [w.name for w in back.weights] == [w.name for w in dense.weights]
+  np.testing.assert_allclose(back(ids)["representations"].numpy(),
+                             want["representations"].numpy(), atol=2e-5)
+
+
+# --- the method ----------------------------------------------------------------------
+
+def test_lowrank_flags_come_from_its_options():
+  flags = {f.name: f for f in option_flags(list(REGISTRY.values()))}
+  assert flags["lowrank_criterion"].choices == ("svd", "data")
+  assert flags["lowrank_allocation"].choices == ("energy", "uniform")
+  # The fine-tuning settings are retrain's flags, shared.
+  assert ("lowrank", ("retrain", "num_steps")) in flags["num_steps"].targets
+
+
+def test_bad_input_is_refused_before_any_work(tiny_run_dir, tiny_text, tmp_path):
+  def config(**kw):
+    return CompressConfig(**{**dict(model_dir=tiny_run_dir, eval=tiny_text, method="lowrank",
+                                     tflite_quantization=("none",)), **kw})
+  with pytest.raises(ValueError, match="measures on --calibration"):
+    config(method_options=LowRankOptions(criterion="data"))
+  with pytest.raises(ValueError, match="--lowrank_criterion must be one of"):
+    LowRankOptions(criterion="tt")
+  with pytest.raises(ValueError, match=r"must be in \(0, 1\); got 0.0"):
+    compress(config(sparsity_sweep=(0.0, 0.5)), str(tmp_path / "a"))
+  with pytest.raises(ValueError, match="removes more than rank-1 factors allow"):
+    compress(config(sparsity_sweep=(0.97,)), str(tmp_path / "b"))
+  with pytest.raises(ValueError, match="no matrix .* is left to factorize"):
+    compress(config(layer_sparsity=((".*", 0.0),)), str(tmp_path / "c"))
+  assert not any((tmp_path / d).exists() for d in "abc")  # refused before any work
+
+
+def _tflite_matmuls(path):
+  """FULLY_CONNECTED and BATCH_MATMUL ops over every subgraph of a TFLite file."""
+  import contextlib  # pylint: disable=import-outside-toplevel
+  import io  # pylint: disable=import-outside-toplevel
+  import re  # pylint: disable=import-outside-toplevel
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  text = io.StringIO()
+  with contextlib.redirect_stdout(text):
+    tf.lite.experimental.Analyzer.analyze(model_path=path)
+  return len(re.findall(r"\b(?:FULLY_CONNECTED|BATCH_MATMUL)\b", text.getvalue()))
+
+
+def test_lowrank_through_compress_export_evaluate_and_embed(tiny_run_dir, tiny_text, tmp_path):
+  run_dir = str(tmp_path / "lr")
+  target = 0.4
+  result = compress(CompressConfig(
+      model_dir=tiny_run_dir, eval=tiny_text, calibration=tiny_text, method="lowrank",
+      method_options=LowRankOptions(criterion="data"), sparsity_sweep=(target,),
+      layer_sparsity=(("softmax", 0.0),), tflite_quantization=("none", "dynamic"),
+      num_parity_sentences=2), run_dir)
+  dense_config = load_run(tiny_run_dir)[1]
+  shapes = factorizable_matrices(dense_config)
+  low = result["variants"][0]
+  assert low["name"] == "lowrank_data_40"
+  # Every matrix but the softmax (excluded by --layer_sparsity softmax=0).
+  assert set(low["lowrank"]) == set(shapes) - {"softmax/kernel"}
+  assert target - 1e-9 <= low["removed_fraction"] < target + 0.15, low["removed_fraction"]
+  kept = sum(r["parameters_kept"] for r in low["lowrank"].values())
+  assert kept <= (1 - target) * sum(m * n for name, (m, n) in shapes.items()
+                                    if name != "softmax/kernel") + 1e-6
+  assert low["num_parameters"] < result["dense"]["num_parameters"]
+  assert low["tflite_max_abs_diff"]["none"] <= 1e-5  # TFLite runs the factors too
+  assert "dynamic" in low["tflite_max_abs_diff"]
+  assert all(0 <= r["calibration_error"] < 1 for r in low["lowrank"].values() if r["rank"])
+  assert 0.5 < low["representation_similarity"]["layer_2"] < 1.0
+  # TFLite keeps every factor pair as two matmuls (the converter does not fold them), also
+  # inside the LSTM WHILE loops; the representations file has no softmax.
+  folder = CompressionRunFolder(run_dir)
+  factorized = [n for n in low["ranks"] if n != "softmax/kernel"]
+  assert (_tflite_matmuls(folder.variant("lowrank_data_40").tflite("none"))
+          == _tflite_matmuls(folder.dense.tflite("none")) + len(factorized))
+  # The variant folder's own architecture holds the ranks; evaluation and embed read it.
+  vdir = os.path.join(run_dir, "variants", "lowrank_data_40")
+  with open(os.path.join(vdir, "config.json"), encoding="utf-8") as f:
+    ranks = dict(json.load(f)["model"]["ranks"])
+  assert ranks == low["ranks"] and ranks
+  saved = load_saved_model(os.path.join(vdir, "saved_model"))
+  assert any("_a:" in w.name for w in saved.weights)  # the SavedModel holds the factors
+  entries = evaluate(EvaluateConfig(target=vdir, perplexity_corpus=tiny_text, quantization=("none",),
+                                    measure_latency=False), str(tmp_path / "e"))
+  none = [e for e in entries if e["name"] == "lowrank_data_40/none"][0]
+  assert none["perplexity"]["forward"] == pytest.approx(low["perplexity"]["forward"], rel=1e-4)
+  lines = ["the cat sat", "a dog"]
+  inp = tmp_path / "in.txt"
+  inp.write_text("\n".join(lines) + "\n")
+  out = str(tmp_path / "emb.hdf5")
+  embed_text_file(str(inp), out, model_dir=vdir)
+  embedded, _ = read_embedding_file(out)
+  expected = ElmoEmbedder.from_run_dir(vdir).embed_sentences([l.split() for l in lines])
+  for i, e in enumerate(expected):
+    assert_float32_close(embedded[i], e)
+
+
+def _context(source, tmp_path, target, **kw):
+  from prunelm_tf.compression.methods import MethodContext  # pylint: disable=import-outside-toplevel
+  from prunelm_tf.compression.targets import prunable_weights  # pylint: disable=import-outside-toplevel
+  names = list(prunable_weights(source.model))
+  return MethodContext(
+      source=source, target_sparsity=target, targets={n: target for n in names},
+      free_weights=names, train_sentences=kw.get("train"), calibration_sentences=kw.get("cal"),
+      variant_dir=str(tmp_path / "v"), tensorboard_dir=str(tmp_path / "tb"),
+      cache_dir=str(tmp_path / "cache"), seed=0,
+      make_dataset=lambda s, b, shuffle, seed=0: source.dataset(s, b, shuffle=shuffle, seed=seed))
+
+
+def test_factorized_elmo_exports_hdf5_with_factors_multiplied_back(shared_data, tmp_path):
+  """The ELMo fixture (char CNN, 2 highway layers, token projection), data-aware factors."""
+  from prunelm_tf.compression.methods.lowrank import LowRankMethod  # pylint: disable=import-outside-toplevel
+  from prunelm_tf.compression.source import Source  # pylint: disable=import-outside-toplevel
+  from prunelm_tf.elmo import export_elmo  # pylint: disable=import-outside-toplevel
+  d = shared_data / "elmo_fixture"
+  sentences = read_sentences(open_corpus(str(d / "sentences.txt")))
+  model, config = load_elmo(str(d / "options.json"), str(d / "lm_weights.hdf5"))
+  source = Source(model, config, None, "ELMo fixture")
+  done = LowRankMethod().compress(LowRankOptions(criterion="data", allocation="uniform"),
+                                  _context(source, tmp_path, 0.5, cal=sentences))
+  assert set(done.metrics["ranks"]) == set(factorizable_matrices(config))  # highway included
+  multiplied = export_elmo(done.model, done.config, str(tmp_path / "options.json"),
+                           str(tmp_path / "weights.hdf5"))
+  assert multiplied == [n for n, _ in done.config.ranks]
+  back, back_config = load_elmo(str(tmp_path / "options.json"), str(tmp_path / "weights.hdf5"))
+  assert back_config == config  # the dense ELMo layout and sizes
+  from_hdf5 = ElmoEmbedder(back, back_config).embed_sentences(sentences[:3])
+  from_factors = ElmoEmbedder(done.model, done.config).embed_sentences(sentences[:3])
+  for a, b in zip(from_hdf5, from_factors):
+    np.testing.assert_allclose(a, b, atol=1e-4)
+
+
+def test_finetuning_after_factorization_trains_the_factors(tiny_run_dir, tiny_text, tmp_path):
+  from prunelm_tf.compression import RetrainConfig  # pylint: disable=import-outside-toplevel
+  from prunelm_tf.compression.methods.lowrank import LowRankMethod  # pylint: disable=import-outside-toplevel
+  from prunelm_tf.compression.source import Source  # pylint: disable=import-outside-toplevel
+  model, config, vocab = load_run(tiny_run_dir)
+  context = _context(Source(model, config, vocab, "tiny"), tmp_path, 0.5,
+                     train=read_sentences(open_corpus(tiny_text)))
+  method = LowRankMethod()
+  options = LowRankOptions(finetune=True, retrain=RetrainConfig(
+      num_steps=3, batch_size=2, objective="lm+distill", learning_rate=0.01))
+  assert method.needs(options).train and method.needs(options).softmax
+  assert method.variant_name(options, 0.5) == "lowrank_svd_ft_50"
+  done = method.compress(options, context)
+  assert done.metrics["finetuning"]["num_train_steps"] == 3 and done.seconds["finetune"] > 0
+  # The factors moved away from the truncated SVD they started from.
+  name, rank = next(iter(done.metrics["ranks"].items()))
+  start = spectrum(matrix_values(model, name)).factors(rank)
+  layer, matrix = name.split("/")
+  a = [w for w in done.model.get_layer(layer).weights if w.name.endswith(f"{matrix}_a:0")][0]
+  assert not np.allclose(a.numpy(), start[0], atol=1e-4)
+  assert done.config.ranks and dict(done.config.ranks) == done.metrics["ranks"]
