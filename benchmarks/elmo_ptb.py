@@ -44,6 +44,18 @@ ONE_SHOT = {
     "wanda": ("wanda", {}),
     "obs": ("obs", {}),
     "obs_sens": ("obs", {"allocation": "sensitivity"}),
+    "obs_osens": ("obs", {"allocation": "obs_sensitivity"}),
+}
+# Groups that change the model's shape (issue #11): name -> (method, options, sweep).
+# Their sweep value is the fraction of the compressed matrices' parameters removed.
+# structured and layers work on whole units, so they cannot leave the softmax out
+# by --layer_sparsity: their fraction counts it (its rows shrink with nothing).
+SHAPED = {
+    "lowrank_data": ("lowrank", {"criterion": "data"}, (0.3, 0.5, 0.7)),
+    "lowrank_svd": ("lowrank", {"criterion": "svd"}, (0.3, 0.5, 0.7)),
+    "structured_obs": ("structured", {"importance": "obs"}, (0.25, 0.5)),
+    "structured_norm": ("structured", {"importance": "norm"}, (0.25, 0.5)),
+    "layers": ("layers", {}, (0.5,)),
 }
 
 
@@ -119,6 +131,9 @@ def rows_of(group: str, result) -> list:
         "method": v.get("method", "dense"), "method_options": v.get("method_options"),
         "target_sparsity": v.get("target_sparsity", 0.0),
         "sparsity": v["sparsity"]["overall"],
+        # Shape-changing methods: the fraction of the compressed matrices' parameters removed.
+        "removed_fraction": v.get("removed_fraction"),
+        "num_parameters": v.get("num_parameters"),
         "ppl": ppl, "ppl_delta": {k: ppl[k] / dense_ppl[k] - 1 for k in ppl} if ppl else {},
         "cosine_similarity": sum(sims.values()) / len(sims) if sims else None,
         "saved_model_zip_bytes": v["sizes"]["saved_model_zip_bytes"],
@@ -150,7 +165,8 @@ def report(rows, embedder_bytes: int, out_dir: str, command: str) -> str:
     budget_text = ("—" if not budget else
                    f"{budget['num_train_steps']} steps ({budget['num_train_epochs']:.2f} ep)")
     lines.append(
-        f"| {r['group']} | {r['variant']} | {r['sparsity']:.3f} | "
+        f"| {r['group']} | {r['variant']} | {r['sparsity']:.3f}"
+        f"{'' if r.get('removed_fraction') is None else ' (removed ' + format(r['removed_fraction'], '.2f') + ')'} | "
         f"{ppl['forward']:.1f} / {ppl['backward']:.1f} / {ppl['mean']:.1f} | "
         f"{r['ppl_delta'].get('mean', 0) * 100:+.1f} % | {r['cosine_similarity']:.4f} | "
         f"{tfl.get('none', 0) / 1e6:.2f} / {tfl.get('dynamic', 0) / 1e6:.2f} | "
@@ -216,6 +232,8 @@ def main():
   parser.add_argument("--groups", default=",".join(ONE_SHOT), help="One-shot groups to run.")
   parser.add_argument("--retrain_groups", default="", help="Retraining groups to run, e.g. "
                       "retrain_kd_obs,retrain_lm_dense (objective x starting point).")
+  parser.add_argument("--shaped_groups", default="", help="Shape-changing groups to run "
+                      f"(one of {', '.join(SHAPED)}), each with its own sweep.")
   parser.add_argument("--retrain_steps", type=int, default=1320,
                       help="Optimizer steps per retrained variant (1,320 = one PTB epoch at "
                            "batch 32).")
@@ -254,6 +272,11 @@ def main():
     method, options = ONE_SHOT[name]
     groups[name] = CompressConfig(**common, method=method, method_options=options,
                                   sparsity_sweep=ONE_SHOT_SWEEP)
+  for name in filter(None, args.shaped_groups.split(",")):
+    method, options, sweep = SHAPED[name]
+    shaped = dict(common, layer_sparsity=common["layer_sparsity"] if method == "lowrank" else ())
+    groups[name] = CompressConfig(**shaped, method=method, method_options=options,
+                                  sparsity_sweep=sweep)
   retrain = retrain_groups(args.retrain_steps)
   for name in filter(None, args.retrain_groups.split(",")):
     method, options = retrain[name]

@@ -16,7 +16,7 @@ evaluation corpus, like every other variant).
 
 from __future__ import annotations
 
-from typing import Callable, Dict, Mapping, Sequence
+from typing import Callable, Dict, Mapping, Optional, Sequence
 
 from absl import logging
 import numpy as np
@@ -29,7 +29,9 @@ DEFAULT_LEVELS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
 
 
 def sensitivity_curves(model, names: Sequence[str], loss_fn: Callable[[object], float], *,
-                       levels: Sequence[float] = DEFAULT_LEVELS) -> Dict[str, Dict[str, float]]:
+                       levels: Sequence[float] = DEFAULT_LEVELS,
+                       prune: Optional[Callable[[str, float], None]] = None
+                       ) -> Dict[str, Dict[str, float]]:
   """Loss increase when each weight alone is pruned to each level.
 
   Args:
@@ -38,6 +40,10 @@ def sensitivity_curves(model, names: Sequence[str], loss_fn: Callable[[object], 
     loss_fn: ``model -> float``, lower is better (e.g. the mean LM NLL of
       both directions on calibration sentences).
     levels: sparsity levels in (0, 1), increasing.
+    prune: ``(name, level) -> None`` prunes weight ``name`` of ``model`` in
+      place to ``level``; default magnitude thresholding. A data-aware pruner
+      (`calibration.obs_pruner`) measures what each matrix costs under the
+      method that will prune it.
 
   Returns:
     ``{"loss": dense_loss, "curves": {name: {str(level): loss - dense_loss}}}``
@@ -59,7 +65,10 @@ def sensitivity_curves(model, names: Sequence[str], loss_fn: Callable[[object], 
     try:
       for level in levels:
         weights[name].assign(original)
-        prune_by_threshold(model, {name: level})
+        if prune is None:
+          prune_by_threshold(model, {name: level})
+        else:
+          prune(name, level)
         worst = max(worst, float(loss_fn(model)) - base)
         increases[repr(level)] = worst
     finally:
@@ -152,36 +161,42 @@ def calibration_loss_fn(source, sentences) -> Callable[[object], float]:
   return similarity_loss
 
 
-def cached_sensitivity_curves(context) -> Dict:
+def cached_sensitivity_curves(context, *, pruner=None, cache_name: str = "sensitivity.json"
+                              ) -> Dict:
   """Sensitivity curves of the context's free weights, measured once per run.
 
-  Cached in ``<cache_dir>/sensitivity.json`` so every sweep value (and a
-  resumed run) reuses them.
+  Cached in ``<cache_dir>/<cache_name>`` so every sweep value (and a resumed
+  run) reuses them. ``pruner``: ``model -> prune(name, level)`` for a
+  data-aware criterion (see `sensitivity_curves`); None = magnitude.
   """
   import os  # pylint: disable=import-outside-toplevel
   import time  # pylint: disable=import-outside-toplevel
   from prunelm_tf.utils import files  # pylint: disable=import-outside-toplevel
-  path = os.path.join(context.cache_dir, "sensitivity.json")
+  path = os.path.join(context.cache_dir, cache_name)
   if os.path.exists(path):
     return files.read_json(path)
   t = time.time()
   sentences = context.calibration_sentences
-  result = sensitivity_curves(context.copy_source(), context.free_weights,
-                              calibration_loss_fn(context.source, sentences))
+  model = context.copy_source()
+  result = sensitivity_curves(model, context.free_weights,
+                              calibration_loss_fn(context.source, sentences),
+                              prune=pruner(model) if pruner is not None else None)
   result["seconds"] = time.time() - t
   result["num_sentences"] = len(sentences)
   files.write_json(path, result)
   return result
 
 
-def allocated_targets(context):
+def allocated_targets(context, curves: Optional[Dict] = None):
   """Per-weight targets of the context with the free weights' budget allocated by sensitivity.
+
+  ``curves``: measured `sensitivity_curves` (default: magnitude, cached).
 
   Returns:
     ``(targets, record)``: the full per-weight targets and what to record in
     the variant's metrics (allocated targets, predicted loss increase).
   """
-  curves = cached_sensitivity_curves(context)
+  curves = curves if curves is not None else cached_sensitivity_curves(context)
   free = context.free_weights
   sizes = {n: int(np.prod(w.shape)) for n, w in prunable_weights(context.source.model).items()
            if n in free}
@@ -193,7 +208,7 @@ def allocated_targets(context):
                    "predicted_loss_increase": predicted_cost(curves["curves"], allocated)}
 
 
-def targets_for(context, allocation: str):
+def targets_for(context, allocation: str, curves: Optional[Dict] = None):
   """The context's per-weight targets under ``allocation`` ("uniform" or "sensitivity").
 
   Returns:
@@ -201,7 +216,7 @@ def targets_for(context, allocation: str):
     about them ({} for uniform; the allocation, allocated targets and
     predicted loss increase for sensitivity).
   """
-  if allocation != "sensitivity":
+  if allocation == "uniform":
     return context.targets, {}
-  targets, record = allocated_targets(context)
-  return targets, {"allocation": "sensitivity", **record}
+  targets, record = allocated_targets(context, curves)
+  return targets, {"allocation": allocation, **record}

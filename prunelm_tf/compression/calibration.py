@@ -54,7 +54,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from absl import logging
 import numpy as np
@@ -343,6 +343,31 @@ def collect_grams(model: keras.Model, names: Sequence[str], batches: Iterable, *
   groups = sorted({bilm.group_of[n] for n in names})
   grams = _accumulate(bilm, data, groups, _group_dims(bilm))
   return {n: grams[bilm.group_of[n]] for n in names}
+
+
+def obs_pruner(model: keras.Model, names: Sequence[str], batches: Iterable, *,
+               block_size: int = 128, damp: float = 0.01, char_windows: str = "all"
+               ) -> Callable[[str, float], None]:
+  """``prune(name, level)``: one matrix of ``model`` OBS-pruned *alone*, from the dense inputs.
+
+  For OBS-based sensitivity curves (`allocation.sensitivity_curves`): the H
+  of every matrix in ``names`` is collected once from ``model`` as it is
+  (dense), and each call prunes one matrix with the OBS update to exactly
+  ``level``; the caller restores it. Matrices without calibration inputs (a
+  word embedding) are magnitude-pruned.
+  """
+  bilm = _BiLM(model, char_windows=char_windows)
+  with_inputs = [n for n in names if n in bilm.group_of]
+  grams = {n: acc.gram() for n, acc in collect_grams(
+      model, with_inputs, batches, char_windows=char_windows).items()}
+
+  def prune(name: str, level: float) -> None:
+    if name not in grams:
+      bilm.assign(name, layerwise.prune_magnitude(bilm.matrix(name), level))
+      return
+    bilm.assign(name, layerwise.prune_obs(bilm.matrix(name), grams[name], level,
+                                          block_size=block_size, damp=damp))
+  return prune
 
 
 def prune_model_layerwise(model: keras.Model, targets: Mapping[str, float], batches: Iterable, *,

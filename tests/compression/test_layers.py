@@ -90,7 +90,7 @@ def test_criteria_choose_the_cheapest_layers(tiny_run_dir, tiny_text, tmp_path):
   assert done.config.n_layers == 1 and len(record["candidates"]) == 2
   best = min(record["candidates"], key=lambda c: c["cost"])
   assert record["kept_layers"] == best["kept_layers"] and record["removed_lstm_fraction"] == 0.5
-  assert 0 < record["removed_parameter_fraction"] < 0.5  # the softmax and embedding stay
+  assert 0 < done.metrics["removed_fraction"] < 0.5  # the softmax and embedding stay
   mixed = method.compress(LayersOptions(criterion="scalar_mix", scalar_mix_weights="0,-3,2"),
                           _context(source, 0.5, None, tmp_path))
   assert mixed.metrics["layers"]["kept_layers"] == [1]

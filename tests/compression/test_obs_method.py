@@ -70,3 +70,34 @@ def test_init_allocation_is_refused_without_a_one_shot_start():
     RetrainOptions(init="dense", init_allocation="sensitivity")
   with pytest.raises(ValueError, match="--init_allocation must be one of"):
     RetrainOptions(init="obs", init_allocation="spread")
+
+
+def test_obs_sensitivity_allocation_measures_obs_costs(tiny_run_dir, tiny_text, tmp_path):
+  """allocation=obs_sensitivity: curves from OBS-pruning each matrix alone, exact overall budget."""
+  import json  # pylint: disable=import-outside-toplevel
+  out = tmp_path / "c"
+  config = CompressConfig(model_dir=tiny_run_dir, eval=tiny_text, calibration=tiny_text,
+                          calibration_sentences=50, method="obs",
+                          method_options=dict(allocation="obs_sensitivity"),
+                          sparsity_sweep=(0.6,), layer_sparsity=(("softmax", 0.0),),
+                          tflite_quantization=("none",), num_parity_sentences=1)
+  v = compress(config, str(out))["variants"][0]
+  assert v["name"] == "obs_osens_60" and v["allocation"] == "obs_sensitivity"
+  per_weight = {n: s for n, s in v["sparsity"]["per_weight"].items()
+                if not n.startswith("softmax")}
+  assert max(per_weight.values()) - min(per_weight.values()) > 0.05
+  sizes = v["allocated_targets"]
+  free = {n: s for n, s in per_weight.items() if n in sizes}
+  assert abs(sum(free.values()) / len(free) - 0.6) < 0.3  # allocated, not uniform
+  obs_curves = json.loads((out / "cache" / "sensitivity_obs_all.json").read_text())["curves"]
+  # The magnitude curves of the same matrices, for comparison: OBS costs less in most matrices.
+  config_mag = CompressConfig(model_dir=tiny_run_dir, eval=tiny_text, calibration=tiny_text,
+                              calibration_sentences=50, method="obs",
+                              method_options=dict(allocation="sensitivity"),
+                              sparsity_sweep=(0.6,), layer_sparsity=(("softmax", 0.0),),
+                              tflite_quantization=("none",), num_parity_sentences=1)
+  compress(config_mag, str(tmp_path / "m"))
+  mag_curves = json.loads((tmp_path / "m" / "cache" / "sensitivity.json").read_text())["curves"]
+  assert set(obs_curves) == set(mag_curves) == set(sizes)
+  cheaper = sum(obs_curves[n]["0.8"] <= mag_curves[n]["0.8"] + 1e-6 for n in obs_curves)
+  assert cheaper >= 0.75 * len(obs_curves), (obs_curves, mag_curves)

@@ -215,7 +215,7 @@ def test_obs_with_projection_dims_and_finetuning_through_compress(tiny_run_dir, 
   dense_config = load_run(tiny_run_dir)[1]
   record = v["structured"]
   assert v["name"] == "structured_obs_50" and record["groups"] == ["cells", "projection"]
-  assert abs(record["removed_parameter_fraction"] - 0.5) < 0.05
+  assert abs(v["removed_fraction"] - 0.5) < 0.05
   assert record["lstm_dim"] < dense_config.lstm_dim
   assert record["projection_dim"] < dense_config.projection_dim
   assert v["num_parameters"] < result["dense"]["num_parameters"]
@@ -237,7 +237,7 @@ def test_elmo_variant_is_a_valid_smaller_elmo(shared_data, tmp_path):
       tflite_quantization=("none",), num_parity_sentences=1, export_elmo=True), run_dir)
   v = result["variants"][0]
   record = v["structured"]
-  assert abs(record["removed_parameter_fraction"] - 0.5) < 0.02
+  assert abs(v["removed_fraction"] - 0.5) < 0.02
   assert v["tflite_max_abs_diff"]["none"] <= 1e-5
   assert 0 < v["representation_similarity"]["layer_2"] < 1
   folder = CompressionRunFolder(run_dir).variant("structured_50")

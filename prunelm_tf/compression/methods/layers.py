@@ -212,10 +212,10 @@ class LayersMethod(CompressionMethod):
         "removed_layers": [l for l in range(n_layers) if l not in kept],
         "removed_lstm_fraction": 1.0 - lib.lstm_parameters(config) /
                                  lib.lstm_parameters(source.config),
-        "removed_parameter_fraction": 1.0 - lib.matrix_parameters(config, names) / dense_matrices,
         "n_layers": config.n_layers, "candidates": tried,
     }
-    metrics = {"layers": record}
+    metrics = {"removed_fraction": 1.0 - lib.matrix_parameters(config, names) / dense_matrices,
+               "layers": record}
     seconds = {"select": time.time() - t}
     if options.finetune:
       t = time.time()

@@ -14,14 +14,14 @@ import time
 
 import numpy as np
 
-from prunelm_tf.compression.allocation import targets_for
-from prunelm_tf.compression.calibration import CHAR_WINDOWS, prune_model_layerwise
+from prunelm_tf.compression.allocation import cached_sensitivity_curves, targets_for
+from prunelm_tf.compression.calibration import CHAR_WINDOWS, obs_pruner, prune_model_layerwise
 from prunelm_tf.compression.methods.base import CompressedModel, CompressionMethod, Needs
 from prunelm_tf.compression.options import option
 from prunelm_tf.compression.targets import prunable_weights, resolve_targets
 from prunelm_tf.data.corpus import load_corpus
 
-ALLOCATIONS = ("uniform", "sensitivity")
+ALLOCATIONS = ("uniform", "sensitivity", "obs_sensitivity")
 # Sentences per calibration batch.
 _BATCH = 32
 
@@ -32,10 +32,13 @@ class ObsOptions:
 
   # "uniform": every matrix gets the sweep value; "sensitivity": per-matrix
   # targets from each matrix's measured cost (magnitude-pruned alone on
-  # --calibration), the overall sparsity still the sweep value.
+  # --calibration), the overall sparsity still the sweep value;
+  # "obs_sensitivity": the same with each matrix OBS-pruned alone.
   allocation: str = option("uniform", "Per-matrix targets of data-aware one-shot pruning: "
-                           "uniform (every matrix the sweep value) or sensitivity (from each "
-                           "matrix's measured cost on --calibration; same overall sparsity).",
+                           "uniform (every matrix the sweep value), sensitivity (from each "
+                           "matrix's measured cost on --calibration when magnitude-pruned "
+                           "alone; same overall sparsity) or obs_sensitivity (the cost when "
+                           "OBS-pruned alone: what this method will do to it).",
                            flag="allocation", choices=ALLOCATIONS)
   # Input rows per SparseGPT block (the mask of a block is chosen at once).
   block_size: int = option(128, "SparseGPT block of input rows.", flag="obs_block_size",
@@ -85,7 +88,8 @@ class ObsMethod(CompressionMethod):
     return Needs(calibration=True)
 
   def variant_name(self, options, target_sparsity):
-    sens = "_sens" if options.allocation == "sensitivity" else ""
+    sens = {"uniform": "", "sensitivity": "_sens", "obs_sensitivity": "_osens"}[
+        options.allocation]
     return f"{self.name}{sens}_{round(target_sparsity * 100):02d}"
 
   def check(self, options, config, source):
@@ -112,9 +116,16 @@ class ObsMethod(CompressionMethod):
 
   def compress(self, options, context):
     t = time.time()
-    targets, record = targets_for(context, options.allocation)
-    model = context.copy_source()
     batches = context.dataset(context.calibration_sentences, _BATCH, shuffle=False)
+    curves = None
+    if options.allocation == "obs_sensitivity":
+      curves = cached_sensitivity_curves(
+          context, cache_name=f"sensitivity_obs_{options.char_windows}.json",
+          pruner=lambda model: obs_pruner(model, context.free_weights, batches,
+                                          block_size=options.block_size, damp=options.damp,
+                                          char_windows=options.char_windows))
+    targets, record = targets_for(context, options.allocation, curves)
+    model = context.copy_source()
     records = prune_model_layerwise(
         model, targets, batches, method=self.criterion, block_size=options.block_size,
         damp=options.damp, min_tokens_factor=options.min_tokens_factor,

@@ -25,7 +25,7 @@ from prunelm_tf.compression.retrain import (SCHEDULES, ScheduleConfig, strip, wr
 DENSE_INIT = "dense"
 # tfmot's and the word for magnitude thresholding.
 INIT_ALIASES = {"magnitude": "threshold"}
-INIT_ALLOCATIONS = ("uniform", "sensitivity")
+INIT_ALLOCATIONS = ("uniform", "sensitivity", "obs_sensitivity")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,7 +44,8 @@ class RetrainOptions:
   # How the --init method spreads the target over matrices (its `allocation`).
   init_allocation: str = option("uniform", "Per-matrix targets of the --init method: uniform, or "
                                 "sensitivity (from each matrix's measured cost on "
-                                "--calibration; same overall sparsity).",
+                                "--calibration; same overall sparsity), obs_sensitivity (obs "
+                                "only: the cost when OBS-pruned alone).",
                                 flag="init_allocation", choices=INIT_ALLOCATIONS)
 
   def __post_init__(self):
@@ -88,7 +89,11 @@ def _init_options(options):
       raise ValueError(f"--init={options.init} has no per-matrix allocation; "
                        "use --init_allocation=uniform.")
     return method.Options()
-  return method.Options(allocation=options.init_allocation)
+  try:
+    return method.Options(allocation=options.init_allocation)
+  except ValueError as e:
+    raise ValueError(f"--init_allocation={options.init_allocation} is not an allocation of "
+                     f"--init={options.init}: {e}") from None
 
 
 class RetrainMethod(CompressionMethod):

@@ -175,14 +175,14 @@ class StructuredMethod(CompressionMethod):
     seconds = {"prune": time.time() - t}
     record = {
         "groups": list(groups), "importance": options.importance,
-        "removed_parameter_fraction": achieved,
         "matrix_parameters": {"dense": lib.matrix_parameters(config, names),
                               "compressed": lib.matrix_parameters(new_config, names)},
         "lstm_dim": new_config.lstm_dim, "projection_dim": new_config.projection_dim,
         "filters": [list(f) for f in new_config.char_cnn.filters]
                    if config.token_encoder == "char" else None,
     }
-    metrics = {"structured": record}
+    # One name with lowrank and layers: the fraction of the compressed matrices' parameters.
+    metrics = {"removed_fraction": achieved, "structured": record}
     if options.finetune:
       t = time.time()
       budget = retrain(new, source.model, options.retrain, context)
