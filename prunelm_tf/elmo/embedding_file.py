@@ -27,6 +27,7 @@ import tqdm
 
 from prunelm_tf.elmo.embedder import Embedder, check_model_source, open_embedder
 from prunelm_tf.utils.files import atomic_path
+from prunelm_tf.utils import progress as progress_lib
 
 SENTENCE_TO_INDEX = "sentence_to_index"
 # Line numbers listed in an error message.
@@ -94,7 +95,7 @@ def write_embedding_file(embedder: Embedder, lines: Sequence[str], output_file: 
   with atomic_path(output_file) as tmp:
     with h5py.File(tmp, "w") as f:
       with tqdm.tqdm(total=len(sentences), unit="sentence", desc="ELMo",
-                     disable=len(sentences) <= batch_size) as progress:
+                     disable=progress_lib.bar_disabled(len(sentences) <= batch_size)) as progress:
         for index, embedding in embedder.iter_embeddings(sentences, batch_size):
           f.create_dataset(str(index), data=np.asarray(embedding, np.float32),
                            dtype=np.float32)

@@ -29,6 +29,7 @@ from prunelm_tf.elmo.embedder import Embedder
 from prunelm_tf.evaluation import feature_cache
 from prunelm_tf.evaluation.feature_cache import feature_fingerprint
 from prunelm_tf.models.layers import ScalarMix
+from prunelm_tf.utils import progress as progress_lib
 
 keras = tf.keras
 
@@ -151,7 +152,7 @@ def pooled_features(embedder: Embedder, sentences: Sequence[Sequence[str]], *,
   # then sorts all sentences by length, which cuts padding; a stateful one keeps
   # input order. Pooling as the embeddings arrive keeps memory at [n, layers, dim].
   with tqdm.tqdm(total=len(sentences), unit="sentence", desc="pooling",
-                 disable=len(sentences) <= batch_size) as progress:
+                 disable=progress_lib.bar_disabled(len(sentences) <= batch_size)) as progress:
     for index, embedding in embedder.iter_embeddings(sentences, batch_size):
       embedding = np.asarray(embedding)
       if embedding.ndim != 3 or embedding.shape[1] != len(sentences[index]):

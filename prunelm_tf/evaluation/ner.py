@@ -44,6 +44,7 @@ from prunelm_tf.elmo.embedder import Embedder
 from prunelm_tf.evaluation import feature_cache
 from prunelm_tf.evaluation.conll import TAGS, conll_f1, read_conll
 from prunelm_tf.models.layers import ScalarMix
+from prunelm_tf.utils import progress as progress_lib
 
 keras = tf.keras
 
@@ -207,7 +208,7 @@ def token_features(embedder: Embedder, sentences: Sequence[Sequence[str]], *,
   features: Optional[np.ndarray] = None
   start = time.perf_counter()
   with tqdm.tqdm(total=len(sentences), unit="sentence", desc="token features",
-                 disable=len(sentences) <= 10 * batch_size) as progress:
+                 disable=progress_lib.bar_disabled(len(sentences) <= 10 * batch_size)) as progress:
     for index, embedding in embedder.iter_embeddings(sentences, batch_size):
       embedding = np.asarray(embedding, np.float32)
       n = len(sentences[index])
@@ -427,7 +428,7 @@ def train_tagger(train_features: TokenFeatures, train_tags: Sequence[Sequence[st
     batches = _batches(train_lengths, config.batch_size, rng)
     total_loss, total_tokens = 0.0, 0
     for indices in tqdm.tqdm(batches, desc=f"tagger epoch {epoch}", unit="batch",
-                             disable=len(batches) < 100):
+                             disable=progress_lib.bar_disabled(len(batches) < 100)):
       x, mask, y = _make_batch(train_features, ids["train"], indices, mean, inv_std)
       tokens = int(mask.sum())
       total_loss += float(train_step(x, mask, y)) * tokens

@@ -36,6 +36,7 @@ from prunelm_tf import data as data_lib
 from prunelm_tf.export.tflite import make_converter
 from prunelm_tf.models.bilm import lm_targets, output_model
 from prunelm_tf.utils.files import atomic_path
+from prunelm_tf.utils import progress as progress_lib
 
 keras = tf.keras
 
@@ -264,7 +265,7 @@ def tflite_perplexity(tflite_path: str, sentences: Sequence[Sequence[str]],
   num_predictions = 0
   start = time.perf_counter()
   for index in tqdm.tqdm(sorted(range(len(chosen)), key=lambda k: len(chosen[k])),
-                         unit="sentence", desc="LM TFLite", disable=not progress):
+                         unit="sentence", desc="LM TFLite", disable=progress_lib.bar_disabled(not progress)):
     tokens = chosen[index]
     token_ids = data_lib.encode_sentence(tokens, vocab)[np.newaxis]
     char_ids = (None if max_chars is None else

@@ -52,6 +52,15 @@ class Progress:
     return line
 
 
+def bar_disabled(short: bool = False) -> bool:
+  """tqdm's ``disable`` for a loop: no bar when it is short or stderr is not a terminal.
+
+  A bar redrawn with carriage returns fills a log file with one enormous line;
+  the loops that use tqdm log a plain line per stage (or epoch) instead.
+  """
+  return bool(short) or not bool(getattr(sys.stderr, "isatty", lambda: False)())
+
+
 def _duration(seconds: float) -> str:
   if seconds == float("inf"):
     return "?"
