@@ -86,7 +86,19 @@ def pad_to_time(ids: np.ndarray, time: int, what: str = "ids") -> np.ndarray:
 
 def int8_calibration(representative_inputs: Optional[Callable[[], Iterable[np.ndarray]]],
                      max_tokens: int) -> List[np.ndarray]:
-  """The representative inputs of an "int8" conversion, checked and padded to ``max_tokens + 2``.
+  """The representative dataset of an "int8" conversion, checked, padded to ``max_tokens + 2``.
+
+  Every unrolled step has tensors of its own with int8 ranges of their own,
+  and a step beyond the calibration sentences' lengths would see nothing but
+  padding (ranges [0, 0], which XNNPACK refuses). So besides the sentences
+  themselves (0-padded) the dataset holds full-length windows ``<S> w_k ..
+  w_{k + max_tokens - 1} </S>`` of their words run together (repeated if they
+  hold fewer than ``max_tokens`` words).
+
+  Args:
+    representative_inputs: a callable yielding int32 ids [1, time(, chars)],
+      one sentence ``<S> words </S>`` each, at most ``max_tokens`` words.
+    max_tokens: words per sentence of the fixed-length graph.
 
   Raises:
     ValueError: no representative inputs, none at all, or one that is longer
@@ -96,11 +108,19 @@ def int8_calibration(representative_inputs: Optional[Callable[[], Iterable[np.nd
   if representative_inputs is None:
     raise ValueError("int8 (full-integer) quantization needs representative_inputs: sentences "
                      "of real text (e.g. --calibration) to measure the activation ranges.")
+  sentences = [np.asarray(x) for x in representative_inputs()]
   inputs = [pad_to_time(x, max_tokens + 2, f"representative input {k}")
-            for k, x in enumerate(representative_inputs())]
+            for k, x in enumerate(sentences)]
   if not inputs:
     raise ValueError("int8 (full-integer) quantization got an empty representative dataset; "
                      "give at least one calibration sentence (e.g. --calibration).")
+  words = np.concatenate([x[0, 1:-1] for x in sentences], axis=0)
+  if len(words):
+    if len(words) < max_tokens:
+      words = np.concatenate([words] * (max_tokens // len(words) + 1), axis=0)
+    bos, eos = sentences[0][0, :1], sentences[0][0, -1:]
+    for k in range(0, len(words) - max_tokens + 1, max_tokens):
+      inputs.append(np.concatenate([bos, words[k:k + max_tokens], eos], axis=0)[np.newaxis])
   return inputs
 
 

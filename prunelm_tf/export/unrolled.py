@@ -69,6 +69,10 @@ def _lstm_weights(layer) -> tuple:
   return kernel[:d], kernel[d:], tf.convert_to_tensor(layer.bias) + forget, layer.projection
 
 
+# Positions that hold a token in every input of at least one word: <S>, w_1, </S>.
+_ALWAYS_REAL = 3
+
+
 def _clip(x, value):
   return x if value is None else tf.clip_by_value(x, -value, value)
 
@@ -94,20 +98,32 @@ def unrolled_lstm(layer: LSTMWithProjection, x: tf.Tensor, mask: tf.Tensor) -> t
   time = int(x.shape[1])
   x_kernel, h_kernel, bias, projection = _lstm_weights(layer)
   xw = tf.matmul(tf.reshape(x, [time, layer.input_dim]), x_kernel) + bias  # [time, 4 units]
-  c = tf.zeros([1, layer.units])
-  h = tf.zeros([1, layer.projection_units])
+  c = h = None  # the zero initial state, left out of the first step's graph
   outputs: List[tf.Tensor] = [None] * time
   steps = range(time - 1, -1, -1) if layer.go_backwards else range(time)
   for t in steps:
-    z = xw[t:t + 1] + tf.matmul(h, h_kernel)
+    # Terms that are constant zeros are not written into the graph: besides
+    # saving work, a tensor that is always 0 gets a degenerate int8 scale
+    # (range [0, 0]) that XNNPACK refuses to prepare.
+    z = xw[t:t + 1] if h is None else xw[t:t + 1] + tf.matmul(h, h_kernel)
     i, j, f, o = tf.split(z, 4, axis=-1)
-    c_new = _clip(tf.sigmoid(f) * c + tf.sigmoid(i) * tf.tanh(j), layer.cell_clip)
+    c_new = tf.sigmoid(i) * tf.tanh(j)
+    if c is not None:
+      c_new = tf.sigmoid(f) * c + c_new
+    c_new = _clip(c_new, layer.cell_clip)
     h_new = _clip(tf.matmul(tf.sigmoid(o) * tf.tanh(c_new), projection), layer.proj_clip)
-    if layer.go_backwards:
+    # Positions 0..2 (<S>, the first word, </S> at the latest) are real in
+    # every sentence of at least one word, so only later steps need the mask
+    # (which would be the constant 1 there).
+    if layer.go_backwards and t >= _ALWAYS_REAL and c is not None:
       m = mask[:, t:t + 1]
-      c = m * c_new + (1.0 - m) * c
+      c = c + m * (c_new - c)
       h_new = m * h_new
-      h = h_new + (1.0 - m) * h
+      h = h + m * (h_new - h)
+    elif layer.go_backwards and t >= _ALWAYS_REAL:  # the first step: the previous state is 0
+      m = mask[:, t:t + 1]
+      c, h_new = m * c_new, m * h_new
+      h = h_new
     else:
       c, h = c_new, h_new
     outputs[t] = h_new

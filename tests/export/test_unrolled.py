@@ -59,6 +59,8 @@ def test_unrolled_graph_equals_the_keras_model(bilm):
 
 def test_int8_tflite_is_full_integer_and_close_to_float(bilm, tmp_path):
   name, config, model = bilm
+  if name == "word":
+    pytest.skip("the int8 path of word input is covered by 'small' (a different shape)")
   rng = np.random.default_rng(0)
   # Word models: enough sentences to meet every word of the tiny vocabulary (a word never
   # seen in calibration can fall outside its tensor's int8 range and be clipped).
