@@ -64,19 +64,24 @@ def make_converter(fn, model: keras.Model, quantization: str) -> tf.lite.TFLiteC
   return converter
 
 
+class SentenceTooLong(ValueError):
+  """A sentence has more words than a fixed-length (int8) export takes."""
+
+
 def pad_to_time(ids: np.ndarray, time: int, what: str = "ids") -> np.ndarray:
   """int32 ids [1, t(, chars)] 0-padded at the end to [1, time(, chars)].
 
   Raises:
-    ValueError: not int32 [1, t(, chars)], or t > time (the sentence does not
-      fit the fixed-length export; the message names its length and the limit).
+    ValueError: not int32 [1, t(, chars)]; SentenceTooLong (a ValueError): t >
+      time (the sentence does not fit the fixed-length export; the message
+      names its length and the limit).
   """
   ids = np.asarray(ids)
   if ids.dtype != np.int32 or ids.ndim not in (2, 3) or ids.shape[0] != 1:
     raise ValueError(f"{what} must be int32 [1, time] or [1, time, chars], got {ids.dtype} "
                      f"{list(ids.shape)}.")
   if ids.shape[1] > time:
-    raise ValueError(f"{what} hold {ids.shape[1] - 2} words but the fixed-length int8 export "
+    raise SentenceTooLong(f"{what} hold {ids.shape[1] - 2} words but the fixed-length int8 export "
                      f"takes at most {time - 2} (time {time} with <S> and </S>); export with a "
                      "larger --tflite_int8_max_tokens or split the sentence.")
   out = np.zeros((1, time) + ids.shape[2:], np.int32)
