@@ -118,7 +118,10 @@ def main():
       max_sentences=settings.eval_sentences, sst2_dir=os.path.join(ptb_sweep.SHARED_DATA, "sst2"),
       probe=ProbeConfig(max_train_sentences=sst2_train), ner_dir=args.ner_dir,
       mrpc_dir=args.mrpc_dir,
-      latency=LatencyConfig(runs=30 if args.quick else 100, warmup=5 if args.quick else 10))
+      latency=LatencyConfig(runs=30 if args.quick else 100, warmup=5 if args.quick else 10),
+      # Words per second of each TFLite file on 1,000 PTB test sentences (latency pass).
+      throughput_corpus=os.path.join(ptb_sweep.PTB, "ptb.test.txt"),
+      throughput_sentences=200 if args.quick else 1000)
   # Two passes: quality first (perplexity, SST-2, sizes), then every latency in one
   # pass of its own, so that all latencies are measured under the same conditions.
   for measure_latency in (False, True):

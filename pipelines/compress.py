@@ -19,6 +19,7 @@ from pipelines import cli
 from prunelm_tf.compression import CompressConfig, compress, parse_layer_sparsity
 from prunelm_tf.compression.methods import REGISTRY
 from prunelm_tf.compression.options import nested_dict, option_flags
+from prunelm_tf.export.tflite import DEFAULT_INT8_MAX_TOKENS
 
 _MODEL_DIR = flags.DEFINE_string("model_dir", "", "A run folder of pipelines.train to compress. "
                                  "Give this, or --options_file with --weight_file.")
@@ -51,6 +52,11 @@ _QUANT = flags.DEFINE_list("tflite_quantization", ["none", "dynamic"], "TFLite f
                            "none, dynamic, float16, int8 (int8 calibrated on --eval sentences).")
 _PARITY = flags.DEFINE_integer("num_parity_sentences", 8, "Sentences for TFLite parity and int8 "
                                "calibration.", lower_bound=1)
+_INT8_TOKENS = flags.DEFINE_integer(
+    "tflite_int8_max_tokens", DEFAULT_INT8_MAX_TOKENS, "Words per sentence of the int8 (full-integer) TFLite, a "
+    "fixed-length unrolled graph: longer sentences are refused by it and every sentence costs "
+    "this many steps. int8 is calibrated on --calibration sentences when given, else on the "
+    "parity sentences; sentences longer than this are left out of both.", lower_bound=1)
 _EXPORT_ELMO = flags.DEFINE_bool("export_elmo", False, "Also write each variant as ELMo "
                                  "options.json + HDF5 (char-input models).")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed for data order.")
@@ -113,6 +119,7 @@ def main(argv):
       calibration_sentences=_CALIBRATION_SENT.value, sparsity_sweep=_sweep(),
       layer_sparsity=parse_layer_sparsity(_LAYER_SPARSITY.value),
       tflite_quantization=tuple(_QUANT.value), num_parity_sentences=_PARITY.value,
+      tflite_int8_max_tokens=_INT8_TOKENS.value,
       export_elmo=_EXPORT_ELMO.value, seed=_SEED.value)
   result = compress(config, _RUN_DIR.value, overwrite=_OVERWRITE.value,
                     flags_text=flags.FLAGS.flags_into_string())

@@ -56,6 +56,12 @@ _LAT_RUNS = flags.DEFINE_integer("latency_runs", 100, "Timed runs per measuremen
 _LAT_TOKENS = flags.DEFINE_integer("latency_tokens", 20, "Sentence length for latency.",
                                    lower_bound=1)
 _THREADS = flags.DEFINE_list("latency_threads", ["1", "2"], "Interpreter thread counts.")
+_THROUGHPUT = flags.DEFINE_string(
+    "throughput_corpus", "", "Text (file glob or tfds:NAME/SPLIT) whose first "
+    "--throughput_sentences sentences each TFLite file embeds one at a time, for its words per "
+    "second at each --latency_threads count (with --latency); empty = skip.")
+_THROUGHPUT_SENT = flags.DEFINE_integer("throughput_sentences", 1000, "Sentences of "
+                                        "--throughput_corpus to embed.", lower_bound=1)
 _OUT = flags.DEFINE_string("out_dir", None, "Where the entries, caches and evaluation.json "
                            "go; default TARGET/evaluation.")
 
@@ -71,7 +77,8 @@ def main(argv):
       probe=ProbeConfig(max_train_sentences=_PROBE_TRAIN.value, epochs=_PROBE_EPOCHS.value),
       latency=LatencyConfig(runs=_LAT_RUNS.value, num_tokens=_LAT_TOKENS.value,
                             threads=tuple(int(t) for t in _THREADS.value)),
-      measure_latency=_LATENCY.value)
+      measure_latency=_LATENCY.value, throughput_corpus=_THROUGHPUT.value,
+      throughput_sentences=_THROUGHPUT_SENT.value)
   out_dir = _OUT.value or os.path.join(_TARGET.value, "evaluation")
   entries = evaluate(config, out_dir)
   files.write_json(os.path.join(out_dir, "evaluation.json"), {"entries": entries})

@@ -11,7 +11,8 @@ import dataclasses
 import json
 from typing import Any, Mapping, Optional, Tuple
 
-from prunelm_tf.export.tflite import QUANTIZATION_MODES
+from prunelm_tf.export.tflite import DEFAULT_INT8_MAX_TOKENS, QUANTIZATION_MODES
+from prunelm_tf.export.unrolled import check_max_tokens
 
 
 def _check_sparsity(name: str, value: float) -> None:
@@ -51,8 +52,11 @@ class CompressConfig:
   layer_sparsity: Tuple[Tuple[str, float], ...] = ()
   # TFLite files to write per variant.
   tflite_quantization: Tuple[str, ...] = ("none", "dynamic")
-  # Sentences of `eval` used for TFLite parity and int8 calibration.
+  # Sentences of `eval` used for TFLite parity (and int8 calibration without `calibration`).
   num_parity_sentences: int = 8
+  # Words per sentence of the fixed-length (unrolled) "int8" TFLite: longer
+  # sentences are refused by it, shorter ones cost as much as this many.
+  tflite_int8_max_tokens: int = DEFAULT_INT8_MAX_TOKENS
   # Also write the compressed variant as an ELMo options.json + HDF5 pair.
   export_elmo: bool = False
   # Seed for data order and sampling.
@@ -106,6 +110,7 @@ class CompressConfig:
       raise ValueError(f"--max_sentences must be >= 0 (0 = all), got {self.max_sentences}.")
     if self.num_parity_sentences < 1:
       raise ValueError(f"--num_parity_sentences must be >= 1, got {self.num_parity_sentences}.")
+    check_max_tokens(self.tflite_int8_max_tokens, "--tflite_int8_max_tokens")
 
   @property
   def method_impl(self):

@@ -29,7 +29,8 @@ from prunelm_tf.compression.targets import (measure_sparsity, overridden_names, 
 from prunelm_tf.data.corpus import load_corpus
 from prunelm_tf.export.saved_model import export_saved_model
 from prunelm_tf.export.sizes import gzip_bytes, path_bytes, zip_directory
-from prunelm_tf.export.tflite import ConverterCrashed, TFLiteBiLM, export_tflite
+from prunelm_tf.export.tflite import (ConverterCrashed, TFLiteBiLM, export_tflite,
+                                      representation_parity)
 from prunelm_tf.models.bilm import input_name
 from prunelm_tf.models.config import BiLMConfig
 from prunelm_tf.reporting.hparams import write_hparams
@@ -55,11 +56,14 @@ def load_source(config: CompressConfig) -> Source:
 
 def export_variant(model: keras.Model, folder: VariantFolder, config: CompressConfig,
                    parity_inputs: List[np.ndarray], seconds: Dict[str, float],
-                   model_config: BiLMConfig) -> Dict:
+                   model_config: BiLMConfig,
+                   int8_inputs: Optional[List[np.ndarray]] = None) -> Dict:
   """SavedModel, zip, TFLite per mode (reloaded and compared), ELMo HDF5; sizes.
 
   ``model_config`` is the variant's own architecture (it may differ from the
-  source's); the ELMo export writes it into options.json.
+  source's); the ELMo export writes it into options.json. ``int8_inputs``
+  calibrate the "int8" file (default: the parity inputs); both are limited to
+  ``config.tflite_int8_max_tokens`` words for it (its fixed length).
   """
   sizes: Dict = {"tflite": {}}
   t = time.time()
@@ -68,16 +72,27 @@ def export_variant(model: keras.Model, folder: VariantFolder, config: CompressCo
   sizes["saved_model_bytes"] = path_bytes(sm_dir)
   sizes["saved_model_zip_bytes"] = zip_directory(sm_dir, folder.saved_model_zip)
   seconds["export_saved_model"] = time.time() - t
-  diffs = {}
-  errors = {}
+  diffs, parity, errors = {}, {}, {}
   # The Keras reference of each parity sentence, once for all modes.
   expected = [model(x, training=False)["representations"].numpy() for x in parity_inputs]
+  int8_time = config.tflite_int8_max_tokens + 2
   for mode in config.tflite_quantization:
     t = time.time()
     path = folder.tflite(mode)
+    # The int8 file has a fixed length: only sentences that fit calibrate and check it.
+    fits = [k for k, x in enumerate(parity_inputs) if mode != "int8" or x.shape[1] <= int8_time]
+    calibration = None
+    if mode == "int8":
+      calibration = [x for x in (parity_inputs if int8_inputs is None else int8_inputs)
+                     if x.shape[1] <= int8_time]
     try:
+      if mode == "int8" and not (fits and calibration):
+        raise ConverterCrashed(
+            f"no int8 TFLite: no parity or calibration sentence has at most "
+            f"--tflite_int8_max_tokens={config.tflite_int8_max_tokens} words; raise it.")
       export_tflite(model, path, mode, saved_model_dir=sm_dir,
-                    representative_inputs=(lambda: iter(parity_inputs)) if mode == "int8" else None)
+                    representative_inputs=(lambda: iter(calibration)) if calibration else None,
+                    max_tokens=config.tflite_int8_max_tokens)
     except ConverterCrashed as e:
       # Recorded, not fatal: the other modes and variants are still worth having.
       logging.error("%s: %s", folder.path, e)
@@ -85,8 +100,12 @@ def export_variant(model: keras.Model, folder: VariantFolder, config: CompressCo
       continue
     sizes["tflite"][mode] = {"bytes": path_bytes(path), "gzip_bytes": gzip_bytes(path)}
     runner = TFLiteBiLM(path)
-    diffs[mode] = max(float(np.abs(runner(x) - e).max())
-                      for x, e in zip(parity_inputs, expected))
+    parity[mode] = representation_parity([runner(parity_inputs[k]) for k in fits],
+                                         [expected[k] for k in fits])
+    parity[mode]["sentences"] = len(fits)
+    if mode == "int8":
+      parity[mode]["calibration_sentences"] = len(calibration)
+    diffs[mode] = parity[mode]["max_abs_diff"]
     seconds[f"export_tflite_{mode}"] = time.time() - t
   if config.export_elmo:
     from prunelm_tf.elmo import export_elmo
@@ -98,7 +117,9 @@ def export_variant(model: keras.Model, folder: VariantFolder, config: CompressCo
     sizes["elmo_hdf5_bytes"] = path_bytes(folder.elmo_weights)
     sizes["elmo_hdf5_gzip_bytes"] = gzip_bytes(folder.elmo_weights)
     seconds["export_elmo"] = time.time() - t
-  info = {"sizes": sizes, "tflite_max_abs_diff": diffs}
+  info = {"sizes": sizes, "tflite_max_abs_diff": diffs, "tflite_parity": parity}
+  if "int8" in config.tflite_quantization:
+    info["tflite_int8_max_tokens"] = config.tflite_int8_max_tokens
   if errors:
     info["tflite_errors"] = errors
   return info
@@ -140,9 +161,14 @@ def compress(config: CompressConfig, run_dir: str, *, overwrite: bool = False,
                      if config.train and needs.train else None)
   calibration_sentences = (load_corpus(config.calibration, config.calibration_sentences,
                                        what="--calibration") if needs.calibration else None)
+  # The int8 TFLite calibrates on --calibration when given (else the parity sentences).
+  int8_sentences = calibration_sentences
+  if "int8" in config.tflite_quantization and config.calibration and int8_sentences is None:
+    int8_sentences = load_corpus(config.calibration, config.calibration_sentences,
+                                 what="--calibration")
   if source.vocab is not None:
     for flag, sentences in (("--eval", eval_sentences), ("--train", train_sentences),
-                            ("--calibration", calibration_sentences)):
+                            ("--calibration", int8_sentences or calibration_sentences)):
       if sentences is not None:
         check_corpus_fits(sentences, source.vocab, flag, max_oov_rate)
   parity_source = eval_sentences or train_sentences
@@ -157,12 +183,13 @@ def compress(config: CompressConfig, run_dir: str, *, overwrite: bool = False,
   with files.run_dir_lock(run_dir):
     return _compress_locked(config, run_dir, folder, inputs, overwrite, flags_text, start, method,
                             options, variant_names, source, names, eval_sentences,
-                            train_sentences, calibration_sentences, parity_source)
+                            train_sentences, calibration_sentences, parity_source,
+                            int8_sentences)
 
 
 def _compress_locked(config, run_dir, folder, inputs, overwrite, flags_text, start, method,
                      options, variant_names, source, names, eval_sentences, train_sentences,
-                     calibration_sentences, parity_source) -> Dict:
+                     calibration_sentences, parity_source, int8_sentences=None) -> Dict:
   """The work of `compress` once its inputs are checked and the run folder is locked."""
   files.prepare_run_dir(run_dir, config.to_json(), overwrite=overwrite, inputs=inputs)
   files.write_text(folder.config_json, config.to_json() + "\n")
@@ -171,12 +198,17 @@ def _compress_locked(config, run_dir, folder, inputs, overwrite, flags_text, sta
 
   parity_inputs = [next(iter(source.dataset([s], 1, shuffle=False)))[input_name(source.config)]
                    .numpy() for s in parity_source[:config.num_parity_sentences]]
+  int8_inputs = None
+  if int8_sentences is not None:
+    int8_inputs = [next(iter(source.dataset([s], 1, shuffle=False)))[input_name(source.config)]
+                   .numpy() for s in int8_sentences]
   eval_ds = ((lambda c, v: lambda: _model_dataset(c, v, eval_sentences)) if eval_sentences
              else None)
 
   def describe(model, model_config, vocab, vfolder: VariantFolder, record, seconds):
     vfolder.write_description(model_config, vocab, record)
-    info = export_variant(model, vfolder, config, parity_inputs, seconds, model_config)
+    info = export_variant(model, vfolder, config, parity_inputs, seconds, model_config,
+                          int8_inputs)
     t = time.time()
     with_ppl = model_config.has_softmax and eval_ds is not None
     info["perplexity"] = ({k: v for k, v in evaluate_perplexity(

@@ -13,7 +13,10 @@ quantization mode it was exported in. Each (variant, mode) is one *entry*:
   probe config and seed for every entry;
 * sizes: SavedModel (raw, zip) and the TFLite file (raw, gzip, zip);
 * latency (``latency``): the TFLite file at each thread count, and, on the
-  "none" entry, the SavedModel.
+  "none" entry, the SavedModel;
+* throughput (``latency.measure_throughput``): words per second of the TFLite
+  file embedding ``throughput_sentences`` sentences of ``throughput_corpus``
+  one at a time, at each thread count.
 
 Each entry is written to ``out_dir/<variant>/<mode>/evaluation.json`` when
 done, so an interrupted evaluation resumes where it stopped; ``out_dir``
@@ -36,7 +39,7 @@ from prunelm_tf.elmo.embedder import ElmoEmbedder, Embedder
 from prunelm_tf.evaluation import downstream, feature_cache, latency, mrpc, ner, perplexity
 from prunelm_tf.evaluation.variants import Variant, find_variants
 from prunelm_tf.export.sizes import zip_file_bytes
-from prunelm_tf.export.tflite import QUANTIZATION_MODES, TFLiteBiLM
+from prunelm_tf.export.tflite import QUANTIZATION_MODES, SentenceTooLong, TFLiteBiLM
 from prunelm_tf.utils import files
 
 
@@ -70,6 +73,11 @@ class EvaluateConfig:
   # Latency measurement; measure_latency=False skips it.
   latency: latency.LatencyConfig = dataclasses.field(default_factory=latency.LatencyConfig)
   measure_latency: bool = True
+  # Corpus (file glob or tfds:NAME/SPLIT) whose first `throughput_sentences`
+  # sentences each TFLite file embeds, batch 1, for its words per second at
+  # each latency thread count (with the latency pass); "" = skip.
+  throughput_corpus: str = ""
+  throughput_sentences: int = 1000
   # Threads of the LiteRT interpreter for perplexity / SST-2 (not latency).
   num_threads: int = 2
 
@@ -90,6 +98,10 @@ class EvaluateConfig:
                          f"{', '.join(QUANTIZATION_MODES)}.")
     if self.max_sentences < 0 or self.num_threads < 1:
       raise ValueError("max_sentences must be >= 0 and num_threads >= 1.")
+    if isinstance(self.throughput_sentences, bool) or \
+        not isinstance(self.throughput_sentences, int) or self.throughput_sentences < 1:
+      raise ValueError(f"throughput_sentences must be an integer >= 1, got "
+                       f"{self.throughput_sentences!r}.")
     if self.ner is None:
       object.__setattr__(self, "ner", ner.NerConfig())
     for flag, folder, names in (("ner_dir", self.ner_dir, ("eng.train", "eng.testa", "eng.testb")),
@@ -158,11 +170,13 @@ def _entry_skeleton(variant: Variant, mode: str, group: str) -> Dict:
                 "tflite_bytes": tfl.get("bytes"), "tflite_gzip_bytes": tfl.get("gzip_bytes"),
                 "tflite_zip_bytes": (zip_file_bytes(variant.tflite[mode]) if mode in variant.tflite
                                      else None)},
-      "latency": {"tflite": {}, "saved_model": {}}, "errors": {}, "seconds": {}}
+      "latency": {"tflite": {}, "saved_model": {}}, "throughput": {"tflite": {}},
+      "errors": {}, "seconds": {}}
 
 
 def evaluate_variant(variant: Variant, mode: str, config: EvaluateConfig, out_dir: str, *,
-                     group: str = "", ppl_sentences=None, latency_ids=None) -> Dict:
+                     group: str = "", ppl_sentences=None, latency_ids=None,
+                     throughput_ids=None) -> Dict:
   """Evaluates one (variant, quantization mode); returns its entry (cached on disk).
 
   Perplexity, SST-2 and sizes are cached in ``evaluation.json``, latency
@@ -181,7 +195,43 @@ def evaluate_variant(variant: Variant, mode: str, config: EvaluateConfig, out_di
     for threads, message in measured.get("errors", {}).items():
       entry["errors"][f"latency_tflite_{threads}"] = message
     entry["seconds"]["latency"] = measured["seconds"]
+  if config.measure_latency and throughput_ids and mode in variant.tflite and \
+      not entry["errors"].get("tflite"):
+    measured = _throughput(variant, mode, config, entry_dir, throughput_ids)
+    entry["throughput"] = {"tflite": measured["tflite"]}
+    for threads, message in measured.get("errors", {}).items():
+      entry["errors"][f"throughput_tflite_{threads}"] = message
+    entry["seconds"]["throughput"] = measured["seconds"]
   return entry
+
+
+def _throughput(variant: Variant, mode: str, config: EvaluateConfig, entry_dir: str,
+                throughput_ids) -> Dict:
+  """TFLite words per second per thread count over the throughput sentences, cached."""
+  path = os.path.join(entry_dir, "throughput.json")
+  if os.path.exists(path):
+    return files.read_json(path)
+  result, errors, t = {"tflite": {}}, {}, time.time()
+  for threads in config.latency.threads:
+    try:
+      result["tflite"][str(threads)] = latency.measure_throughput(
+          variant.tflite[mode], throughput_ids, threads=threads,
+          timeout_seconds=config.latency.timeout_seconds)
+    except RuntimeError as e:  # recorded, not fatal
+      errors[str(threads)] = str(e)
+  if errors:
+    result["errors"] = errors
+  result["seconds"] = time.time() - t
+  files.write_json(path, result)
+  return result
+
+
+def _encode(sentences, config, vocab) -> List[np.ndarray]:
+  """Model ids [1, time(, chars)] per sentence, as ``TFLiteEmbedder`` feeds them."""
+  if config.token_encoder == "word":
+    return [data_lib.encode_sentence(tokens, vocab)[np.newaxis] for tokens in sentences]
+  return [data_lib.sentence_to_char_ids(tokens, config.char_cnn.max_characters_per_token)
+          [np.newaxis] for tokens in sentences]
 
 
 def _latency(variant: Variant, mode: str, config: EvaluateConfig, entry_dir: str,
@@ -267,38 +317,49 @@ def _evaluate_quality(variant: Variant, mode: str, config: EvaluateConfig, entry
       embedder = TFLiteEmbedder(variant.tflite[mode], variant.config, variant.vocab,
                                 num_threads=config.num_threads)
       fingerprint = "tflite:" + feature_cache.fingerprint_file(variant.tflite[mode])
+  # A fixed-length (int8) file refuses sentences longer than its length: that
+  # task is recorded as not measurable for this entry, the others still run.
   if config.sst2_dir:
     if embedder is not None:
-      result = downstream.evaluate_sst2(
-          embedder, os.path.join(config.sst2_dir, "train.tsv"),
-          os.path.join(config.sst2_dir, "dev.tsv"), cache_dir=os.path.join(entry_dir, "sst2"),
-          probe=config.probe)
-      entry["sst2_accuracy"] = result["accuracy"]
-      entry["sst2"] = {k: result[k] for k in ("train_accuracy", "scalar_mix_weights", "gamma",
-                                              "num_train", "num_dev", "majority_baseline")}
+      try:
+        result = downstream.evaluate_sst2(
+            embedder, os.path.join(config.sst2_dir, "train.tsv"),
+            os.path.join(config.sst2_dir, "dev.tsv"), cache_dir=os.path.join(entry_dir, "sst2"),
+            probe=config.probe)
+        entry["sst2_accuracy"] = result["accuracy"]
+        entry["sst2"] = {k: result[k] for k in ("train_accuracy", "scalar_mix_weights", "gamma",
+                                                "num_train", "num_dev", "majority_baseline")}
+      except SentenceTooLong as e:
+        entry["errors"]["sst2"] = str(e)
   entry["seconds"]["sst2"] = time.time() - t
   if config.ner_dir and embedder is not None:
     t = time.time()
-    if config.ner_seeds:
-      result = ner.ner_f1_spread(embedder, config.ner_dir, os.path.join(entry_dir, "ner"),
-                                 fingerprint, config.ner, seeds=config.ner_seeds)
-      entry["ner"] = result
-      entry["ner_test_f1"] = result["test_f1"]["mean"]
-      entry["ner_test_f1_std"] = result["test_f1"]["std"]
-    else:
-      result = ner.evaluate_ner(embedder, config.ner_dir, os.path.join(entry_dir, "ner"),
-                                fingerprint, config.ner)
-      entry["ner"] = result
-      entry["ner_test_f1"] = result["test_f1"]
+    try:
+      if config.ner_seeds:
+        result = ner.ner_f1_spread(embedder, config.ner_dir, os.path.join(entry_dir, "ner"),
+                                   fingerprint, config.ner, seeds=config.ner_seeds)
+        entry["ner"] = result
+        entry["ner_test_f1"] = result["test_f1"]["mean"]
+        entry["ner_test_f1_std"] = result["test_f1"]["std"]
+      else:
+        result = ner.evaluate_ner(embedder, config.ner_dir, os.path.join(entry_dir, "ner"),
+                                  fingerprint, config.ner)
+        entry["ner"] = result
+        entry["ner_test_f1"] = result["test_f1"]
+    except SentenceTooLong as e:
+      entry["errors"]["ner"] = str(e)
     entry["seconds"]["ner"] = time.time() - t
   if config.mrpc_dir and embedder is not None:
     t = time.time()
-    result = mrpc.evaluate_mrpc(embedder, os.path.join(config.mrpc_dir, "train.tsv"),
-                                os.path.join(config.mrpc_dir, "dev.tsv"),
-                                cache_dir=os.path.join(entry_dir, "mrpc"),
-                                model_fingerprint=fingerprint, probe=config.probe)
-    entry["mrpc"] = result
-    entry["mrpc_accuracy"], entry["mrpc_f1"] = result["accuracy"], result["f1"]
+    try:
+      result = mrpc.evaluate_mrpc(embedder, os.path.join(config.mrpc_dir, "train.tsv"),
+                                  os.path.join(config.mrpc_dir, "dev.tsv"),
+                                  cache_dir=os.path.join(entry_dir, "mrpc"),
+                                  model_fingerprint=fingerprint, probe=config.probe)
+      entry["mrpc"] = result
+      entry["mrpc_accuracy"], entry["mrpc_f1"] = result["accuracy"], result["f1"]
+    except SentenceTooLong as e:
+      entry["errors"]["mrpc"] = str(e)
     entry["seconds"]["mrpc"] = time.time() - t
 
   files.write_json(done, entry)
@@ -329,15 +390,21 @@ def evaluate(config: EvaluateConfig, out_dir: str, *, group: str = "",
     from prunelm_tf.data.corpus import load_corpus
     ppl_sentences = load_corpus(config.perplexity_corpus, config.max_sentences,
                                 what="perplexity corpus")
+  throughput_sentences = None
+  if config.throughput_corpus and config.measure_latency:
+    from prunelm_tf.data.corpus import load_corpus
+    throughput_sentences = load_corpus(config.throughput_corpus, config.throughput_sentences,
+                                       what="throughput corpus")
   # One process per evaluation folder: a second one is refused, not interleaved.
   with files.run_dir_lock(out_dir, flag_name="evaluation folder"):
     files.write_text(os.path.join(out_dir, "evaluate_config.json"),
                      json.dumps(config.to_dict(), indent=2, sort_keys=True, default=str) + "\n")
-    return _evaluate_locked(config, out_dir, variants, group, ppl_sentences)
+    return _evaluate_locked(config, out_dir, variants, group, ppl_sentences,
+                            throughput_sentences)
 
 
 def _evaluate_locked(config: EvaluateConfig, out_dir: str, variants, group: str,
-                     ppl_sentences) -> List[Dict]:
+                     ppl_sentences, throughput_sentences=None) -> List[Dict]:
   entries = []
   for v in variants:
     modes = list(v.tflite) + [m for m in v.metrics.get("tflite_errors", {})
@@ -351,7 +418,10 @@ def _evaluate_locked(config: EvaluateConfig, out_dir: str, variants, group: str,
           v.config.token_encoder == "char", num_tokens=config.latency.num_tokens,
           max_characters_per_token=v.config.char_cnn.max_characters_per_token,
           vocab_size=len(v.vocab) if v.vocab is not None else None)
+    throughput_ids = (_encode(throughput_sentences, v.config, v.vocab)
+                      if throughput_sentences else None)
     for mode in modes:
       entries.append(evaluate_variant(v, mode, config, out_dir, group=group,
-                                      ppl_sentences=ppl_sentences, latency_ids=ids))
+                                      ppl_sentences=ppl_sentences, latency_ids=ids,
+                                      throughput_ids=throughput_ids))
   return entries

@@ -28,7 +28,7 @@ import subprocess
 import sys
 import tempfile
 import threading
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 from absl import logging
 import numpy as np
@@ -156,14 +156,14 @@ def latency_input(char_inputs: bool, num_tokens: int = 20,
   return np.concatenate([[_BOS_ID], words, [_EOS_ID]]).astype(np.int32)[np.newaxis]
 
 
-def _check_ids(ids: object) -> None:
+def _check_ids(ids: object, minimum_time: int = 3) -> None:
   if not isinstance(ids, np.ndarray) or ids.dtype != np.int32 or ids.ndim not in (2, 3) or \
-      ids.shape[0] != 1 or ids.shape[1] < 3:
+      ids.shape[0] != 1 or ids.shape[1] < minimum_time:
     found = (f"{ids.dtype} {list(ids.shape)}" if isinstance(ids, np.ndarray)
              else type(ids).__name__)
     raise ValueError(f"latency ids must be a numpy int32 array [1, time] (token ids) or "
-                     f"[1, time, chars] (char ids) with batch 1 and time >= 3, got {found}; "
-                     "build them with latency_input().")
+                     f"[1, time, chars] (char ids) with batch 1 and time >= {minimum_time}, got "
+                     f"{found}; build them with latency_input().")
 
 
 def _check_model_path(kind: str, path: str) -> None:
@@ -224,33 +224,80 @@ def measure_latency(kind: str, path: str, ids: np.ndarray, *, threads: int, warm
   with tempfile.TemporaryDirectory(prefix="latency_") as tmp:
     input_path = os.path.join(tmp, "ids.npy")
     np.save(input_path, ids)
-    command = [sys.executable, "-P", _CHILD_SCRIPT, "--kind", kind, "--path", path,
-               "--input", input_path, "--threads", str(threads), "--warmup", str(warmup),
-               "--runs", str(runs)]
-    with _ONE_CHILD_AT_A_TIME:
-      try:
-        proc = subprocess.run(command, capture_output=True, text=True, check=False,
-                              timeout=timeout_seconds)
-      except subprocess.TimeoutExpired as e:
-        stderr = e.stderr.decode(errors="replace") if isinstance(e.stderr, bytes) else e.stderr
-        raise RuntimeError(
-            f"latency measurement of {what} did not finish within {timeout_seconds:g} s and was "
-            f"killed: {_stderr_tail(stderr)}. Raise LatencyConfig.timeout_seconds or lower "
-            "runs.") from e
+    result = _run_child(["--kind", kind, "--path", path, "--input", input_path, "--threads",
+                         str(threads), "--warmup", str(warmup), "--runs", str(runs)],
+                        what, timeout_seconds)
+  logging.info("latency of %s: p50 %.2f ms, p90 %.2f ms, peak RSS %.1f MB (model %.1f MB)",
+               what, result["p50_ms"], result["p90_ms"], result["peak_rss_bytes"] / 1e6,
+               result["model_rss_bytes"] / 1e6)
+  return result
+
+
+def measure_throughput(path: str, sentences: Sequence[np.ndarray], *, threads: int,
+                       timeout_seconds: float = 600.0) -> Dict[str, Any]:
+  """Embedding throughput of one TFLite file over many sentences, in a fresh child process.
+
+  Every sentence runs once, batch 1 (as ``TFLiteEmbedder`` runs them); a
+  fixed-length model (the "int8" export) gets each 0-padded to its length and
+  leaves out longer ones (counted in "skipped_sentences").
+
+  Args:
+    path: the .tflite file.
+    sentences: int32 ids [1, time(, chars)] per sentence, ``<S> words </S>``
+      (e.g. 1,000 PTB test sentences through ``data.encode_sentence`` or
+      ``data.sentence_to_char_ids``).
+    threads: interpreter threads.
+    timeout_seconds: the child is killed after this long.
+
+  Returns:
+    The child's dict: "words_per_second", "sentences", "words", "seconds",
+    "skipped_sentences", "fixed_time", "threads", "kind", "path".
+
+  Raises:
+    ValueError: no sentences or bad ids; FileNotFoundError: no file;
+    RuntimeError: the child failed, crashed or timed out.
+  """
+  _check_model_path("tflite", path)
+  _check_int("threads", threads, 1)
+  _check_timeout(timeout_seconds)
+  if not sentences:
+    raise ValueError("throughput needs at least one sentence; pass the encoded corpus.")
+  for ids in sentences:
+    _check_ids(ids, minimum_time=2)
+  what = f"tflite model {path} ({threads} thread{'s' if threads > 1 else ''}, throughput)"
+  with tempfile.TemporaryDirectory(prefix="throughput_") as tmp:
+    sentences_path = os.path.join(tmp, "sentences.npz")
+    np.savez(sentences_path, *sentences)
+    result = _run_child(["--kind", "tflite", "--path", path, "--sentences", sentences_path,
+                         "--threads", str(threads)], what, timeout_seconds)
+  logging.info("throughput of %s: %.0f words/s over %d sentences", what,
+               result["words_per_second"], result["sentences"])
+  return result
+
+
+def _run_child(args, what: str, timeout_seconds: float) -> Dict[str, Any]:
+  """Runs latency_child.py with ``args`` (one child at a time); its last stdout line as JSON."""
+  command = [sys.executable, "-P", _CHILD_SCRIPT] + list(args)
+  with _ONE_CHILD_AT_A_TIME:
+    try:
+      proc = subprocess.run(command, capture_output=True, text=True, check=False,
+                            timeout=timeout_seconds)
+    except subprocess.TimeoutExpired as e:
+      stderr = e.stderr.decode(errors="replace") if isinstance(e.stderr, bytes) else e.stderr
+      raise RuntimeError(
+          f"measurement of {what} did not finish within {timeout_seconds:g} s and was "
+          f"killed: {_stderr_tail(stderr)}. Raise LatencyConfig.timeout_seconds or lower "
+          "runs.") from e
   if proc.returncode != 0:
     crash = f" (a native crash, signal {-proc.returncode})" if proc.returncode < 0 else ""
     raise RuntimeError(f"latency measurement of {what} failed with exit code "
                        f"{proc.returncode}{crash}: {_stderr_tail(proc.stderr)}")
   lines = (proc.stdout or "").strip().splitlines()
   try:
-    result = json.loads(lines[-1])
+    return json.loads(lines[-1])
   except (IndexError, json.JSONDecodeError) as e:
     raise RuntimeError(f"latency measurement of {what} exited 0 but its last stdout line is not "
                        f"JSON: {lines[-1:]!r}; stderr: {_stderr_tail(proc.stderr)}") from e
-  logging.info("latency of %s: p50 %.2f ms, p90 %.2f ms, peak RSS %.1f MB (model %.1f MB)",
-               what, result["p50_ms"], result["p90_ms"], result["peak_rss_bytes"] / 1e6,
-               result["model_rss_bytes"] / 1e6)
-  return result
 
 
 def measure_variant(saved_model_dir: Optional[str], tflite_files: Dict[str, str],

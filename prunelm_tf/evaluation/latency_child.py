@@ -8,8 +8,14 @@ run by hand, though it can be::
 
 It loads the model, runs ``--warmup`` untimed and ``--runs`` timed invocations
 on the ids of ``--input`` and writes one JSON object on the last line of
-stdout (see ``measure``). Errors go to stderr as one ``latency_child: error:``
-line and exit code 1.
+stdout (see ``measure``). With ``--sentences SENTENCES.npz`` (one int32 id
+array per sentence) instead, it embeds every sentence once and reports the
+throughput in words per second (see ``measure_throughput``). Errors go to
+stderr as one ``latency_child: error:`` line and exit code 1.
+
+A TFLite file with a fixed time (the "int8" export, an unrolled graph of
+``max_tokens + 2`` positions) gets the ids 0-padded to its length: that is
+what running it costs for any shorter sentence.
 
 The TFLite path imports only the standard library, numpy and the LiteRT
 interpreter -- never TensorFlow or prunelm_tf, which would add hundreds of MB
@@ -53,32 +59,54 @@ def peak_rss_bytes() -> int:
   return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
+def _pad(ids: np.ndarray, time: int, path: str) -> np.ndarray:
+  if ids.shape[1] > time:
+    raise ValueError(f"{path} has a fixed length of {time - 2} words (time {time}) but the ids "
+                     f"hold {ids.shape[1] - 2}; measure it on sentences that fit.")
+  out = np.zeros((1, time) + ids.shape[2:], np.int32)
+  out[:, :ids.shape[1]] = ids
+  return out
+
+
+def _open_tflite(path: str, threads: int, rank: int):
+  """(interpreter, input detail, output index, fixed time or None) of a biLM TFLite file."""
+  from ai_edge_litert.interpreter import Interpreter  # pylint: disable=g-import-not-at-top
+  try:
+    interpreter = Interpreter(model_path=path, num_threads=threads)
+  except ValueError as e:
+    raise ValueError(f"{path} is not a readable TFLite model ({e}).") from e
+  inputs = interpreter.get_input_details()
+  if len(inputs) != 1 or inputs[0]["dtype"] != np.int32 or \
+      len(inputs[0]["shape_signature"]) != rank:
+    found = [(tuple(int(d) for d in i["shape_signature"]), np.dtype(i["dtype"]).name)
+             for i in inputs]
+    raise ValueError(f"{path} has inputs {found} but the ids are int32 of rank {rank}; a "
+                     "word-input biLM takes [1, time], a char-input biLM [1, time, chars].")
+  outputs = [o for o in interpreter.get_output_details() if len(o["shape_signature"]) == 4]
+  if len(outputs) != 1:
+    raise ValueError(f"{path} has {len(outputs)} rank-4 outputs; a biLM has exactly one, the "
+                     "representations [1, n_layers + 1, time - 2, 2 * proj].")
+  time = int(inputs[0]["shape_signature"][1])
+  return interpreter, inputs[0], outputs[0]["index"], (time if time > 0 else None)
+
+
 def _tflite_loader(threads: int) -> Loader:
   """Imports the LiteRT interpreter; returns a loader of TFLite biLMs.
 
-  The loader resizes the input and allocates the tensors once, so the timed
-  loop only copies the ids in, invokes and copies the representations out.
+  The loader resizes the input (or pads the ids to a fixed-length model's
+  time) and allocates the tensors once, so the timed loop only copies the ids
+  in, invokes and copies the representations out. The runner's
+  ``input_shape`` is the shape it feeds.
   """
-  from ai_edge_litert.interpreter import Interpreter  # pylint: disable=g-import-not-at-top
+  import ai_edge_litert.interpreter  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
 
   def load(path: str, ids: np.ndarray) -> Runner:
-    try:
-      interpreter = Interpreter(model_path=path, num_threads=threads)
-    except ValueError as e:
-      raise ValueError(f"{path} is not a readable TFLite model ({e}).") from e
-    inputs = interpreter.get_input_details()
-    if len(inputs) != 1 or inputs[0]["dtype"] != np.int32 or \
-        len(inputs[0]["shape_signature"]) != ids.ndim:
-      found = [(tuple(int(d) for d in i["shape_signature"]), np.dtype(i["dtype"]).name)
-               for i in inputs]
-      raise ValueError(f"{path} has inputs {found} but the ids are int32 {list(ids.shape)}; a "
-                       "word-input biLM takes [1, time], a char-input biLM [1, time, chars].")
-    outputs = [o for o in interpreter.get_output_details() if len(o["shape_signature"]) == 4]
-    if len(outputs) != 1:
-      raise ValueError(f"{path} has {len(outputs)} rank-4 outputs; a biLM has exactly one, the "
-                       "representations [1, n_layers + 1, time - 2, 2 * proj].")
-    input_index, output_index = inputs[0]["index"], outputs[0]["index"]
-    interpreter.resize_tensor_input(input_index, list(ids.shape))
+    interpreter, input_detail, output_index, fixed_time = _open_tflite(path, threads, ids.ndim)
+    input_index = input_detail["index"]
+    if fixed_time is None:
+      interpreter.resize_tensor_input(input_index, list(ids.shape))
+    else:
+      ids = _pad(ids, fixed_time, path)
     interpreter.allocate_tensors()
 
     def run() -> np.ndarray:
@@ -86,9 +114,38 @@ def _tflite_loader(threads: int) -> Loader:
       interpreter.invoke()
       return interpreter.get_tensor(output_index)
 
+    run.input_shape = [int(d) for d in ids.shape]
     return run
 
   return load
+
+
+def _tflite_embedder(threads: int) -> Callable[[str, int], Callable[[np.ndarray], np.ndarray]]:
+  """Returns ``open(path, rank) -> embed(ids)`` for sentences of any length (throughput)."""
+  import ai_edge_litert.interpreter  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
+
+  def open_model(path: str, rank: int):
+    interpreter, input_detail, output_index, fixed_time = _open_tflite(path, threads, rank)
+    input_index = input_detail["index"]
+    state = {"shape": None}
+    if fixed_time is not None:
+      interpreter.allocate_tensors()
+
+    def embed(ids: np.ndarray) -> np.ndarray:
+      if fixed_time is not None:
+        ids = _pad(ids, fixed_time, path)
+      elif ids.shape != state["shape"]:
+        interpreter.resize_tensor_input(input_index, list(ids.shape))
+        interpreter.allocate_tensors()
+        state["shape"] = ids.shape
+      interpreter.set_tensor(input_index, ids)
+      interpreter.invoke()
+      return interpreter.get_tensor(output_index)
+
+    embed.fixed_time = fixed_time
+    return embed
+
+  return open_model
 
 
 def _saved_model_loader(threads: int) -> Loader:
@@ -180,6 +237,7 @@ def measure(kind: str, path: str, ids: np.ndarray, *, threads: int, warmup: int,
     raise ValueError(f"{path} returned shape {list(out.shape)}; the representations of a biLM "
                      "are rank 4 [1, n_layers + 1, time - 2, 2 * proj].")
   peak_rss = peak_rss_bytes()
+  fed_shape = getattr(run, "input_shape", [int(d) for d in ids.shape])
   ms = durations_ns / 1e6
   return {
       "kind": kind,
@@ -196,10 +254,54 @@ def measure(kind: str, path: str, ids: np.ndarray, *, threads: int, warmup: int,
       "baseline_rss_bytes": baseline_rss,
       "model_rss_bytes": peak_rss - baseline_rss,
       "input_shape": [int(d) for d in ids.shape],
+      # What the model was fed: input_shape, or padded to a fixed-length model's time.
+      "model_input_shape": fed_shape,
       "output_shape": [int(d) for d in out.shape],
       "tensorflow_imported": "tensorflow" in sys.modules,
       "prunelm_tf_imported": "prunelm_tf" in sys.modules,
   }
+
+
+def measure_throughput(path: str, sentences: Sequence[np.ndarray], *,
+                       threads: int) -> Dict[str, object]:
+  """Embeds every sentence once with a TFLite file; words per second of the whole pass.
+
+  Sentences run shortest first (as ``TFLiteEmbedder`` orders them), so a
+  dynamic-length model re-allocates its tensors once per distinct length.
+  The first sentence is run once untimed (lazy allocations, weight packing).
+
+  Args:
+    path: the .tflite file.
+    sentences: int32 ids [1, time(, chars)] each, ``<S> words </S>``.
+    threads: interpreter threads.
+
+  Returns:
+    A JSON-safe dict: "words_per_second" (words = time - 2 per sentence, <S>
+    and </S> not counted), "sentences", "words", "seconds", "threads",
+    "skipped_sentences" (longer than a fixed-length model, left out),
+    "fixed_time" (None for dynamic models), "kind" and "path".
+
+  Raises:
+    ValueError: no sentences, or a model that is not a biLM taking them.
+  """
+  if not sentences:
+    raise ValueError("throughput needs at least one sentence.")
+  embed = _tflite_embedder(threads)(path, sentences[0].ndim)
+  fixed = embed.fixed_time
+  kept = [s for s in sentences if fixed is None or s.shape[1] <= fixed]
+  if not kept:
+    raise ValueError(f"{path} has a fixed length of {fixed - 2} words and every sentence is "
+                     "longer.")
+  kept.sort(key=lambda s: s.shape[1])
+  embed(kept[0])
+  start = time.perf_counter()
+  for s in kept:
+    embed(s)
+  seconds = time.perf_counter() - start
+  words = int(sum(s.shape[1] - 2 for s in kept))
+  return {"kind": "tflite", "path": path, "words_per_second": words / seconds,
+          "sentences": len(kept), "words": words, "seconds": seconds, "threads": threads,
+          "skipped_sentences": len(sentences) - len(kept), "fixed_time": fixed}
 
 
 def _parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
@@ -207,13 +309,22 @@ def _parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
   parser.add_argument("--kind", required=True, choices=KINDS,
                       help="Format of --path: a .tflite file or a SavedModel directory.")
   parser.add_argument("--path", required=True, help="The exported model.")
-  parser.add_argument("--input", required=True,
-                      help="A .npy file of int32 ids [1, time] or [1, time, chars].")
+  parser.add_argument("--input", default=None,
+                      help="A .npy file of int32 ids [1, time] or [1, time, chars] (latency).")
+  parser.add_argument("--sentences", default=None,
+                      help="A .npz file of int32 ids, one [1, time(, chars)] array per "
+                      "sentence: measure TFLite throughput instead of latency.")
   parser.add_argument("--threads", type=int, default=1,
                       help="Interpreter threads (TFLite) or intra-op threads (TensorFlow).")
   parser.add_argument("--warmup", type=int, default=10, help="Untimed invocations first.")
   parser.add_argument("--runs", type=int, default=100, help="Timed invocations.")
   return parser.parse_args(argv)
+
+
+def _check_ids(ids: np.ndarray, what: str) -> None:
+  if ids.dtype != np.int32 or ids.ndim not in (2, 3) or ids.shape[0] != 1 or ids.shape[1] < 2:
+    raise ValueError(f"{what} holds {ids.dtype} {list(ids.shape)}; expected int32 ids "
+                     "[1, time] or [1, time, chars] with time >= 2.")
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -228,12 +339,21 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                        f"{args.threads}, {args.warmup} and {args.runs}.")
     if not os.path.exists(args.path):
       raise FileNotFoundError(f"no model at {args.path}.")
-    ids = np.load(args.input)
-    if ids.dtype != np.int32 or ids.ndim not in (2, 3) or ids.shape[0] != 1:
-      raise ValueError(f"{args.input} holds {ids.dtype} {list(ids.shape)}; expected int32 ids "
-                       "[1, time] or [1, time, chars].")
-    result = measure(args.kind, args.path, ids, threads=args.threads, warmup=args.warmup,
-                     runs=args.runs)
+    if (args.input is None) == (args.sentences is None):
+      raise ValueError("give exactly one of --input (latency) and --sentences (throughput).")
+    if args.sentences is not None:
+      if args.kind != "tflite":
+        raise ValueError("--sentences (throughput) measures TFLite files only (--kind tflite).")
+      with np.load(args.sentences, allow_pickle=False) as npz:  # never unpickle a file
+        sentences = [npz[k] for k in sorted(npz.files, key=lambda k: int(k.split("_")[-1]))]
+      for k, ids in enumerate(sentences):
+        _check_ids(ids, f"{args.sentences} sentence {k}")
+      result = measure_throughput(args.path, sentences, threads=args.threads)
+    else:
+      ids = np.load(args.input, allow_pickle=False)
+      _check_ids(ids, args.input)
+      result = measure(args.kind, args.path, ids, threads=args.threads, warmup=args.warmup,
+                       runs=args.runs)
   except Exception as e:  # pylint: disable=broad-except
     # One readable line for the parent's error message instead of a traceback.
     sys.stderr.write(f"latency_child: error: {type(e).__name__}: {e}\n")

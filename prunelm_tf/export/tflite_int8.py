@@ -1,7 +1,8 @@
-"""Child process of ``export_tflite(..., "int8")``: SAVED_MODEL CALIBRATION_NPZ OUT.
+"""Child process of ``export_tflite(..., "int8")``: SAVED_MODEL CALIBRATION_NPZ OUT MAX_TOKENS.
 
-Kept in its own process because the converter can crash natively on
-full-integer calibration of WHILE loops (tensorflow/tensorflow#41305).
+Kept in its own process so that a native crash of the full-integer quantizer
+(as on WHILE loops, tensorflow/tensorflow#41305) is reported, not fatal. The
+calibration inputs arrive checked and padded by the parent.
 """
 
 import sys
@@ -14,11 +15,12 @@ from prunelm_tf.export.tflite import convert_to_tflite
 
 
 def main(argv):
-  saved_model_dir, calibration, out = argv[1:4]
+  saved_model_dir, calibration, out, max_tokens = argv[1:5]
   with np.load(calibration, allow_pickle=False) as npz:  # never unpickle a file
     inputs = [npz[k] for k in npz.files]
   flatbuffer = convert_to_tflite(load_saved_model(saved_model_dir), "int8",
-                                 representative_inputs=lambda: iter(inputs))
+                                 representative_inputs=lambda: iter(inputs),
+                                 max_tokens=int(max_tokens))
   with open(out, "wb") as f:
     f.write(flatbuffer)
 

@@ -40,7 +40,8 @@ def sst2_dir(tmp_path_factory):
 def test_every_variant_and_mode_is_evaluated(compressed, tiny_text, sst2_dir, tmp_path):
   config = EvaluateConfig(target=compressed, perplexity_corpus=tiny_text, sst2_dir=sst2_dir,
                           probe=ProbeConfig(epochs=3),
-                          latency=LatencyConfig(runs=3, warmup=1, threads=(1,), num_tokens=5))
+                          latency=LatencyConfig(runs=3, warmup=1, threads=(1,), num_tokens=5),
+                          throughput_corpus=tiny_text, throughput_sentences=5)
   out = str(tmp_path / "e")
   entries = evaluate(config, out, group="threshold")
   assert [e["name"] for e in entries] == ["dense/none", "dense/dynamic", "threshold_50/none",
@@ -51,6 +52,8 @@ def test_every_variant_and_mode_is_evaluated(compressed, tiny_text, sst2_dir, tm
     assert e["perplexity"]["mean"] > 1 and 0 <= e["sst2_accuracy"] <= 1
     assert e["sizes"]["tflite_zip_bytes"] > 0
     assert e["latency"]["tflite"]["1"]["p50_ms"] > 0
+    assert e["throughput"]["tflite"]["1"]["sentences"] == 5
+    assert e["throughput"]["tflite"]["1"]["words_per_second"] > 0
   # "none" perplexity is the Keras model's: the compression run measured the same.
   assert by_name["threshold_50/none"]["perplexity"]["forward"] == pytest.approx(
       metrics["variants"][0]["perplexity"]["forward"], rel=1e-5)

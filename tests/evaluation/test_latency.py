@@ -142,3 +142,46 @@ def test_latency_input_is_a_fixed_sentence():
     latency_input(char_inputs=False)
   with pytest.raises(ValueError, match="num_tokens must be an integer >= 1"):
     latency_input(char_inputs=True, num_tokens=0)
+
+
+# --- fixed-length (int8) files and throughput ---------------------------------
+
+@pytest.fixture(scope="module")
+def int8_file(tmp_path_factory):
+  """The tiny biLM as a fixed-length int8 TFLite file of 8 words (time 10)."""
+  from prunelm_tf.export.tflite import convert_to_tflite
+  model = build_bilm(BiLMConfig(vocab_size=_VOCAB_SIZE, token_encoder="word", lstm_dim=16,
+                                projection_dim=8, n_layers=1))
+  rng = np.random.default_rng(0)
+  calibration = [np.concatenate([[1], rng.integers(4, _VOCAB_SIZE + 1, n), [2]])
+                 .astype(np.int32)[np.newaxis] for n in (3, 5, 8, 8)]
+  path = tmp_path_factory.mktemp("int8") / "bilm_int8.tflite"
+  path.write_bytes(convert_to_tflite(model, "int8", representative_inputs=lambda: calibration,
+                                     max_tokens=8))
+  return str(path)
+
+
+def test_fixed_length_file_is_timed_on_padded_ids(int8_file, ids):
+  result = measure_latency("tflite", int8_file, ids, threads=1, **_FAST)
+  assert result["input_shape"] == [1, _NUM_TOKENS + 2]
+  assert result["model_input_shape"] == [1, 10]  # every sentence costs the fixed length
+  assert result["output_shape"] == [1, 2, 8, 16]
+  long_ids = latency_input(char_inputs=False, num_tokens=9, vocab_size=_VOCAB_SIZE)
+  with pytest.raises(RuntimeError, match=r"fixed length of 8 words .* hold 9"):
+    measure_latency("tflite", int8_file, long_ids, threads=1, **_FAST)
+
+
+def test_throughput_counts_words_and_skips_what_a_fixed_length_file_cannot_take(
+    exported, int8_file):
+  sentences = [latency_input(char_inputs=False, num_tokens=n, vocab_size=_VOCAB_SIZE)
+               for n in (3, 9, 5, 1)]
+  dynamic = latency.measure_throughput(exported[0], sentences, threads=2, timeout_seconds=120)
+  assert dynamic["words"] == 18 and dynamic["sentences"] == 4
+  assert dynamic["skipped_sentences"] == 0 and dynamic["fixed_time"] is None
+  assert dynamic["words_per_second"] == pytest.approx(18 / dynamic["seconds"])
+  fixed = latency.measure_throughput(int8_file, sentences, threads=1, timeout_seconds=120)
+  assert fixed["words"] == 9 and fixed["skipped_sentences"] == 1 and fixed["fixed_time"] == 10
+  with pytest.raises(ValueError, match="at least one sentence"):
+    latency.measure_throughput(exported[0], [], threads=1)
+  with pytest.raises(ValueError, match="int32"):
+    latency.measure_throughput(exported[0], [sentences[0].astype(np.int64)], threads=1)
