@@ -11,6 +11,7 @@ from prunelm_tf.reporting.hparams import Session, options_text
 
 # Scalars of every session, in this order (a session may lack some, e.g. perplexity).
 METRICS = ["perplexity/forward", "perplexity/backward", "perplexity/mean", "sparsity/overall",
+           "size/removed_fraction",
            "size/saved_model_zip_bytes", "size/tflite_bytes", "size/tflite_gzip_bytes",
            "similarity/mean", "tflite/max_abs_diff"]
 
@@ -38,7 +39,7 @@ def markdown_table(result: Dict) -> str:
   records = [result["dense"]] + result["variants"]
   modes = sorted({m for v in records for m in v["sizes"]["tflite"]},
                  key=QUANTIZATION_MODES.index)
-  head = (["variant", "method", "target", "sparsity", "ppl fwd", "ppl bwd", "ppl mean",
+  head = (["variant", "method", "target", "sparsity", "removed", "ppl fwd", "ppl bwd", "ppl mean",
            "SavedModel MB", "zip MB"] + [f"tflite {m} MB (gzip)" for m in modes] +
           ["cos sim (mean)", "zip ratio vs dense SavedModel", "failed exports",
            "method options"])
@@ -49,7 +50,10 @@ def markdown_table(result: Dict) -> str:
     tfl = v["sizes"]["tflite"]
     rows.append([v["name"], E.method(v),
                  text.DASH if "target_sparsity" not in v else f"{v['target_sparsity']:.2f}",
-                 f"{v['sparsity']['overall']:.3f}", _ppl(v, "forward"), _ppl(v, "backward"),
+                 f"{v['sparsity']['overall']:.3f}",
+                 text.DASH if v.get("removed_fraction") is None
+                 else f"{v['removed_fraction']:.3f}",
+                 _ppl(v, "forward"), _ppl(v, "backward"),
                  _ppl(v, "mean"), _mb(v["sizes"]["saved_model_bytes"]),
                  _mb(v["sizes"]["saved_model_zip_bytes"])] +
                 [(f"{_mb(tfl[m]['bytes'])} ({_mb(tfl[m]['gzip_bytes'])})" if m in tfl
@@ -61,7 +65,8 @@ def markdown_table(result: Dict) -> str:
   lines += ["| " + " | ".join(text.cell(c) for c in r) + " |" for r in rows]
   notes = ("\nPerplexity is of the Keras model of each variant (the TFLite files export the "
            "representations only, without the softmax). Sparsity is measured on the exported "
-           "weights. Sizes in MB = 10^6 bytes.\n")
+           "weights; removed = the fraction of the compressed matrices' parameters a "
+           "shape-changing method (lowrank, structured, layers) took out. Sizes in MB = 10^6 bytes.\n")
   return "\n".join(lines) + "\n" + notes
 
 
@@ -72,6 +77,7 @@ def hparam_sessions(result: Dict) -> List[Session]:
     sim = _mean_similarity(v)
     for mode, size in v["sizes"]["tflite"].items():
       scalars = {"sparsity/overall": v["sparsity"]["overall"],
+                 "size/removed_fraction": v.get("removed_fraction") or 0.0,
                  "size/saved_model_zip_bytes": v["sizes"]["saved_model_zip_bytes"],
                  "size/tflite_bytes": size["bytes"], "size/tflite_gzip_bytes": size["gzip_bytes"],
                  "tflite/max_abs_diff": (v.get("tflite_max_abs_diff") or {}).get(mode),
