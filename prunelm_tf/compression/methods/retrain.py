@@ -104,11 +104,12 @@ class RetrainMethod(CompressionMethod):
       metrics["init"] = {"method": init.name, **done.metrics, "seconds": done.seconds}
       # The one-shot masks are the starting point: no ramp from a lower sparsity.
       schedule = dataclasses.replace(schedule, kind="constant", begin_step=0)
-    pruned = wrap_for_pruning(start, schedule, context.targets)
+    with context.training_scope():  # mirrored variables under a multi-worker strategy
+      pruned = wrap_for_pruning(start, schedule, context.targets)
     budget = retrain(pruned, context.source.model, options.retrain, context,
                      callbacks=[tfmot.sparsity.keras.UpdatePruningStep()])
     metrics["retraining"] = {k: budget[k] for k in (
-        "num_train_steps", "steps_per_epoch", "num_train_epochs")}
+        "num_train_steps", "steps_per_epoch", "num_train_epochs", "num_replicas")}
     return CompressedModel(strip(pruned), context.source.config, metrics=metrics,
                            seconds={"retrain": time.time() - t})
 
