@@ -184,7 +184,8 @@ class Trainer:
         self._step if strategy is None else self._distributed_step, input_signature=[
             tf.TensorSpec([None] + spec.shape[1:].as_list(), tf.int32), token_spec])
 
-  def _losses(self, inputs, token_ids, training: bool):
+  def _losses(self, inputs, token_ids, training: bool, share=1.0):
+    """The loss terms; ``share`` is this replica's fraction of the batch's rows (1 in one process)."""
     outputs = self._view(inputs, training=training)
     terms = {}
     total = 0.0
@@ -201,12 +202,14 @@ class Trainer:
         terms.update(forward_nll=fwd, backward_nll=bwd, num_predictions=tf.maximum(count, 1.0))
         count = _global_count(count) if training else tf.maximum(count, 1.0)
       total += self.loss.lm_weight * (fwd + bwd) / (2.0 * count)
-    # Mean terms: each replica adds its share (equal row counts assumed).
-    share = 1.0 / self.num_replicas if training else 1.0
     teacher = (self._teacher(inputs, training=False) if self._teacher is not None else None)
     if self.loss.distill_weight:
       target = teacher["representations"]
-      mse = tf.reduce_mean(tf.square(outputs["representations"] - target))
+      squares = tf.square(outputs["representations"] - target)
+      if self.num_replicas > 1:  # a replica may get no rows of a short last batch
+        mse = tf.math.divide_no_nan(tf.reduce_sum(squares), tf.cast(tf.size(squares), tf.float32))
+      else:
+        mse = tf.reduce_mean(squares)
       terms["distill_mse"] = mse
       total += share * self.loss.distill_weight * mse
     if self.loss.kd_weight:
@@ -224,12 +227,16 @@ class Trainer:
   def _step(self, inputs, token_ids):
     replicas = self.num_replicas
     replica = tf.distribute.get_replica_context()
+    share = 1.0
     if replicas > 1:  # this replica's rows of the global batch
       rows = tf.range(tf.cast(replica.replica_id_in_sync_group, tf.int32),
                       tf.shape(token_ids)[0], replicas)
+      # Mean terms (distillation) are weighted by the replica's share of the
+      # rows, so that their sum over replicas is the mean over the batch.
+      share = tf.cast(tf.size(rows), tf.float32) / tf.cast(tf.shape(token_ids)[0], tf.float32)
       inputs, token_ids = tf.gather(inputs, rows), tf.gather(token_ids, rows)
     with tf.GradientTape() as tape:
-      terms = self._losses(inputs, token_ids, training=True)
+      terms = self._losses(inputs, token_ids, training=True, share=share)
     variables = self.model.trainable_variables
     grads = tape.gradient(terms["loss"], variables)
     if replicas > 1:

@@ -1,11 +1,13 @@
 """Crash safety of the entry points: SIGKILL at random moments, then the same command again.
 
 Each test runs the real command (``python -m pipelines.…``) in a subprocess on a
-tiny model and corpus: once uninterrupted (the reference, timed), then again
-into a new run folder, killed with SIGKILL (the whole process group) after
-seeded random delays drawn as fractions of the reference's duration, each
-restart resuming what the last one left, and finally to completion with the
-same flags (no --overwrite). After every kill, no artifact may look complete
+tiny model and corpus: once uninterrupted (the reference, timed from taking its
+folder's lock), then again into a new run folder, killed with SIGKILL (the
+whole process group) at seeded random moments of its work (fractions of the
+reference's time, counted from taking the lock), each restart resuming what the
+last one left (two kills for training and retraining, one for threshold
+pruning and evaluation), and finally to completion with the same flags (no
+--overwrite). After every kill, no artifact may look complete
 without being so; at the end, no temporary is left and the figures of
 ``metrics.json`` (``evaluation.json`` for pipelines.evaluate) equal the
 reference's: exactly for threshold pruning and evaluation, within
@@ -25,6 +27,7 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 import pytest
@@ -34,10 +37,9 @@ from tests.conftest import REPO_ROOT
 pytestmark = pytest.mark.crash
 
 SEED = 13
-# Kills per command; each restart resumes the previous one's folder.
-KILLS = 2
-# Kill delays are drawn from this range of the uninterrupted duration.
-DELAY_FRACTIONS = (0.3, 0.95)
+# Kill delays, after the command took its folder's lock, are drawn from this
+# range of the uninterrupted run's time from taking the lock to its end.
+DELAY_FRACTIONS = (0.05, 0.95)
 RETRAIN_RTOL = 1e-5
 # Figures that measure time, not the model: they differ between any two runs.
 TIMING_KEYS = {"seconds", "wall_seconds", "train_seconds", "tokens_per_second",
@@ -62,38 +64,69 @@ def _command(module, flags):
   return [sys.executable, "-m", module, *flags]
 
 
-def _run(module, flags) -> float:
-  """Runs the command to completion; returns its wall seconds."""
-  start = time.monotonic()
-  result = subprocess.run(_command(module, flags), cwd=REPO_ROOT, capture_output=True,
-                          text=True, timeout=600)
-  assert result.returncode == 0, result.stderr[-3000:]
-  return time.monotonic() - start
-
-
-def _run_killed(module, flags, delay: float) -> bool:
-  """Starts the command, SIGKILLs its process group after ``delay`` s; False if it finished first."""
+def _start(module, flags):
+  # stderr to a file, not a pipe: nobody reads a pipe while the command works.
+  log = tempfile.TemporaryFile("w+")
   proc = subprocess.Popen(_command(module, flags), cwd=REPO_ROOT, stdout=subprocess.DEVNULL,
-                          stderr=subprocess.PIPE, text=True, start_new_session=True)
-  try:
-    _, err = proc.communicate(timeout=delay)
-  except subprocess.TimeoutExpired:
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.communicate()
-    return True
-  assert proc.returncode == 0, err[-3000:]
+                          stderr=log, text=True, start_new_session=True)
+  proc.log = log
+  return proc
+
+
+def _wait_for_lock(proc, folder) -> bool:
+  """Waits until ``proc`` holds the folder's lock (its pid is in the lock file); False if it ended."""
+  lock = os.path.join(folder, ".lock")
+  while proc.poll() is None:
+    try:
+      with open(lock, encoding="ascii") as f:
+        if f.read().strip() == str(proc.pid):
+          return True
+    except FileNotFoundError:
+      pass
+    time.sleep(0.05)
   return False
 
 
-def _kill_and_resume(module, flags, reference_seconds: float, seed: int, check) -> list:
-  """Kills the command KILLS times at seeded random moments, checking the folder after each,
-  then runs it to completion; returns the delays used."""
+def _finish(proc):
+  proc.wait(timeout=900)
+  proc.log.seek(0)
+  assert proc.returncode == 0, proc.log.read()[-3000:]
+
+
+def _run(module, flags, folder) -> float:
+  """Runs the command to completion; returns its seconds from taking the folder's lock."""
+  proc = _start(module, flags)
+  _wait_for_lock(proc, folder)
+  start = time.monotonic()
+  _finish(proc)
+  return time.monotonic() - start
+
+
+def _run_killed(module, flags, folder, delay: float) -> bool:
+  """Starts the command and SIGKILLs its process group ``delay`` s after it took the folder's
+  lock (every kill lands in the work, none in the start-up); False if it finished first."""
+  proc = _start(module, flags)
+  _wait_for_lock(proc, folder)
+  try:
+    proc.wait(timeout=delay)
+  except subprocess.TimeoutExpired:
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    return True
+  _finish(proc)
+  return False
+
+
+def _kill_and_resume(module, flags, folder, work_seconds: float, seed: int, kills: int,
+                     check) -> list:
+  """Kills the command ``kills`` times at seeded random moments of its work, checking the
+  folder after each, then runs it to completion; returns the delays used."""
   rng = random.Random(seed)
-  delays = sorted(rng.uniform(*DELAY_FRACTIONS) * reference_seconds for _ in range(KILLS))
+  delays = sorted(rng.uniform(*DELAY_FRACTIONS) * work_seconds for _ in range(kills))
   for delay in delays:
-    if _run_killed(module, flags, delay):
+    if _run_killed(module, flags, folder, delay):
       check()
-  _run(module, flags)
+  _run(module, flags, folder)
   check()
   return delays
 
@@ -172,22 +205,22 @@ def _read(path):
 @pytest.fixture(scope="module")
 def reference_training(shared_data, tmp_path_factory):
   run_dir = str(tmp_path_factory.mktemp("kill_resume") / "train")
-  return run_dir, _run("pipelines.train", TRAIN_FLAGS + [f"--run_dir={run_dir}"])
+  return run_dir, _run("pipelines.train", TRAIN_FLAGS + [f"--run_dir={run_dir}"], run_dir)
 
 
 @pytest.fixture(scope="module")
 def reference_threshold(reference_training, tmp_path_factory):
   run_dir = str(tmp_path_factory.mktemp("kill_resume") / "threshold")
   flags = THRESHOLD_FLAGS + [f"--model_dir={reference_training[0]}", f"--run_dir={run_dir}"]
-  return run_dir, _run("pipelines.compress", flags)
+  return run_dir, _run("pipelines.compress", flags, run_dir)
 
 
 def test_training_killed_at_random_moments_resumes_to_the_same_figures(reference_training,
                                                                        tmp_path):
   reference, seconds = reference_training
   run_dir = str(tmp_path / "train")
-  _kill_and_resume("pipelines.train", TRAIN_FLAGS + [f"--run_dir={run_dir}"], seconds, SEED,
-                   lambda: _check_training_folder(run_dir))
+  _kill_and_resume("pipelines.train", TRAIN_FLAGS + [f"--run_dir={run_dir}"], run_dir, seconds,
+                   SEED, 2, lambda: _check_training_folder(run_dir))
   _assert_no_leftovers(run_dir)
   got, want = _read(os.path.join(run_dir, "metrics.json")), _read(
       os.path.join(reference, "metrics.json"))
@@ -199,7 +232,7 @@ def test_threshold_compression_killed_at_random_moments_ends_with_identical_figu
   reference, seconds = reference_threshold
   run_dir = str(tmp_path / "threshold")
   flags = THRESHOLD_FLAGS + [f"--model_dir={reference_training[0]}", f"--run_dir={run_dir}"]
-  _kill_and_resume("pipelines.compress", flags, seconds, SEED + 1,
+  _kill_and_resume("pipelines.compress", flags, run_dir, seconds, SEED + 1, 1,
                    lambda: _check_compression_folder(run_dir))
   _assert_no_leftovers(run_dir)
   got, want = _read(os.path.join(run_dir, "metrics.json")), _read(
@@ -211,10 +244,10 @@ def test_retraining_killed_at_random_moments_resumes_to_the_same_figures(referen
                                                                          tmp_path):
   flags = RETRAIN_FLAGS + [f"--model_dir={reference_training[0]}"]
   reference = str(tmp_path / "reference")
-  seconds = _run("pipelines.compress", flags + [f"--run_dir={reference}"])
+  seconds = _run("pipelines.compress", flags + [f"--run_dir={reference}"], reference)
   run_dir = str(tmp_path / "retrain")
-  _kill_and_resume("pipelines.compress", flags + [f"--run_dir={run_dir}"], seconds, SEED + 2,
-                   lambda: _check_compression_folder(run_dir))
+  _kill_and_resume("pipelines.compress", flags + [f"--run_dir={run_dir}"], run_dir, seconds,
+                   SEED + 2, 2, lambda: _check_compression_folder(run_dir))
   _assert_no_leftovers(run_dir)
   got, want = _read(os.path.join(run_dir, "metrics.json")), _read(
       os.path.join(reference, "metrics.json"))
@@ -226,11 +259,11 @@ def test_evaluation_killed_at_random_moments_ends_with_identical_figures(referen
   target = reference_threshold[0]
   reference = str(tmp_path / "reference")
   seconds = _run("pipelines.evaluate", EVALUATE_FLAGS + [f"--target={target}",
-                                                         f"--out_dir={reference}"])
+                                                         f"--out_dir={reference}"], reference)
   out_dir = str(tmp_path / "evaluation")
   _kill_and_resume("pipelines.evaluate", EVALUATE_FLAGS + [f"--target={target}",
                                                            f"--out_dir={out_dir}"],
-                   seconds, SEED + 3, lambda: _check_json_whole(out_dir))
+                   out_dir, seconds, SEED + 3, 1, lambda: _check_json_whole(out_dir))
   _assert_no_leftovers(out_dir)
   got, want = _read(os.path.join(out_dir, "evaluation.json")), _read(
       os.path.join(reference, "evaluation.json"))
