@@ -15,8 +15,8 @@ reference's: exactly for threshold pruning and evaluation, within
 the optimizer, the step and the tfmot pruning state from a checkpoint and
 replays the same batches; the tolerance only allows for float summation order).
 
-Marked ``crash`` (about 2-3 minutes on 2 busy cores); part of the default
-suite, deselect with ``-m 'not crash'``.
+Marked ``crash``: 16 TensorFlow process starts, several minutes on 2 shared
+cores; part of the default suite, deselect with ``-m 'not crash'``.
 """
 
 import glob

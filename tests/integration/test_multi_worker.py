@@ -8,8 +8,8 @@ cross-replica context from the mirrored weights, so they must be identical) and
 its perplexity within ``PERPLEXITY_RTOL`` (the gradient of the global batch is
 summed in another order; measured difference ~3e-8 relative).
 
-Marked ``multi_worker`` (about 1-2 minutes on 2 busy cores); part of the
-default suite, deselect with ``-m 'not multi_worker'``.
+Marked ``multi_worker``: three compression runs (two at once), minutes on 2
+shared cores; part of the default suite, deselect with ``-m 'not multi_worker'``.
 """
 
 import json
