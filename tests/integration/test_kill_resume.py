@@ -38,8 +38,9 @@ pytestmark = pytest.mark.crash
 
 SEED = 13
 # Kill delays, after the command took its folder's lock, are drawn from this
-# range of the uninterrupted run's time from taking the lock to its end.
-DELAY_FRACTIONS = (0.05, 0.95)
+# range of the uninterrupted run's time from taking the lock to its end. Every
+# restart resumes with less work left, so the same range lands later each time.
+DELAY_FRACTIONS = (0.1, 0.6)
 RETRAIN_RTOL = 1e-5
 # Figures that measure time, not the model: they differ between any two runs.
 TIMING_KEYS = {"seconds", "wall_seconds", "train_seconds", "tokens_per_second",
@@ -122,13 +123,25 @@ def _kill_and_resume(module, flags, folder, work_seconds: float, seed: int, kill
   """Kills the command ``kills`` times at seeded random moments of its work, checking the
   folder after each, then runs it to completion; returns the delays used."""
   rng = random.Random(seed)
-  delays = sorted(rng.uniform(*DELAY_FRACTIONS) * work_seconds for _ in range(kills))
+  delays = [rng.uniform(*DELAY_FRACTIONS) * work_seconds for _ in range(kills)]
   for delay in delays:
     if _run_killed(module, flags, folder, delay):
+      # Shown with -s or on failure: which stage the kill hit.
+      print(f"{module} killed {delay:.1f} s after taking the lock; it had written: "
+            f"{_written(folder)}")
       check()
   _run(module, flags, folder)
   check()
   return delays
+
+
+def _written(folder) -> str:
+  done = sorted(os.path.relpath(os.path.dirname(p), folder) for p in glob.glob(
+      os.path.join(folder, "**", "*.json"), recursive=True)
+      if os.path.basename(p) in ("metrics.json", "evaluation.json"))
+  checkpoints = sorted(os.path.basename(p)[:-len(".index")] for p in glob.glob(
+      os.path.join(folder, "**", "checkpoints", "*.index"), recursive=True))
+  return f"completion markers in {done or 'none'}, checkpoints {checkpoints or 'none'}"
 
 
 def _figures(value):
