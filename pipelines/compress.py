@@ -6,6 +6,10 @@ Every variant is exported (stripped SavedModel, zip, TFLite per quantization
 mode, optionally ELMo HDF5), measured and compared in metrics.json, summary.md
 and TensorBoard HParams under --run_dir. The --method choices and every
 method's own flags come from the registry.
+
+Retraining runs on several machines when TF_CONFIG describes a cluster
+(prunelm_tf/training/distribute.py): start the same command on every worker,
+each with its own --run_dir.
 """
 
 import os
@@ -20,6 +24,7 @@ from prunelm_tf.compression import CompressConfig, compress, parse_layer_sparsit
 from prunelm_tf.compression.methods import REGISTRY
 from prunelm_tf.compression.options import nested_dict, option_flags
 from prunelm_tf.export.tflite import DEFAULT_INT8_MAX_TOKENS
+from prunelm_tf.training import distribute
 
 _MODEL_DIR = flags.DEFINE_string("model_dir", "", "A run folder of pipelines.train to compress. "
                                  "Give this, or --options_file with --weight_file.")
@@ -112,6 +117,8 @@ def _method_options(method: str) -> dict:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  # Before any TensorFlow operation: the strategy sets up this worker's collectives.
+  strategy = distribute.strategy_from_environment()
   config = CompressConfig(
       model_dir=_MODEL_DIR.value, options_file=_OPTIONS.value, weight_file=_WEIGHTS.value,
       train=_TRAIN.value, eval=_EVAL.value, max_sentences=_MAX_SENT.value, method=_METHOD.value,
@@ -122,7 +129,7 @@ def main(argv):
       tflite_int8_max_tokens=_INT8_TOKENS.value,
       export_elmo=_EXPORT_ELMO.value, seed=_SEED.value)
   result = compress(config, _RUN_DIR.value, overwrite=_OVERWRITE.value,
-                    flags_text=flags.FLAGS.flags_into_string())
+                    flags_text=flags.FLAGS.flags_into_string(), strategy=strategy)
   with open(os.path.join(_RUN_DIR.value, "summary.md"), encoding="utf-8") as f:
     print(f.read())
   print(f"run folder {_RUN_DIR.value}  wall {result['wall_seconds']:.0f} s")

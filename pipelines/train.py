@@ -122,8 +122,10 @@ def main(argv):
   for split, ppl in metrics["perplexity"].items():
     print(f"{split} perplexity: forward {ppl['forward']:.2f}  backward {ppl['backward']:.2f}  "
           f"mean {ppl['mean']:.2f}")
-  print(f"tokens/s {metrics['tokens_per_second']:.0f}  wall {metrics['wall_seconds']:.0f} s  "
-        f"run folder {_RUN_DIR.value}")
+  # No tokens/s when this process had no step left to train (a resumed, finished run).
+  rate = metrics["tokens_per_second"]
+  print(f"tokens/s {'—' if rate is None else format(rate, '.0f')}  "
+        f"wall {metrics['wall_seconds']:.0f} s  run folder {_RUN_DIR.value}")
 
 
 if __name__ == "__main__":

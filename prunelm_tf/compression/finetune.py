@@ -113,6 +113,10 @@ def retrain(model: keras.Model, teacher: keras.Model, config: RetrainConfig, con
             callbacks: Sequence = ()) -> Dict[str, float]:
   """Trains ``model`` (wrapped or plain) on the context's training corpus; resumable.
 
+  Under ``context.strategy`` (several workers), ``model`` must have been
+  created in ``context.training_scope()``; every worker reads the same
+  batches and trains on its share of their rows (see `Trainer`).
+
   Args:
     model: the model to train in place (tfmot wrappers allowed).
     teacher: the dense model, the distillation target (never trained).
@@ -131,8 +135,10 @@ def retrain(model: keras.Model, teacher: keras.Model, config: RetrainConfig, con
                   teacher=teacher if (config.uses_distill or config.uses_kd) else None)
   learning_rate = LearningRate(config.learning_rate, config.num_steps,
                                schedule=config.lr_schedule)
-  trainer = Trainer(model, keras.optimizers.Adam(learning_rate), loss,
-                    clip_norm=config.clip_norm, seed=context.seed)
+  with context.training_scope():
+    optimizer = keras.optimizers.Adam(learning_rate)
+  trainer = Trainer(model, optimizer, loss, clip_norm=config.clip_norm, seed=context.seed,
+                    strategy=context.strategy)
   sentences = context.train_sentences
   steps_per_epoch = max(1, sum(1 for _ in context.dataset(sentences, config.batch_size,
                                                           shuffle=False)))
@@ -154,4 +160,5 @@ def retrain(model: keras.Model, teacher: keras.Model, config: RetrainConfig, con
       checkpoint_every_steps=config.checkpoint_every_steps, callbacks=list(callbacks),
       extra_scalars=sparsity_scalars, tensorboard_dir=context.tensorboard_dir)
   return {**result, "num_train_steps": config.num_steps, "steps_per_epoch": steps_per_epoch,
-          "num_train_epochs": config.num_steps / steps_per_epoch}
+          "num_train_epochs": config.num_steps / steps_per_epoch,
+          "num_replicas": trainer.num_replicas}

@@ -134,12 +134,17 @@ def _check_variant_names(method, options, sweep) -> List[str]:
 
 
 def compress(config: CompressConfig, run_dir: str, *, overwrite: bool = False,
-             flags_text: Optional[str] = None, max_oov_rate: float = 0.2) -> Dict:
+             flags_text: Optional[str] = None, max_oov_rate: float = 0.2,
+             strategy: Optional[tf.distribute.Strategy] = None) -> Dict:
   """Runs every variant of ``config`` into ``run_dir``; returns the report dict.
 
   All inputs are checked before any work: the input model, the corpora and
   their fit to the model's vocabulary, every per-layer pattern, the method's
   own rules, the run folder (which never overlaps an input).
+
+  ``strategy`` (`prunelm_tf.training.distribute.strategy_from_environment`)
+  makes retraining data-parallel over several workers; each worker runs this
+  same call with its own ``run_dir`` and gets the same result.
   """
   start = time.time()
   method, options = config.method_impl, config.method_options
@@ -184,12 +189,13 @@ def compress(config: CompressConfig, run_dir: str, *, overwrite: bool = False,
     return _compress_locked(config, run_dir, folder, inputs, overwrite, flags_text, start, method,
                             options, variant_names, source, names, eval_sentences,
                             train_sentences, calibration_sentences, parity_source,
-                            int8_sentences)
+                            int8_sentences, strategy)
 
 
 def _compress_locked(config, run_dir, folder, inputs, overwrite, flags_text, start, method,
                      options, variant_names, source, names, eval_sentences, train_sentences,
-                     calibration_sentences, parity_source, int8_sentences=None) -> Dict:
+                     calibration_sentences, parity_source, int8_sentences=None,
+                     strategy=None) -> Dict:
   """The work of `compress` once its inputs are checked and the run folder is locked."""
   files.prepare_run_dir(run_dir, config.to_json(), overwrite=overwrite, inputs=inputs)
   files.write_text(folder.config_json, config.to_json() + "\n")
@@ -250,7 +256,8 @@ def _compress_locked(config, run_dir, folder, inputs, overwrite, flags_text, sta
         tensorboard_dir=folder.tensorboard_dir(name), cache_dir=folder.cache_dir,
         seed=config.seed,
         make_dataset=lambda sentences, batch_size, shuffle, seed=0: source.dataset(
-            sentences, batch_size, shuffle=shuffle, seed=seed))
+            sentences, batch_size, shuffle=shuffle, seed=seed),
+        strategy=strategy)
     compressed = method.compress(options, context)
     record = {"name": name, "method": config.method, "method_options": options_record,
               "target_sparsity": s}
@@ -264,10 +271,13 @@ def _compress_locked(config, run_dir, folder, inputs, overwrite, flags_text, sta
     variants.append(variant)
 
   result = {"dense": dense, "variants": variants, "wall_seconds": time.time() - start}
-  files.write_json(folder.metrics_json, result)
   table = report.markdown_table(result)
   files.write_text(folder.summary_md, table)
+  # write_hparams writes the folder whole and renames it: a resumed run replaces the
+  # sessions instead of adding a second event file to each.
   write_hparams(folder.hparams_dir, report.hparam_sessions(result), report.METRICS)
+  # Last: the run's metrics.json says that everything above is in place.
+  files.write_json(folder.metrics_json, result)
   return result
 
 

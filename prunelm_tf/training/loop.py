@@ -9,6 +9,7 @@ tfmot's ``UpdatePruningStep`` is driven the documented way for custom loops
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
@@ -121,11 +122,33 @@ def kd_divergence(student: Dict[str, tf.Tensor], teacher: Dict[str, tf.Tensor],
   return total / tf.maximum(2.0 * tf.reduce_sum(weights), 1.0)
 
 
+# Terms of a step that are sums over the replicas' shares of the batch (the
+# others are means, equal on every replica up to its share of the rows).
+_SUMMED_TERMS = ("loss", "forward_nll", "backward_nll", "num_predictions", "sampled_loss")
+
+
+def _global_count(count: tf.Tensor) -> tf.Tensor:
+  """The number of predictions of the whole batch, over every replica (>= 1)."""
+  replica = tf.distribute.get_replica_context()
+  if replica is not None and replica.num_replicas_in_sync > 1:
+    count = replica.all_reduce(tf.distribute.ReduceOp.SUM, tf.stop_gradient(count))
+  return tf.maximum(count, 1.0)
+
+
 class Trainer:
-  """Runs optimizer steps on a biLM with an LM and/or distillation loss."""
+  """Runs optimizer steps on a biLM with an LM and/or distillation loss.
+
+  With a ``strategy`` (`prunelm_tf.training.distribute`), the model and the
+  optimizer must have been created in its scope; every worker passes the same
+  global batch to `step`, each replica trains on its rows (``i mod
+  num_replicas``), the LM loss is normalised by the whole batch's number of
+  predictions and the gradients are summed over the replicas before clipping
+  and the update: the step of one process on the whole batch.
+  """
 
   def __init__(self, model: keras.Model, optimizer: keras.optimizers.Optimizer,
-               loss: LossSpec, *, clip_norm: float = 0.0, seed: int = 0):
+               loss: LossSpec, *, clip_norm: float = 0.0, seed: int = 0,
+               strategy: Optional[tf.distribute.Strategy] = None):
     if (loss.distill_weight or loss.kd_weight) and loss.teacher is None:
       raise ValueError("a distillation loss needs the dense teacher model (LossSpec.teacher).")
     if loss.kd_weight and "forward_logits" not in loss.teacher.output:
@@ -137,6 +160,7 @@ class Trainer:
     self.optimizer = optimizer
     self.loss = loss
     self.clip_norm = clip_norm
+    self.strategy = strategy
     keys = ["representations"] if loss.lm_weight == 0 else (
         ["forward_hidden", "backward_hidden"] if loss.num_sampled else
         ["forward_logits", "backward_logits"])
@@ -154,10 +178,14 @@ class Trainer:
     self._seed = seed
     spec = model.inputs[0].type_spec
     token_spec = tf.TensorSpec([None, None], tf.int32)
-    self._step_fn = tf.function(self._step, input_signature=[
-        tf.TensorSpec([None] + spec.shape[1:].as_list(), tf.int32), token_spec])
+    # Under a strategy, its run and the reduction are traced into one function
+    # (called eagerly, every collective would be set up again each step).
+    self._step_fn = tf.function(
+        self._step if strategy is None else self._distributed_step, input_signature=[
+            tf.TensorSpec([None] + spec.shape[1:].as_list(), tf.int32), token_spec])
 
-  def _losses(self, inputs, token_ids, training: bool):
+  def _losses(self, inputs, token_ids, training: bool, share=1.0):
+    """The loss terms; ``share`` is this replica's fraction of the batch's rows (1 in one process)."""
     outputs = self._view(inputs, training=training)
     terms = {}
     total = 0.0
@@ -167,38 +195,72 @@ class Trainer:
         # name, never as a perplexity.
         fwd, bwd, count = _sampled_losses(self.model, outputs, token_ids,
                                           self.loss.num_sampled, self._seed)
-        count = tf.maximum(count, 1.0)
+        count = _global_count(count) if training else tf.maximum(count, 1.0)
         terms.update(sampled_loss=(fwd + bwd) / (2.0 * count))
       else:
         fwd, bwd, count = lm_token_losses(outputs, token_ids)
-        count = tf.maximum(count, 1.0)
-        terms.update(forward_nll=fwd, backward_nll=bwd, num_predictions=count)
+        terms.update(forward_nll=fwd, backward_nll=bwd, num_predictions=tf.maximum(count, 1.0))
+        count = _global_count(count) if training else tf.maximum(count, 1.0)
       total += self.loss.lm_weight * (fwd + bwd) / (2.0 * count)
     teacher = (self._teacher(inputs, training=False) if self._teacher is not None else None)
     if self.loss.distill_weight:
       target = teacher["representations"]
-      mse = tf.reduce_mean(tf.square(outputs["representations"] - target))
+      squares = tf.square(outputs["representations"] - target)
+      if self.num_replicas > 1:  # a replica may get no rows of a short last batch
+        mse = tf.math.divide_no_nan(tf.reduce_sum(squares), tf.cast(tf.size(squares), tf.float32))
+      else:
+        mse = tf.reduce_mean(squares)
       terms["distill_mse"] = mse
-      total += self.loss.distill_weight * mse
+      total += share * self.loss.distill_weight * mse
     if self.loss.kd_weight:
       kl = kd_divergence(outputs, teacher, token_ids, self.loss.temperature)
       terms["kd_kl"] = kl
-      total += self.loss.kd_weight * self.loss.temperature ** 2 * kl
+      total += share * self.loss.kd_weight * self.loss.temperature ** 2 * kl
     terms["loss"] = total
     return terms
 
+  @property
+  def num_replicas(self) -> int:
+    """Replicas that share each batch (1 without a strategy)."""
+    return 1 if self.strategy is None else self.strategy.num_replicas_in_sync
+
   def _step(self, inputs, token_ids):
+    replicas = self.num_replicas
+    replica = tf.distribute.get_replica_context()
+    share = 1.0
+    if replicas > 1:  # this replica's rows of the global batch
+      rows = tf.range(tf.cast(replica.replica_id_in_sync_group, tf.int32),
+                      tf.shape(token_ids)[0], replicas)
+      # Mean terms (distillation) are weighted by the replica's share of the
+      # rows, so that their sum over replicas is the mean over the batch.
+      share = tf.cast(tf.size(rows), tf.float32) / tf.cast(tf.shape(token_ids)[0], tf.float32)
+      inputs, token_ids = tf.gather(inputs, rows), tf.gather(token_ids, rows)
     with tf.GradientTape() as tape:
-      terms = self._losses(inputs, token_ids, training=True)
+      terms = self._losses(inputs, token_ids, training=True, share=share)
     variables = self.model.trainable_variables
     grads = tape.gradient(terms["loss"], variables)
+    if replicas > 1:
+      # Summed here rather than by the optimizer so that clipping sees the
+      # gradient of the whole batch, as in one process.
+      grads = replica.all_reduce(tf.distribute.ReduceOp.SUM,
+                                 [tf.convert_to_tensor(g) for g in grads])
     if self.clip_norm:
       grads, norm = tf.clip_by_global_norm(grads, self.clip_norm)
       terms["grad_norm"] = norm
-    self.optimizer.apply_gradients(zip(grads, variables))
+    if replicas > 1:
+      self.optimizer.apply_gradients(zip(grads, variables), skip_gradients_aggregation=True)
+    else:
+      self.optimizer.apply_gradients(zip(grads, variables))
     return terms
 
+  def _distributed_step(self, inputs, token_ids):
+    terms = self.strategy.run(self._step, args=(inputs, token_ids))
+    return {k: self.strategy.reduce(tf.distribute.ReduceOp.SUM if k in _SUMMED_TERMS
+                                    else tf.distribute.ReduceOp.MEAN, v, axis=None)
+            for k, v in terms.items()}
+
   def step(self, batch: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+    """One optimizer step on ``batch`` (the global batch: the same on every worker)."""
     return self._step_fn(model_input(self.model, batch), batch["token_ids"])
 
 
@@ -226,6 +288,30 @@ def evaluate_perplexity(model: keras.Model, dataset: tf.data.Dataset) -> Dict[st
     raise ValueError("the evaluation corpus produced no predictions (no sentences).")
   return {"forward": math.exp(fwd / count), "backward": math.exp(bwd / count),
           "mean": math.exp((fwd + bwd) / (2 * count)), "num_predictions": int(count)}
+
+
+def _learning_rate(optimizer: keras.optimizers.Optimizer, step: int) -> float:
+  """The learning rate of ``step``: a schedule's value, or the optimizer's (mirrored) variable."""
+  rate = optimizer.learning_rate
+  if isinstance(rate, keras.optimizers.schedules.LearningRateSchedule):
+    rate = rate(step)
+  return float(keras.backend.get_value(rate))
+
+
+def _check_same_step_everywhere(strategy: tf.distribute.Strategy, step: int,
+                                run_dir: str) -> None:
+  """Refuses to go on when the workers resumed from checkpoints of different steps.
+
+  Every worker checkpoints into its own run folder at the same steps; a
+  worker killed while writing one can be a checkpoint behind the others.
+  """
+  steps = strategy.gather(strategy.run(lambda: tf.constant([step], tf.int64)), axis=0)
+  steps = sorted(set(int(s) for s in steps.numpy()))
+  if len(steps) > 1:
+    raise ValueError(
+        f"the workers resumed from checkpoints of different steps {steps} (this worker: step "
+        f"{step} in {run_dir}/checkpoints); delete the newer checkpoints of the others (or every "
+        "worker's checkpoints folder) so that all start from the same step.")
 
 
 def run_training(trainer: Trainer, make_epoch_dataset, *, run_dir: str, steps_per_epoch: int,
@@ -257,10 +343,16 @@ def run_training(trainer: Trainer, make_epoch_dataset, *, run_dir: str, steps_pe
     checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
     logging.info("Resumed from %s at step %d.", manager.latest_checkpoint, int(step))
   resumed_from = int(step)
+  if trainer.strategy is not None:
+    _check_same_step_everywhere(trainer.strategy, resumed_from, run_dir)
   writer = tf.summary.create_file_writer(tensorboard_dir or os.path.join(run_dir, "tensorboard"))
-  for cb in callbacks:
-    cb.set_model(model)
-    cb.on_train_begin()
+  # Callbacks (tfmot's mask ops) act on the model's variables: with a
+  # strategy, in its cross-replica context.
+  scope = (trainer.strategy.scope if trainer.strategy is not None else contextlib.nullcontext)
+  with scope():
+    for cb in callbacks:
+      cb.set_model(model)
+      cb.on_train_begin()
 
   trained_tokens = 0
   train_seconds = 0.0
@@ -272,8 +364,9 @@ def run_training(trainer: Trainer, make_epoch_dataset, *, run_dir: str, steps_pe
     progbar = Progress(steps_this_epoch, f"epoch {epoch + 1}", initial=skip)
     for batch in make_epoch_dataset(epoch).skip(skip).take(steps_this_epoch - skip):
       t0 = time.time()
-      for cb in callbacks:
-        cb.on_train_batch_begin(batch=int(step))
+      with scope():
+        for cb in callbacks:
+          cb.on_train_batch_begin(batch=int(step))
       terms = trainer.step(batch)
       step.assign_add(1)
       loss = float(terms["loss"])
@@ -296,8 +389,7 @@ def run_training(trainer: Trainer, make_epoch_dataset, *, run_dir: str, steps_pe
         elapsed = max(time.time() - window["t0"], 1e-9)
         with writer.as_default(step=s):
           tf.summary.scalar("train/loss", window["loss"] / log_every_steps)
-          tf.summary.scalar("train/learning_rate", float(optimizer.learning_rate(s - 1))
-                            if callable(optimizer.learning_rate) else float(optimizer.learning_rate))
+          tf.summary.scalar("train/learning_rate", _learning_rate(optimizer, s - 1))
           tf.summary.scalar("train/tokens_per_second", window["tokens"] / elapsed)
           if window["count"]:
             tf.summary.scalar("train/perplexity_forward", np.exp(window["fwd"] / window["count"]))
@@ -312,8 +404,9 @@ def run_training(trainer: Trainer, make_epoch_dataset, *, run_dir: str, steps_pe
       progbar.update(s - epoch * steps_per_epoch, values=values)
       if s % checkpoint_every_steps == 0:
         manager.save(checkpoint_number=s)
-    for cb in callbacks:
-      cb.on_epoch_end(epoch)
+    with scope():
+      for cb in callbacks:
+        cb.on_epoch_end(epoch)
     manager.save(checkpoint_number=int(step))
     if eval_fn is not None:
       ppl = eval_fn()
@@ -323,6 +416,13 @@ def run_training(trainer: Trainer, make_epoch_dataset, *, run_dir: str, steps_pe
         for k in ("forward", "backward", "mean"):
           tf.summary.scalar(f"valid/perplexity_{k}", ppl[k])
     epoch += 1
+  # Once more after the last step, also when a resumed run had no step left:
+  # the checkpoint of the last step may have been written before the previous
+  # process reached its epoch end (tfmot's UpdatePruningStep re-applies the
+  # masks here, so the final weights are always masked).
+  with scope():
+    for cb in callbacks:
+      cb.on_epoch_end(max(epoch - 1, 0))
   writer.flush()
   return {"tokens_per_second": trained_tokens / train_seconds if train_seconds else None,
           "train_seconds": train_seconds, "resumed_from_step": resumed_from}

@@ -93,9 +93,13 @@ def _train_locked(config, run_dir, inputs, overwrite, flags_text, start_wall, tr
                   eval_sentences, vocab) -> Dict:
   """The work of `train_and_evaluate` once its inputs are checked and the folder is locked."""
   resumed = files.prepare_run_dir(run_dir, config.to_json(), overwrite=overwrite, inputs=inputs)
+  # config.json first: it is what marks the folder as this run, so a process
+  # killed between the two writes leaves a folder the next start resumes
+  # (rather than refusing a folder that holds only a vocabulary).
   if not resumed:
-    vocab.save(os.path.join(run_dir, "vocab.txt"))
     files.write_text(os.path.join(run_dir, "config.json"), config.to_json() + "\n")
+  if not os.path.exists(os.path.join(run_dir, "vocab.txt")):
+    vocab.save(os.path.join(run_dir, "vocab.txt"))
   if flags_text is not None:
     files.write_text(os.path.join(run_dir, "flags.txt"), flags_text)
 

@@ -12,13 +12,24 @@ import fcntl
 import glob
 import json
 import os
+import re
 import shutil
 import uuid
 from typing import Any, Iterator, Mapping, Optional
 
+from absl import logging
+
 # The lock file of a run folder (``run_dir_lock``); run-folder bookkeeping
 # ignores and keeps it.
 LOCK_FILE = ".lock"
+
+
+# Names of what a killed process leaves behind: ``atomic_path`` temporaries
+# (``.NAME.tmp-XXXXXXXX``, optionally with a suffix a writer added, e.g. ".h5"),
+# and TensorFlow checkpoint shards written before they are merged
+# (``checkpoints/ckpt-N_temp/``).
+_STALE_TEMPORARY = re.compile(r"^\..+\.tmp-[0-9a-f]{8}(\.[A-Za-z0-9]+)?$")
+_STALE_CHECKPOINT_SHARDS = re.compile(r"^.+_temp$")
 
 
 def _tmp_name(path: str) -> str:
@@ -198,7 +209,9 @@ def run_dir_lock(run_dir: str, flag_name: str = "--run_dir") -> Iterator[str]:
   message a second process gets. The kernel releases the lock when the
   holding process ends in any way, including SIGKILL, so a crashed run never
   leaves a stale lock; the file itself stays (deleting it would race with a
-  process opening it). ``prepare_run_dir`` ignores and keeps it.
+  process opening it). ``prepare_run_dir`` ignores and keeps it. Once the
+  lock is held, the temporaries a killed holder left behind are removed
+  (``remove_stale_temporaries``): nobody else can be writing them.
 
   Call ``check_run_dir_spares_inputs`` first: taking the lock creates the
   folder and the lock file. A child made with ``os.fork`` shares the lock
@@ -227,6 +240,10 @@ def run_dir_lock(run_dir: str, flag_name: str = "--run_dir") -> Iterator[str]:
                        f"for it or choose another {flag_name}.") from None
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+    removed = remove_stale_temporaries(run_dir)
+    if removed:
+      logging.info("Removed %d leftovers of an interrupted run in %s: %s", len(removed), run_dir,
+                   ", ".join(os.path.relpath(p, run_dir) for p in removed))
     try:
       yield path
     finally:
@@ -234,6 +251,35 @@ def run_dir_lock(run_dir: str, flag_name: str = "--run_dir") -> Iterator[str]:
       fcntl.flock(fd, fcntl.LOCK_UN)
   finally:
     os.close(fd)
+
+
+def remove_stale_temporaries(run_dir: str) -> list:
+  """Deletes what a killed process left half-written under ``run_dir``; returns the paths.
+
+  These are ``atomic_path`` temporaries (never mistaken for artifacts, since
+  the final names are only ever made by a rename, but they can be as large as
+  a SavedModel) and TensorFlow's unmerged checkpoint shards
+  (``checkpoints/ckpt-N_temp``; ``CheckpointManager`` only ever points at
+  merged checkpoints). Call it only while holding ``run_dir_lock``. A
+  sub-folder that holds its own lock file is another run folder (e.g. an
+  evaluation folder inside a compression run) and is left alone.
+  """
+  removed = []
+  for root, dirs, names in os.walk(run_dir):
+    if root != run_dir and LOCK_FILE in names:
+      dirs[:] = []
+      continue
+    in_checkpoints = os.path.basename(root) == "checkpoints"
+    for name in list(dirs):
+      if _STALE_TEMPORARY.match(name) or (in_checkpoints and _STALE_CHECKPOINT_SHARDS.match(name)):
+        shutil.rmtree(os.path.join(root, name), ignore_errors=True)
+        removed.append(os.path.join(root, name))
+        dirs.remove(name)
+    for name in names:
+      if _STALE_TEMPORARY.match(name):
+        os.remove(os.path.join(root, name))
+        removed.append(os.path.join(root, name))
+  return sorted(removed)
 
 
 def _diff_keys(a: Any, b: Any, prefix: str = "") -> list:

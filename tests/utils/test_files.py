@@ -182,3 +182,31 @@ def test_compress_refuses_a_second_process_on_the_same_run_folder(tmp_path):
     holder.wait()
   with files.run_dir_lock(run_dir):  # released by the kernel when the holder died
     time.sleep(0)
+
+
+# --- leftovers of a killed run -----------------------------------------------------
+
+
+def test_taking_the_lock_removes_what_a_killed_run_left_half_written(tmp_path):
+  run_dir = tmp_path / "run"
+  (run_dir / "variants" / "v" / ".saved_model.tmp-0123abcd").mkdir(parents=True)
+  (run_dir / "variants" / "v" / ".saved_model.tmp-0123abcd" / "saved_model.pb").write_bytes(b"x")
+  (run_dir / ".metrics.json.tmp-89abcdef").write_text("{")
+  (run_dir / ".model_weights.h5.tmp-deadbeef.h5").write_bytes(b"")
+  (run_dir / "checkpoints" / "ckpt-4_temp").mkdir(parents=True)
+  kept = [run_dir / "metrics.json", run_dir / "checkpoints" / "ckpt-2.index",
+          run_dir / ".hidden", run_dir / "notes.tmp-0123abcd", run_dir / "my_temp"]
+  for path in kept:
+    path.write_text("{}")
+  # Another run folder inside (an evaluation folder) is its own holder's business.
+  (run_dir / "evaluation").mkdir()
+  (run_dir / "evaluation" / files.LOCK_FILE).write_text("")
+  (run_dir / "evaluation" / ".evaluation.json.tmp-00000000").write_text("{")
+  with files.run_dir_lock(str(run_dir)):
+    pass
+  left = sorted(str(p.relative_to(run_dir)) for p in run_dir.rglob("*") if p.is_file())
+  assert left == sorted([".hidden", ".lock", "checkpoints/ckpt-2.index",
+                         "evaluation/.evaluation.json.tmp-00000000", "evaluation/.lock",
+                         "metrics.json", "my_temp", "notes.tmp-0123abcd"])
+  assert not (run_dir / "checkpoints" / "ckpt-4_temp").exists()
+  assert files.remove_stale_temporaries(str(run_dir)) == []

@@ -25,6 +25,7 @@ declares:
 from __future__ import annotations
 
 import abc
+import contextlib
 import dataclasses
 from typing import Any, Callable, ClassVar, Dict, List, Mapping, Optional, Sequence, Tuple
 
@@ -89,6 +90,14 @@ class MethodContext:
   seed: int
   # ``(sentences, batch_size, shuffle, seed) -> tf.data.Dataset`` for the source.
   make_dataset: Callable[..., tf.data.Dataset]
+  # Data-parallel training over several workers (`prunelm_tf.training.distribute`),
+  # or None (one process). A method that trains creates the model it trains
+  # and its optimizer in ``training_scope()``.
+  strategy: Optional[tf.distribute.Strategy] = None
+
+  def training_scope(self):
+    """The strategy's scope, or a no-op without one."""
+    return self.strategy.scope() if self.strategy is not None else contextlib.nullcontext()
 
   def copy_source(self) -> keras.Model:
     """A fresh copy of the dense model (same architecture and weights)."""

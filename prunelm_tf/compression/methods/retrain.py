@@ -136,13 +136,13 @@ class RetrainMethod(CompressionMethod):
       start = done.model
       metrics["init"] = {"method": init.name, **done.metrics, "seconds": done.seconds}
       # The one-shot masks (and its per-matrix allocation) are kept as they are.
-      pruned = wrap_keeping_masks(start)
-    else:
-      pruned = wrap_for_pruning(start, options.schedule, context.targets)
+    with context.training_scope():  # mirrored variables under a multi-worker strategy
+      pruned = (wrap_keeping_masks(start) if options.init != DENSE_INIT
+                else wrap_for_pruning(start, options.schedule, context.targets))
     budget = retrain(pruned, context.source.model, options.retrain, context,
                      callbacks=[tfmot.sparsity.keras.UpdatePruningStep()])
     metrics["retraining"] = {k: budget[k] for k in (
-        "num_train_steps", "steps_per_epoch", "num_train_epochs")}
+        "num_train_steps", "steps_per_epoch", "num_train_epochs", "num_replicas")}
     return CompressedModel(strip(pruned), context.source.config, metrics=metrics,
                            seconds={"retrain": time.time() - t})
 
