@@ -23,6 +23,7 @@ from typing import List
 
 import tensorflow as tf
 
+from prunelm_tf.models import factors
 from prunelm_tf.models.lstm_projection import LSTMWithProjection
 
 keras = tf.keras
@@ -55,18 +56,27 @@ def _n_layers(model: keras.Model) -> int:
 
 
 def _lstm_weights(layer) -> tuple:
-  """(input kernel, recurrent kernel, bias with the forget bias, projection) of one LSTM."""
-  if not isinstance(layer, LSTMWithProjection) or not all(
-      hasattr(layer, w) for w in ("kernel", "bias", "projection")):
+  """(input kernel, recurrent kernel, bias with the forget bias, projection) of one LSTM.
+
+  Each matrix is a tuple of its parts: ``(W,)``, or the two factors ``(A, B)`` of a
+  low-rank layer (`prunelm_tf.models.factors`), multiplied in turn.
+  """
+  if not isinstance(layer, LSTMWithProjection) or not hasattr(layer, "bias"):
     raise ValueError(
         f"layer {layer.name} is a {type(layer).__name__}; the unrolled (int8) export runs "
-        "LSTMWithProjection layers with a dense kernel, bias and projection only. Export this "
-        "model with --tflite_quantization=dynamic instead.")
+        "LSTMWithProjection layers only. Export this model with --tflite_quantization=dynamic "
+        "instead.")
   d = layer.input_dim
-  kernel = tf.convert_to_tensor(layer.kernel)
+  if getattr(layer, "_split_kernel", False):
+    x_kernel = tuple(tf.convert_to_tensor(w) for w in factors.parts(layer, "input_kernel"))
+    h_kernel = tuple(tf.convert_to_tensor(w) for w in factors.parts(layer, "recurrent_kernel"))
+  else:
+    kernel = tf.convert_to_tensor(layer.kernel)
+    x_kernel, h_kernel = (kernel[:d],), (kernel[d:],)
   forget = tf.concat([tf.zeros([2 * layer.units]), tf.fill([layer.units], layer.forget_bias),
                       tf.zeros([layer.units])], axis=0)
-  return kernel[:d], kernel[d:], tf.convert_to_tensor(layer.bias) + forget, layer.projection
+  projection = tuple(tf.convert_to_tensor(w) for w in factors.parts(layer, "projection"))
+  return x_kernel, h_kernel, tf.convert_to_tensor(layer.bias) + forget, projection
 
 
 # Positions that hold a token in every input of at least one word: <S>, w_1, </S>.
@@ -97,7 +107,7 @@ def unrolled_lstm(layer: LSTMWithProjection, x: tf.Tensor, mask: tf.Tensor) -> t
   """
   time = int(x.shape[1])
   x_kernel, h_kernel, bias, projection = _lstm_weights(layer)
-  xw = tf.matmul(tf.reshape(x, [time, layer.input_dim]), x_kernel) + bias  # [time, 4 units]
+  xw = factors.matmul(tf.reshape(x, [time, layer.input_dim]), x_kernel) + bias  # [time, 4 units]
   c = h = None  # the zero initial state, left out of the first step's graph
   outputs: List[tf.Tensor] = [None] * time
   steps = range(time - 1, -1, -1) if layer.go_backwards else range(time)
@@ -105,13 +115,13 @@ def unrolled_lstm(layer: LSTMWithProjection, x: tf.Tensor, mask: tf.Tensor) -> t
     # Terms that are constant zeros are not written into the graph: besides
     # saving work, a tensor that is always 0 gets a degenerate int8 scale
     # (range [0, 0]) that XNNPACK refuses to prepare.
-    z = xw[t:t + 1] if h is None else xw[t:t + 1] + tf.matmul(h, h_kernel)
+    z = xw[t:t + 1] if h is None else xw[t:t + 1] + factors.matmul(h, h_kernel)
     i, j, f, o = tf.split(z, 4, axis=-1)
     c_new = tf.sigmoid(i) * tf.tanh(j)
     if c is not None:
       c_new = tf.sigmoid(f) * c + c_new
     c_new = _clip(c_new, layer.cell_clip)
-    h_new = _clip(tf.matmul(tf.sigmoid(o) * tf.tanh(c_new), projection), layer.proj_clip)
+    h_new = _clip(factors.matmul(tf.sigmoid(o) * tf.tanh(c_new), projection), layer.proj_clip)
     # Positions 0..2 (<S>, the first word, </S> at the latest) are real in
     # every sentence of at least one word, so only later steps need the mask
     # (which would be the constant 1 there).

@@ -18,6 +18,11 @@ CONFIGS = {
     "char": BiLMConfig(vocab_size=0, token_encoder="char", lstm_dim=16, projection_dim=8,
                        n_layers=2, char_cnn=CharCNNConfig(embedding_dim=4, filters=((1, 4), (2, 4)),
                                                           n_highway=1)),
+    # Low-rank factors (two matmuls) in both LSTM halves and a projection.
+    "lowrank": BiLMConfig(vocab_size=20, token_encoder="word", lstm_dim=16, projection_dim=8,
+                          n_layers=2, ranks=(("forward_lstm_0/input_kernel", 3),
+                                             ("backward_lstm_1/recurrent_kernel", 2),
+                                             ("forward_lstm_1/projection", 4))),
     "small": BiLMConfig(vocab_size=12, token_encoder="word", lstm_dim=8, projection_dim=4,
                         n_layers=1, cell_clip=None, proj_clip=None, use_skip_connections=False),
 }
