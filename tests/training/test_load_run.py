@@ -87,7 +87,8 @@ _FUZZ_CASES = [(encoder, field, value) for encoder in ("word", "char") for field
 
 
 def test_fuzz_case_count():
-  assert len(_FUZZ_CASES) == 2 * (10 + 6) * len(_FUZZ_VALUES) == 448
+  # 11 model fields (ranks: the low-rank factors) + 6 char_cnn fields.
+  assert len(_FUZZ_CASES) == 2 * (11 + 6) * len(_FUZZ_VALUES) == 476
 
 
 @pytest.mark.parametrize("case", _FUZZ_CASES,
