@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import time
 from typing import Callable, Dict, Optional, Sequence
 
 import numpy as np
@@ -162,3 +163,18 @@ def retrain(model: keras.Model, teacher: keras.Model, config: RetrainConfig, con
   return {**result, "num_train_steps": config.num_steps, "steps_per_epoch": steps_per_epoch,
           "num_train_epochs": config.num_steps / steps_per_epoch,
           "num_replicas": trainer.num_replicas}
+
+
+def finetune_after(model: keras.Model, teacher: keras.Model, config: RetrainConfig, context,
+                   metrics: Dict, seconds: Dict) -> None:
+  """Fine-tunes a compressed ``model`` in place after a shape-changing method.
+
+  The one place lowrank, structured and layers fine-tune: `retrain` on the
+  context's training corpus, its budget recorded as ``metrics["finetuning"]``
+  and its time as ``seconds["finetune"]``.
+  """
+  t = time.time()
+  budget = retrain(model, teacher, config, context)
+  metrics["finetuning"] = {k: budget[k] for k in (
+      "num_train_steps", "steps_per_epoch", "num_train_epochs")}
+  seconds["finetune"] = time.time() - t

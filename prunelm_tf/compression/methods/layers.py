@@ -30,7 +30,7 @@ from typing import Dict, List, Sequence, Tuple
 import numpy as np
 
 from prunelm_tf.compression import structured as lib
-from prunelm_tf.compression.finetune import OBJECTIVES, RetrainConfig, retrain
+from prunelm_tf.compression.finetune import OBJECTIVES, RetrainConfig, finetune_after
 from prunelm_tf.compression.methods.base import CompressedModel, CompressionMethod, Needs
 from prunelm_tf.compression.methods.structured import check_finetune
 from prunelm_tf.compression.options import option
@@ -218,11 +218,7 @@ class LayersMethod(CompressionMethod):
                "layers": record}
     seconds = {"select": time.time() - t}
     if options.finetune:
-      t = time.time()
-      budget = retrain(model, source.model, options.retrain, context)
-      metrics["finetuning"] = {k: budget[k] for k in (
-          "num_train_steps", "steps_per_epoch", "num_train_epochs")}
-      seconds["finetune"] = time.time() - t
+      finetune_after(model, source.model, options.retrain, context, metrics, seconds)
     return CompressedModel(model, config, metrics=metrics, seconds=seconds)
 
   def hparams(self, options):

@@ -33,7 +33,7 @@ from absl import logging
 
 from prunelm_tf.compression import factorization
 from prunelm_tf.compression.calibration import collect_grams
-from prunelm_tf.compression.finetune import OBJECTIVES, RetrainConfig, retrain
+from prunelm_tf.compression.finetune import OBJECTIVES, RetrainConfig, finetune_after
 from prunelm_tf.compression.methods.base import CompressedModel, CompressionMethod, Needs
 from prunelm_tf.compression.options import option
 from prunelm_tf.compression.targets import overridden_names, prunable_weights, resolve_targets
@@ -221,11 +221,7 @@ class LowRankMethod(CompressionMethod):
       metrics["calibration_tokens"] = int(next(iter(accumulators.values())).count)
       seconds["calibration"] = calibration_seconds
     if options.finetune:
-      t = time.time()
-      budget = retrain(model, source.model, options.retrain, context)
-      metrics["finetuning"] = {k: budget[k] for k in (
-          "num_train_steps", "steps_per_epoch", "num_train_epochs")}
-      seconds["finetune"] = time.time() - t
+      finetune_after(model, source.model, options.retrain, context, metrics, seconds)
     return CompressedModel(model, config, metrics=metrics, seconds=seconds)
 
   def hparams(self, options):

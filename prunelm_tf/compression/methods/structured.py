@@ -30,7 +30,7 @@ import time
 
 from prunelm_tf.compression import structured as lib
 from prunelm_tf.compression.calibration import collect_grams
-from prunelm_tf.compression.finetune import OBJECTIVES, RetrainConfig, retrain
+from prunelm_tf.compression.finetune import OBJECTIVES, RetrainConfig, finetune_after
 from prunelm_tf.compression.methods.base import CompressedModel, CompressionMethod, Needs
 from prunelm_tf.compression.options import option
 from prunelm_tf.compression.targets import prunable_weights
@@ -184,11 +184,7 @@ class StructuredMethod(CompressionMethod):
     # One name with lowrank and layers: the fraction of the compressed matrices' parameters.
     metrics = {"removed_fraction": achieved, "structured": record}
     if options.finetune:
-      t = time.time()
-      budget = retrain(new, source.model, options.retrain, context)
-      metrics["finetuning"] = {k: budget[k] for k in (
-          "num_train_steps", "steps_per_epoch", "num_train_epochs")}
-      seconds["finetune"] = time.time() - t
+      finetune_after(new, source.model, options.retrain, context, metrics, seconds)
     return CompressedModel(new, new_config, metrics=metrics, seconds=seconds)
 
   def hparams(self, options):
