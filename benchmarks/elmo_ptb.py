@@ -57,17 +57,28 @@ SHAPED = {
     "structured_norm": ("structured", {"importance": "norm"}, (0.25, 0.5)),
     "layers": ("layers", {}, (0.5,)),
 }
+# Shape-changing groups fine-tuned afterwards by KD from the dense model, for
+# --retrain_steps steps (one PTB epoch by default), as the retraining groups.
+SHAPED_FINETUNED = {
+    "lowrank_data_ft": ("lowrank", {"criterion": "data"}, (0.7,)),
+    "structured_obs_ft": ("structured", {"importance": "obs"}, (0.25, 0.35)),
+}
+
+
+def finetune_config(steps: int) -> RetrainConfig:
+  """The optimisation of every retrained or fine-tuned group: KD, Adam 1e-3, cosine, batch 32."""
+  return RetrainConfig(num_steps=steps, learning_rate=1e-3, lr_schedule="cosine", objective="kd",
+                       batch_size=32, checkpoint_every_steps=100)
 
 
 def retrain_groups(steps: int):
   """Retraining groups: objective x starting point, ``steps`` optimizer steps each."""
-  def options(objective, init, allocation="uniform"):
+  def options(objective, init, allocation="uniform", stages=1):
     return RetrainOptions(
-        init=init, init_allocation=allocation, schedule=ScheduleConfig(kind="polynomial", begin_step=0,
-                                           end_step=max(1, steps // 2),
-                                           frequency=max(1, steps // 40)),
-        retrain=RetrainConfig(num_steps=steps, learning_rate=1e-3, lr_schedule="cosine",
-                              objective=objective, batch_size=32, checkpoint_every_steps=100))
+        init=init, init_allocation=allocation, init_stages=stages,
+        schedule=ScheduleConfig(kind="polynomial", begin_step=0, end_step=max(1, steps // 2),
+                                frequency=max(1, steps // 40)),
+        retrain=dataclasses.replace(finetune_config(steps), objective=objective))
   groups = {}
   for objective in ("lm", "kd"):
     for init in ("dense", "magnitude", "obs"):
@@ -75,35 +86,47 @@ def retrain_groups(steps: int):
       if init != "dense":  # the one-shot start with its sensitivity allocation
         groups[f"retrain_{objective}_{init}_sens"] = (
             "retrain", options(objective, init, "sensitivity"))
+    # OBS with its own sensitivity allocation, at once or in 3 gradual stages.
+    groups[f"retrain_{objective}_obs_osens"] = (
+        "retrain", options(objective, "obs", "obs_sensitivity"))
+    groups[f"retrain_{objective}_obs_osens_3stages"] = (
+        "retrain", options(objective, "obs", "obs_sensitivity", stages=3))
   return groups
 
 
 def share_sensitivity_curves(out_dir: str, group_dir: str, config: CompressConfig) -> None:
-  """Seeds a new group's sensitivity cache from a finished group of this benchmark.
+  """Seeds a new group's sensitivity caches from the finished groups of this benchmark.
 
   Every group compresses the same dense model and calibrates on the same PTB
-  valid sentences, so the per-matrix sensitivity curves (about 12 minutes to
-  measure) are the same; a new group folder gets its config.json and a copy
-  of the first cached curves found, and the pipeline resumes into it.
+  valid sentences, so the per-matrix sensitivity curves (magnitude:
+  ``sensitivity.json``, about 12 minutes to measure; OBS:
+  ``sensitivity_obs_<windows>.json``, longer) are the same; a new group folder
+  gets its config.json and a copy of each kind of cached curves found, and the
+  pipeline resumes into it.
   """
   if os.path.exists(group_dir):
     return
+  shared = {}
   for group in sorted(os.listdir(out_dir)) if os.path.isdir(out_dir) else ():
     cached = CompressionRunFolder(os.path.join(out_dir, group))
-    curves = os.path.join(cached.cache_dir, "sensitivity.json")
-    if not os.path.exists(curves):
+    if not os.path.isdir(cached.cache_dir) or not os.path.exists(cached.config_json):
       continue
     previous = files.read_json(cached.config_json)
     if (previous.get("calibration_sentences") != config.calibration_sentences
         or previous.get("model_dir") != config.model_dir
         or previous.get("layer_sparsity") != json.loads(config.to_json())["layer_sparsity"]):
       continue
-    folder = CompressionRunFolder(group_dir)
-    os.makedirs(folder.cache_dir)
-    files.write_text(folder.config_json, config.to_json() + "\n")
-    files.write_json(os.path.join(folder.cache_dir, "sensitivity.json"), files.read_json(curves))
-    print(f"{os.path.basename(group_dir)}: sensitivity curves shared from {group}", flush=True)
+    for name in sorted(os.listdir(cached.cache_dir)):
+      if name.startswith("sensitivity") and name.endswith(".json") and name not in shared:
+        shared[name] = (group, os.path.join(cached.cache_dir, name))
+  if not shared:
     return
+  folder = CompressionRunFolder(group_dir)
+  os.makedirs(folder.cache_dir)
+  files.write_text(folder.config_json, config.to_json() + "\n")
+  for name, (group, path) in sorted(shared.items()):
+    files.write_json(os.path.join(folder.cache_dir, name), files.read_json(path))
+    print(f"{os.path.basename(group_dir)}: {name} shared from {group}", flush=True)
 
 
 def embedder_saved_model_bytes(dense_dir: str, out_dir: str) -> int:
@@ -186,6 +209,24 @@ def report(rows, embedder_bytes: int, out_dir: str, command: str) -> str:
                  + ("" if met else f", missed by {(b['ppl_delta']['mean'] - limit) * 100:.1f} points")
                  + "; all: " + ", ".join(f"{r['group']} {r['ppl_delta']['mean'] * 100:+.1f} %"
                                          for r in best) + ".")
+  lines.append("\n## Retraining targets (at most one epoch, mean test perplexity)\n")
+  for target, limit in ((0.9, 0.05), (0.95, 0.15)):
+    best = [r for r in rows if r["method"] == "retrain" and r["retraining"]
+            and r["retraining"]["num_train_epochs"] <= 1.0 + 1e-6
+            and abs(r["target_sparsity"] - target) < 1e-9]
+    if not best:
+      lines.append(f"- retrained {target:.0%} within +{limit:.0%}: not run.")
+      continue
+    best.sort(key=lambda r: r["ppl_delta"]["mean"])
+    b = best[0]
+    met = b["ppl_delta"]["mean"] <= limit
+    lines.append(f"- retrained {target:.0%} within +{limit:.0%}: **{'met' if met else 'missed'}** "
+                 f"— best {b['variant']} ({b['group']}) {b['ppl_delta']['mean'] * 100:+.1f} %"
+                 + ("" if met else f", missed by {(b['ppl_delta']['mean'] - limit) * 100:.1f} "
+                    "points")
+                 + "; all: " + ", ".join(f"{r['group']} {r['ppl_delta']['mean'] * 100:+.1f} %"
+                                         for r in best) + ".")
+  lines.append("\n## Size\n")
   within = [r for r in rows if r["ppl_delta"] and r["ppl_delta"]["mean"] <= 0.05
             and "dynamic" in r["tflite_zip_bytes"]]
   if within:
@@ -234,6 +275,8 @@ def main():
                       "retrain_kd_obs,retrain_lm_dense (objective x starting point).")
   parser.add_argument("--shaped_groups", default="", help="Shape-changing groups to run "
                       f"(one of {', '.join(SHAPED)}), each with its own sweep.")
+  parser.add_argument("--finetuned_groups", default="", help="Shape-changing groups fine-tuned "
+                      f"by KD afterwards (one of {', '.join(SHAPED_FINETUNED)}).")
   parser.add_argument("--retrain_steps", type=int, default=1320,
                       help="Optimizer steps per retrained variant (1,320 = one PTB epoch at "
                            "batch 32).")
@@ -277,6 +320,13 @@ def main():
     shaped = dict(common, layer_sparsity=common["layer_sparsity"] if method == "lowrank" else ())
     groups[name] = CompressConfig(**shaped, method=method, method_options=options,
                                   sparsity_sweep=sweep)
+  for name in filter(None, args.finetuned_groups.split(",")):
+    method, options, sweep = SHAPED_FINETUNED[name]
+    shaped = dict(common, layer_sparsity=common["layer_sparsity"] if method == "lowrank" else ())
+    groups[name] = CompressConfig(
+        **shaped, train=os.path.join(PTB, "ptb.train.txt"), method=method,
+        method_options=dict(options, finetune=True, retrain=finetune_config(args.retrain_steps)),
+        sparsity_sweep=sweep)
   retrain = retrain_groups(args.retrain_steps)
   for name in filter(None, args.retrain_groups.split(",")):
     method, options = retrain[name]

@@ -101,3 +101,46 @@ def test_obs_sensitivity_allocation_measures_obs_costs(tiny_run_dir, tiny_text, 
   assert set(obs_curves) == set(mag_curves) == set(sizes)
   cheaper = sum(obs_curves[n]["0.8"] <= mag_curves[n]["0.8"] + 1e-6 for n in obs_curves)
   assert cheaper >= 0.75 * len(obs_curves), (obs_curves, mag_curves)
+
+
+def test_stage_ramp_is_cubic_and_ends_at_the_target():
+  from prunelm_tf.compression.methods.retrain import stage_sparsities, stage_steps  # pylint: disable=import-outside-toplevel
+  ramp = stage_sparsities(0.9, 3)
+  assert ramp[-1] == pytest.approx(0.9)
+  assert ramp == sorted(ramp) and ramp[0] == pytest.approx(0.9 * (1 - (2 / 3) ** 3))
+  assert stage_sparsities(0.5, 1) == [0.5]
+  assert stage_steps(10, 3) == [4, 3, 3] and sum(stage_steps(1320, 4)) == 1320
+
+
+def test_staged_retraining_prunes_gradually_to_the_exact_target(tiny_run_dir, tiny_text,
+                                                                tmp_path):
+  """--init_stages=2: OBS to the first ramp value, retrain, OBS to the target, retrain."""
+  options = RetrainOptions(init="obs", init_stages=2,
+                           retrain=RetrainConfig(num_steps=3, batch_size=2, objective="kd"))
+  config = CompressConfig(model_dir=tiny_run_dir, train=tiny_text, eval=tiny_text,
+                          calibration=tiny_text, calibration_sentences=50, method="retrain",
+                          method_options=options, sparsity_sweep=(0.6,),
+                          layer_sparsity=(("softmax", 0.0),), tflite_quantization=("none",),
+                          num_parity_sentences=1)
+  v = compress(config, str(tmp_path / "r"))["variants"][0]
+  assert v["name"] == "retrain_obs_2stages_60"
+  assert [s["target_sparsity"] for s in v["stages"]] == pytest.approx([0.6 * 7 / 8, 0.6])
+  assert [s["num_train_steps"] for s in v["stages"]] == [2, 1]
+  assert v["retraining"]["num_train_steps"] == 3
+  for name, value in v["sparsity"]["per_weight"].items():
+    assert abs(value - (0.0 if name.startswith("softmax") else 0.6)) < 0.01, name
+  assert v["stages"][0]["init"]["layerwise"]["forward_lstm_0/kernel"]["sparsity"] == (
+      pytest.approx(0.6 * 7 / 8, abs=0.01))
+  # Each stage retrained in its own resumable folder.
+  variant = tmp_path / "r" / "variants" / v["name"]
+  for stage in ("stage_1", "stage_2"):
+    assert os.listdir(variant / stage / "checkpoints"), stage
+
+
+def test_init_stages_is_refused_where_it_cannot_apply():
+  with pytest.raises(ValueError, match="--init_stages applies to a one-shot"):
+    RetrainOptions(init="dense", init_stages=2)
+  with pytest.raises(ValueError, match="--init_stages must be >= 1"):
+    RetrainOptions(init="obs", init_stages=0)
+  with pytest.raises(ValueError, match=r"--init_stages \(5\) must not exceed --num_steps \(4\)"):
+    RetrainOptions(init="obs", init_stages=5, retrain=RetrainConfig(num_steps=4))

@@ -6,11 +6,23 @@ updated weights are the starting point and the masks stay fixed while the
 surviving weights retrain (``KeepMasks``), so each matrix keeps the sparsity
 the one-shot method (and its ``--init_allocation``) chose; the schedule flags
 do not apply.
+
+With ``--init_stages=K`` (K > 1) the one-shot method and the retraining
+alternate K times (gradual one-shot pruning, as gradual OBS pruning does for
+transformers): stage k prunes the model as retrained so far to
+``target · (1 − (1 − k/K)³)`` (tfmot's cubic ramp), on calibration inputs
+collected through that model, and retrains it with fixed masks for its share
+of ``--num_steps``. The per-matrix allocation of every stage comes from the
+dense model's sensitivity curves. Each stage keeps its checkpoints in
+``stage_<k>/`` of the variant folder; a resumed run recomputes the one-shot
+step of the stages it has already done (deterministic) and restores their
+retrained weights.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 
 import tensorflow_model_optimization as tfmot
@@ -47,6 +59,13 @@ class RetrainOptions:
                                 "--calibration; same overall sparsity), obs_sensitivity (obs "
                                 "only: the cost when OBS-pruned alone).",
                                 flag="init_allocation", choices=INIT_ALLOCATIONS)
+  # One-shot pruning + fixed-mask retraining, alternated this many times on a
+  # cubic ramp to the target (1 = prune once to the target, then retrain).
+  init_stages: int = option(1, "Gradual one-shot pruning: the --init method and fixed-mask "
+                            "retraining alternate this many times, the sparsity rising on a "
+                            "cubic ramp to the target, each stage retraining for its share of "
+                            "--num_steps (1 = prune once to the target, then retrain).",
+                            flag="init_stages", lower=1)
 
   def __post_init__(self):
     object.__setattr__(self, "init", INIT_ALIASES.get(self.init, self.init))
@@ -60,6 +79,14 @@ class RetrainOptions:
     if self.init == DENSE_INIT and self.init_allocation != "uniform":
       raise ValueError("--init_allocation applies to a one-shot starting point; with "
                        "--init=dense the schedule's magnitude pruning chooses the masks.")
+    if self.init_stages < 1:
+      raise ValueError(f"--init_stages must be >= 1, got {self.init_stages}.")
+    if self.init_stages > 1 and self.init == DENSE_INIT:
+      raise ValueError("--init_stages applies to a one-shot starting point; with --init=dense "
+                       "the schedule flags (--begin_step, --end_step, --frequency) make the ramp.")
+    if self.init_stages > self.retrain.num_steps:
+      raise ValueError(f"--init_stages ({self.init_stages}) must not exceed --num_steps "
+                       f"({self.retrain.num_steps}): every stage retrains for at least one step.")
     if self.retrain.num_sampled:
       raise ValueError("sampled softmax is not available when retraining with pruning: the "
                        "pruned softmax must be called every step. Use num_sampled=0.")
@@ -108,7 +135,7 @@ class RetrainMethod(CompressionMethod):
     from prunelm_tf.compression.methods.registry import REGISTRY  # pylint: disable=import-outside-toplevel
     inits = (DENSE_INIT,) + tuple(sorted(n for n, m in REGISTRY.items()
                                          if getattr(m, "one_shot", False)))
-    return {"schedule": SCHEDULES + ("fixed_masks",), "retrain_objective": OBJECTIVES, "retrain_init": inits,
+    return {"schedule": SCHEDULES + ("fixed_masks", "staged_masks"), "retrain_objective": OBJECTIVES, "retrain_init": inits,
             "init_allocation": INIT_ALLOCATIONS}
 
   def needs(self, options):
@@ -125,9 +152,13 @@ class RetrainMethod(CompressionMethod):
     start = "" if options.init == DENSE_INIT else f"_{options.init}"
     if options.init_allocation != "uniform":
       start += f"_{options.init_allocation}"
+    if options.init_stages > 1:
+      start += f"_{options.init_stages}stages"
     return f"{self.name}{start}_{round(target_sparsity * 100):02d}"
 
   def compress(self, options, context):
+    if options.init_stages > 1:
+      return self._compress_in_stages(options, context)
     t = time.time()
     start, metrics = context.source.model, {}
     if options.init != DENSE_INIT:
@@ -146,7 +177,54 @@ class RetrainMethod(CompressionMethod):
     return CompressedModel(strip(pruned), context.source.config, metrics=metrics,
                            seconds={"retrain": time.time() - t})
 
+  def _compress_in_stages(self, options, context):
+    """``--init_stages`` > 1: one-shot pruning and fixed-mask retraining, alternated."""
+    t = time.time()
+    init, init_options = _init_method(options), _init_options(options)
+    free = set(context.free_weights)
+    sparsities = stage_sparsities(context.target_sparsity, options.init_stages)
+    steps = stage_steps(options.retrain.num_steps, options.init_stages)
+    current, stages, budget = context.source, [], {}
+    for k, (sparsity, num_steps) in enumerate(zip(sparsities, steps), start=1):
+      name = f"stage_{k}"
+      stage = dataclasses.replace(
+          context, source=current, target_sparsity=sparsity,
+          targets={n: (sparsity if n in free else v) for n, v in context.targets.items()},
+          variant_dir=os.path.join(context.variant_dir, name),
+          tensorboard_dir=os.path.join(context.tensorboard_dir, name),
+          # Each stage reads its own shuffle of the corpus.
+          seed=context.seed + 1000 * (k - 1))
+      done = init.compress(init_options, stage)
+      with context.training_scope():
+        pruned = wrap_keeping_masks(done.model)
+      budget = retrain(pruned, context.source.model,
+                       dataclasses.replace(options.retrain, num_steps=num_steps), stage,
+                       callbacks=[tfmot.sparsity.keras.UpdatePruningStep()])
+      current = dataclasses.replace(context.source, model=strip(pruned),
+                                    description=f"{context.source.description}, {name}")
+      stages.append({"target_sparsity": sparsity, "num_train_steps": num_steps,
+                     "init": {"method": init.name, **done.metrics, "seconds": done.seconds}})
+    total = options.retrain.num_steps
+    metrics = {"stages": stages, "init": stages[-1]["init"], "retraining": {
+        "num_train_steps": total, "steps_per_epoch": budget["steps_per_epoch"],
+        "num_train_epochs": total / budget["steps_per_epoch"],
+        "num_replicas": budget["num_replicas"]}}
+    return CompressedModel(current.model, context.source.config, metrics=metrics,
+                           seconds={"retrain": time.time() - t})
+
   def hparams(self, options):
-    schedule = options.schedule.kind if options.init == DENSE_INIT else "fixed_masks"
+    schedule = options.schedule.kind if options.init == DENSE_INIT else (
+        "staged_masks" if options.init_stages > 1 else "fixed_masks")
     return {"schedule": schedule, "retrain_objective": options.retrain.objective,
             "retrain_init": options.init, "init_allocation": options.init_allocation}
+
+
+def stage_sparsities(target: float, stages: int):
+  """The sparsity after each of ``stages`` prune-and-retrain stages: tfmot's cubic ramp."""
+  return [target * (1.0 - (1.0 - k / stages) ** 3) for k in range(1, stages + 1)]
+
+
+def stage_steps(num_steps: int, stages: int):
+  """``num_steps`` split into ``stages`` near-equal shares (the first ones a step longer)."""
+  base, extra = divmod(num_steps, stages)
+  return [base + (1 if k < extra else 0) for k in range(stages)]

@@ -1,0 +1,86 @@
+"""Tests for benchmarks.elmo_ptb: the report's targets and the shared sensitivity caches."""
+
+import json
+import os
+
+from benchmarks import elmo_ptb
+from prunelm_tf.compression import CompressConfig
+from prunelm_tf.compression.run_folder import CompressionRunFolder
+
+EMBEDDER_BYTES = 21_000_000
+
+
+def _row(group, variant, method, target, mean, *, epochs=None, dynamic=1_000_000):
+  return {"group": group, "variant": variant, "method": method, "method_options": None,
+          "target_sparsity": target, "sparsity": target * 0.8, "removed_fraction": None,
+          "num_parameters": None,
+          "ppl": {"forward": mean, "backward": mean, "mean": mean},
+          "ppl_delta": {k: mean / 100.0 - 1 for k in ("forward", "backward", "mean")},
+          "cosine_similarity": 0.99, "saved_model_zip_bytes": 5_000_000,
+          "tflite_zip_bytes": {"none": 4 * dynamic, "dynamic": dynamic},
+          "retraining": None if epochs is None else {"num_train_steps": int(1320 * epochs),
+                                                     "num_train_epochs": epochs},
+          "seconds": {"prune": 1.0}, "tflite_errors": None}
+
+
+def test_report_checks_the_retraining_targets_within_one_epoch(tmp_path):
+  rows = [_row("dense", "dense", "dense", 0.0, 100.0, dynamic=5_000_000),
+          _row("obs_osens", "obs_osens_70", "obs", 0.7, 107.0),
+          _row("retrain_a", "retrain_obs_90", "retrain", 0.9, 104.0, epochs=1.0),
+          # Better, but trained for two epochs: not a candidate for the 1-epoch target.
+          _row("retrain_b", "retrain_long_90", "retrain", 0.9, 101.0, epochs=2.0,
+               dynamic=1_050_000),
+          _row("retrain_a", "retrain_obs_95", "retrain", 0.95, 120.0, epochs=1.0,
+               dynamic=600_000)]
+  text = elmo_ptb.report(rows, EMBEDDER_BYTES, str(tmp_path), "cmd")
+  assert "one-shot 70% within +8%: **met** — best obs_osens_70" in text
+  assert "retrained 90% within +5%: **met** — best retrain_obs_90 (retrain_a) +4.0 %" in text
+  assert "retrain_long_90" not in text.split("## Retraining targets")[1]
+  assert ("retrained 95% within +15%: **missed** — best retrain_obs_95 (retrain_a) +20.0 %, "
+          "missed by 5.0 points") in text
+  # The smallest within +5 % is the 1 MB retrained 90 % variant: 21x.
+  assert ("smallest variant within +5 %: retrain_obs_90 (retrain_a), zipped dynamic TFLite "
+          "21.0x smaller") in text
+  assert (tmp_path / "report.md").read_text() == text
+
+
+def test_report_says_when_a_retraining_target_was_not_run(tmp_path):
+  rows = [_row("dense", "dense", "dense", 0.0, 100.0)]
+  text = elmo_ptb.report(rows, EMBEDDER_BYTES, str(tmp_path), "cmd")
+  assert "retrained 90% within +5%: not run." in text
+  assert "retrained 95% within +15%: not run." in text
+
+
+def _group(out_dir, name, config, caches):
+  folder = CompressionRunFolder(os.path.join(out_dir, name))
+  os.makedirs(folder.cache_dir)
+  with open(folder.config_json, "w") as f:
+    f.write(config.to_json())
+  for cache, value in caches.items():
+    with open(os.path.join(folder.cache_dir, cache), "w") as f:
+      json.dump(value, f)
+
+
+def test_sensitivity_caches_of_every_kind_are_shared_from_compatible_groups(tmp_path,
+                                                                            tiny_run_dir,
+                                                                            tiny_text):
+  def config(sentences):
+    return CompressConfig(model_dir=tiny_run_dir, eval=tiny_text, calibration=tiny_text,
+                          calibration_sentences=sentences, method="threshold",
+                          layer_sparsity=(("softmax", 0.0),))
+  out = str(tmp_path)
+  _group(out, "a", config(300), {"sensitivity.json": {"from": "a"}})
+  _group(out, "b", config(300), {"sensitivity.json": {"from": "b"},
+                                 "sensitivity_obs_all.json": {"from": "b"}})
+  _group(out, "c", config(50), {"sensitivity_obs_max.json": {"from": "c"}})  # other calibration
+  elmo_ptb.share_sensitivity_curves(out, os.path.join(out, "new"), config(300))
+  cache = CompressionRunFolder(os.path.join(out, "new")).cache_dir
+  assert sorted(os.listdir(cache)) == ["sensitivity.json", "sensitivity_obs_all.json"]
+  with open(os.path.join(cache, "sensitivity.json")) as f:
+    assert json.load(f) == {"from": "a"}
+  with open(os.path.join(cache, "sensitivity_obs_all.json")) as f:
+    assert json.load(f) == {"from": "b"}
+  # An existing group folder is never touched.
+  elmo_ptb.share_sensitivity_curves(out, os.path.join(out, "a"), config(300))
+  assert sorted(os.listdir(CompressionRunFolder(os.path.join(out, "a")).cache_dir)) == [
+      "sensitivity.json"]
