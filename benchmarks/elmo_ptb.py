@@ -73,12 +73,12 @@ def finetune_config(steps: int) -> RetrainConfig:
 
 def retrain_groups(steps: int):
   """Retraining groups: objective x starting point, ``steps`` optimizer steps each."""
-  def options(objective, init, allocation="uniform", stages=1):
+  def options(objective, init, allocation="uniform", stages=1, **retrain):
     return RetrainOptions(
         init=init, init_allocation=allocation, init_stages=stages,
         schedule=ScheduleConfig(kind="polynomial", begin_step=0, end_step=max(1, steps // 2),
                                 frequency=max(1, steps // 40)),
-        retrain=dataclasses.replace(finetune_config(steps), objective=objective))
+        retrain=dataclasses.replace(finetune_config(steps), objective=objective, **retrain))
   groups = {}
   for objective in ("lm", "kd"):
     for init in ("dense", "magnitude", "obs"):
@@ -91,6 +91,12 @@ def retrain_groups(steps: int):
         "retrain", options(objective, "obs", "obs_sensitivity"))
     groups[f"retrain_{objective}_obs_osens_3stages"] = (
         "retrain", options(objective, "obs", "obs_sensitivity", stages=3))
+    # The same start retrained without dropout, or at the dense training's
+    # learning rate (3e-3): what a one-epoch budget is short of.
+    groups[f"retrain_{objective}_obs_osens_nodrop"] = (
+        "retrain", options(objective, "obs", "obs_sensitivity", dropout=0.0))
+    groups[f"retrain_{objective}_obs_osens_lr3"] = (
+        "retrain", options(objective, "obs", "obs_sensitivity", learning_rate=3e-3))
   return groups
 
 

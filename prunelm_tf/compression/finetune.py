@@ -63,6 +63,10 @@ class RetrainConfig:
   num_sampled: int = 0
   # Global gradient-norm clipping; 0 = none.
   clip_norm: float = 5.0
+  # Dropout rate of the model's dropout layers while retraining; None = the
+  # model's own (its config's). A pruned model that must recover in one epoch
+  # underfits rather than overfits, so less dropout can pay.
+  dropout: Optional[float] = None
   # Sentences per batch.
   batch_size: int = option(64, "Retraining sentences per batch.", flag="batch_size", lower=1)
   # Checkpoint every this many steps.
@@ -89,6 +93,8 @@ class RetrainConfig:
       raise ValueError(f"--kd_weight must be >= 0, got {self.kd_weight}.")
     if self.kd_temperature <= 0:
       raise ValueError(f"--kd_temperature must be > 0, got {self.kd_temperature}.")
+    if self.dropout is not None and not 0.0 <= self.dropout < 1.0:
+      raise ValueError(f"retraining dropout must be in [0, 1), got {self.dropout}.")
     if self.checkpoint_every_steps < 1 or self.log_every_steps < 1:
       raise ValueError("--checkpoint_every_steps and log_every_steps must be >= 1.")
 
@@ -153,16 +159,30 @@ def retrain(model: keras.Model, teacher: keras.Model, config: RetrainConfig, con
     return out
 
   os.makedirs(context.variant_dir, exist_ok=True)
-  result = run_training(
+  dropouts = [layer for layer in model.layers if isinstance(layer, keras.layers.Dropout)]
+  rates = [layer.rate for layer in dropouts]
+  if config.dropout is not None:
+    for layer in dropouts:
+      layer.rate = config.dropout
+  try:
+    result = _run(trainer, sentences, config, context, steps_per_epoch, callbacks,
+                  sparsity_scalars)
+  finally:  # the model keeps its own rates (they are in its config)
+    for layer, rate in zip(dropouts, rates):
+      layer.rate = rate
+  return {**result, "num_train_steps": config.num_steps, "steps_per_epoch": steps_per_epoch,
+          "num_train_epochs": config.num_steps / steps_per_epoch,
+          "num_replicas": trainer.num_replicas}
+
+
+def _run(trainer, sentences, config, context, steps_per_epoch, callbacks, sparsity_scalars):
+  return run_training(
       trainer, lambda epoch: context.dataset(sentences, config.batch_size, shuffle=True,
                                              seed=context.seed + epoch),
       run_dir=context.variant_dir, steps_per_epoch=steps_per_epoch, total_steps=config.num_steps,
       log_every_steps=config.log_every_steps,
       checkpoint_every_steps=config.checkpoint_every_steps, callbacks=list(callbacks),
       extra_scalars=sparsity_scalars, tensorboard_dir=context.tensorboard_dir)
-  return {**result, "num_train_steps": config.num_steps, "steps_per_epoch": steps_per_epoch,
-          "num_train_epochs": config.num_steps / steps_per_epoch,
-          "num_replicas": trainer.num_replicas}
 
 
 def finetune_after(model: keras.Model, teacher: keras.Model, config: RetrainConfig, context,

@@ -14,6 +14,7 @@ import dataclasses
 import math
 import os
 import time
+import weakref
 from typing import Callable, Dict, List, Optional, Sequence
 
 from absl import logging
@@ -264,20 +265,33 @@ class Trainer:
     return self._step_fn(model_input(self.model, batch), batch["token_ids"])
 
 
+# model -> its traced per-batch NLL: traced once per model, not once per call
+# (sensitivity curves evaluate the same model, with other weights, ~100 times).
+_BATCH_NLL_FNS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def _batch_nll_fn(model: keras.Model):
+  """``(inputs, token_ids) -> (forward NLL sum, backward NLL sum, count)``, traced once per model."""
+  fn = _BATCH_NLL_FNS.get(model)
+  if fn is None:
+    view = output_model(model, ["forward_logits", "backward_logits"])
+    spec = model.inputs[0].type_spec
+
+    @tf.function(input_signature=[tf.TensorSpec([None] + spec.shape[1:].as_list(), tf.int32),
+                                  tf.TensorSpec([None, None], tf.int32)])
+    def fn(inputs, token_ids):
+      return lm_token_losses(view(inputs, training=False), token_ids)
+    _BATCH_NLL_FNS[model] = fn
+  return fn
+
+
 def evaluate_perplexity(model: keras.Model, dataset: tf.data.Dataset) -> Dict[str, float]:
   """Full-softmax perplexity per direction over every sentence of ``dataset``.
 
   Returns {"forward", "backward", "mean", "num_predictions"}; "mean" is
   exp of the mean of both directions' per-token NLL (as bilm-tf reports).
   """
-  view = output_model(model, ["forward_logits", "backward_logits"])
-  spec = model.inputs[0].type_spec
-
-  @tf.function(input_signature=[tf.TensorSpec([None] + spec.shape[1:].as_list(), tf.int32),
-                                tf.TensorSpec([None, None], tf.int32)])
-  def batch_nll(inputs, token_ids):
-    return lm_token_losses(view(inputs, training=False), token_ids)
-
+  batch_nll = _batch_nll_fn(model)
   fwd = bwd = count = 0.0
   for batch in dataset:
     f, b, c = batch_nll(model_input(model, batch), batch["token_ids"])

@@ -7,6 +7,10 @@ import pytest
 from prunelm_tf.compression import CompressConfig, compress
 from prunelm_tf.compression.methods.retrain import RetrainOptions
 from prunelm_tf.compression import RetrainConfig, ScheduleConfig
+from prunelm_tf.compression.allocation import calibration_loss_fn, sensitivity_curves
+from prunelm_tf.compression.source import Source
+from prunelm_tf.data.corpus import load_corpus
+from prunelm_tf.training.run_folder import load_run
 
 
 @pytest.mark.parametrize("method", ["obs", "wanda"])
@@ -90,14 +94,13 @@ def test_obs_sensitivity_allocation_measures_obs_costs(tiny_run_dir, tiny_text, 
   free = {n: s for n, s in per_weight.items() if n in sizes}
   assert abs(sum(free.values()) / len(free) - 0.6) < 0.3  # allocated, not uniform
   obs_curves = json.loads((out / "cache" / "sensitivity_obs_all.json").read_text())["curves"]
-  # The magnitude curves of the same matrices, for comparison: OBS costs less in most matrices.
-  config_mag = CompressConfig(model_dir=tiny_run_dir, eval=tiny_text, calibration=tiny_text,
-                              calibration_sentences=50, method="obs",
-                              method_options=dict(allocation="sensitivity"),
-                              sparsity_sweep=(0.6,), layer_sparsity=(("softmax", 0.0),),
-                              tflite_quantization=("none",), num_parity_sentences=1)
-  compress(config_mag, str(tmp_path / "m"))
-  mag_curves = json.loads((tmp_path / "m" / "cache" / "sensitivity.json").read_text())["curves"]
+  # The magnitude curves of the same matrices at 80 %, measured the same way on the
+  # same calibration text: OBS costs less in most matrices.
+  model, model_config, vocab = load_run(tiny_run_dir)
+  source = Source(model, model_config, vocab, "tiny")
+  mag_curves = sensitivity_curves(
+      model, sorted(obs_curves), calibration_loss_fn(source, load_corpus(tiny_text, 50, what="--calibration")),
+      levels=(0.8,))["curves"]
   assert set(obs_curves) == set(mag_curves) == set(sizes)
   cheaper = sum(obs_curves[n]["0.8"] <= mag_curves[n]["0.8"] + 1e-6 for n in obs_curves)
   assert cheaper >= 0.75 * len(obs_curves), (obs_curves, mag_curves)
@@ -144,3 +147,32 @@ def test_init_stages_is_refused_where_it_cannot_apply():
     RetrainOptions(init="obs", init_stages=0)
   with pytest.raises(ValueError, match=r"--init_stages \(5\) must not exceed --num_steps \(4\)"):
     RetrainOptions(init="obs", init_stages=5, retrain=RetrainConfig(num_steps=4))
+
+
+def test_retraining_dropout_is_applied_while_training_and_restored(monkeypatch, tiny_run_dir,
+                                                                   tiny_text, tmp_path):
+  """RetrainConfig.dropout sets every dropout layer's rate for the training only."""
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  from prunelm_tf.compression import finetune  # pylint: disable=import-outside-toplevel
+  seen = []
+  real = finetune._run  # pylint: disable=protected-access
+
+  def spy(trainer, *args, **kwargs):
+    layers = [l for l in trainer.model.layers if isinstance(l, tf.keras.layers.Dropout)]
+    seen.append((layers, [l.rate for l in layers]))
+    return real(trainer, *args, **kwargs)
+  monkeypatch.setattr(finetune, "_run", spy)
+  options = RetrainOptions(init="magnitude", retrain=RetrainConfig(
+      num_steps=1, batch_size=2, objective="kd", dropout=0.5))
+  compress(CompressConfig(model_dir=tiny_run_dir, train=tiny_text, eval=tiny_text,
+                          method="retrain", method_options=options, sparsity_sweep=(0.5,),
+                          tflite_quantization=("none",), num_parity_sentences=1),
+           str(tmp_path / "r"))
+  (layers, rates), = seen
+  assert layers and rates == [0.5] * len(layers)
+  assert [l.rate for l in layers] == [0.0] * len(layers)  # the tiny model's own rate
+
+
+def test_retraining_dropout_out_of_range_is_refused():
+  with pytest.raises(ValueError, match=r"retraining dropout must be in \[0, 1\)"):
+    RetrainConfig(dropout=1.0)
