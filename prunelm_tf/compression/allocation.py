@@ -161,26 +161,33 @@ def calibration_loss_fn(source, sentences) -> Callable[[object], float]:
   return similarity_loss
 
 
-def cached_sensitivity_curves(context, *, pruner=None, cache_name: str = "sensitivity.json"
-                              ) -> Dict:
+def cached_sensitivity_curves(context, *, pruner=None, cache_name: str = "sensitivity.json",
+                              max_sentences: int = 0) -> Dict:
   """Sensitivity curves of the context's free weights, measured once per run.
 
   Cached in ``<cache_dir>/<cache_name>`` so every sweep value (and a resumed
-  run) reuses them. ``pruner``: ``model -> prune(name, level)`` for a
-  data-aware criterion (see `sensitivity_curves`); None = magnitude.
+  run) reuses them. ``pruner``: ``(model, sentences) -> prune(name, level)``
+  for a data-aware criterion calibrated on ``sentences`` (see
+  `sensitivity_curves`); None = magnitude. ``max_sentences``: measure on the
+  first this many calibration sentences (0 = all): the curves only rank the
+  matrices, so they can cost less than the pruning itself.
   """
   import os  # pylint: disable=import-outside-toplevel
   import time  # pylint: disable=import-outside-toplevel
   from prunelm_tf.utils import files  # pylint: disable=import-outside-toplevel
   path = os.path.join(context.cache_dir, cache_name)
-  if os.path.exists(path):
-    return files.read_json(path)
-  t = time.time()
   sentences = context.calibration_sentences
+  if max_sentences:
+    sentences = sentences[:max_sentences]
+  if os.path.exists(path):
+    cached = files.read_json(path)
+    if cached.get("num_sentences") == len(sentences):
+      return cached
+  t = time.time()
   model = context.copy_source()
   result = sensitivity_curves(model, context.free_weights,
                               calibration_loss_fn(context.source, sentences),
-                              prune=pruner(model) if pruner is not None else None)
+                              prune=pruner(model, sentences) if pruner is not None else None)
   result["seconds"] = time.time() - t
   result["num_sentences"] = len(sentences)
   files.write_json(path, result)

@@ -82,7 +82,8 @@ def test_obs_sensitivity_allocation_measures_obs_costs(tiny_run_dir, tiny_text, 
   out = tmp_path / "c"
   config = CompressConfig(model_dir=tiny_run_dir, eval=tiny_text, calibration=tiny_text,
                           calibration_sentences=50, method="obs",
-                          method_options=dict(allocation="obs_sensitivity"),
+                          method_options=dict(allocation="obs_sensitivity",
+                                              sensitivity_sentences=3),
                           sparsity_sweep=(0.6,), layer_sparsity=(("softmax", 0.0),),
                           tflite_quantization=("none",), num_parity_sentences=1)
   v = compress(config, str(out))["variants"][0]
@@ -93,13 +94,18 @@ def test_obs_sensitivity_allocation_measures_obs_costs(tiny_run_dir, tiny_text, 
   sizes = v["allocated_targets"]
   free = {n: s for n, s in per_weight.items() if n in sizes}
   assert abs(sum(free.values()) / len(free) - 0.6) < 0.3  # allocated, not uniform
-  obs_curves = json.loads((out / "cache" / "sensitivity_obs_all.json").read_text())["curves"]
+  cached = json.loads((out / "cache" / "sensitivity_obs_all.json").read_text())
+  assert cached["num_sentences"] == 3  # --sensitivity_sentences; the pruning read all 5
+  tokens_of_3 = sum(len(x) + 2 for x in load_corpus(tiny_text, 3, what="--calibration"))
+  assert v["layerwise"]["forward_lstm_0/kernel"]["num_tokens"] > tokens_of_3
+  obs_curves = cached["curves"]
   # The magnitude curves of the same matrices at 80 %, measured the same way on the
   # same calibration text: OBS costs less in most matrices.
   model, model_config, vocab = load_run(tiny_run_dir)
   source = Source(model, model_config, vocab, "tiny")
   mag_curves = sensitivity_curves(
-      model, sorted(obs_curves), calibration_loss_fn(source, load_corpus(tiny_text, 50, what="--calibration")),
+      model, sorted(obs_curves),
+      calibration_loss_fn(source, load_corpus(tiny_text, 3, what="--calibration")),
       levels=(0.8,))["curves"]
   assert set(obs_curves) == set(mag_curves) == set(sizes)
   cheaper = sum(obs_curves[n]["0.8"] <= mag_curves[n]["0.8"] + 1e-6 for n in obs_curves)

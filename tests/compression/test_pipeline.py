@@ -66,7 +66,8 @@ def test_retrain_reaches_target_on_every_pruned_matrix(tiny_run_dir, tiny_text, 
       method_options=RetrainOptions(schedule=ScheduleConfig(end_step=6, frequency=1),
       retrain=RetrainConfig(num_steps=8, learning_rate=0.005, batch_size=2,
                             objective="lm+distill")),
-      tflite_quantization=("none", "float16", "int8"), num_parity_sentences=2)
+      tflite_quantization=("none", "float16", "int8"), num_parity_sentences=2,
+      tflite_int8_max_tokens=16)
   result = compress(config, str(tmp_path / "r"))
   v = result["variants"][0]
   for name, value in v["sparsity"]["per_weight"].items():
@@ -80,7 +81,7 @@ def test_retrain_reaches_target_on_every_pruned_matrix(tiny_run_dir, tiny_text, 
   assert "int8" not in v.get("tflite_errors", {})
   assert v["tflite_parity"]["int8"]["sentences"] == 2
   assert v["tflite_parity"]["int8"]["min_cosine"] > 0.9
-  assert v["tflite_int8_max_tokens"] == 64
+  assert v["tflite_int8_max_tokens"] == 16
   events = os.listdir(os.path.join(str(tmp_path / "r"), "tensorboard", "retrain_75"))
   assert events  # per-step loss and sparsity scalars
 

@@ -67,7 +67,7 @@ class LowRankOptions:
   # Fine-tune the factorized model on --train afterwards (settings in `retrain`).
   finetune: bool = option(False, "Fine-tune the factorized model on --train afterwards "
                           "(--num_steps, --learning_rate, --retrain_objective: lm, kd or "
-                          "distill, ...).", flag="lowrank_finetune")
+                          "distill, ...).", flag="finetune")
   # The fine-tuning optimisation (shared flags with --method=retrain).
   retrain: RetrainConfig = dataclasses.field(default_factory=RetrainConfig)
 
@@ -119,7 +119,7 @@ class LowRankMethod(CompressionMethod):
   Options = LowRankOptions
   hparam_domains = {"lowrank_criterion": CRITERIA,
                     "lowrank_allocation": factorization.ALLOCATIONS,
-                    "lowrank_finetune": ("none",) + OBJECTIVES}
+                    "finetune_objective": ("none",) + OBJECTIVES}
 
   def needs(self, options):
     return Needs(train=options.finetune, calibration=options.criterion == "data",
@@ -226,4 +226,4 @@ class LowRankMethod(CompressionMethod):
 
   def hparams(self, options):
     return {"lowrank_criterion": options.criterion, "lowrank_allocation": options.allocation,
-            "lowrank_finetune": options.retrain.objective if options.finetune else "none"}
+            "finetune_objective": options.retrain.objective if options.finetune else "none"}

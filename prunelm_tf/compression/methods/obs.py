@@ -54,6 +54,11 @@ class ObsOptions:
   char_windows: str = option("all", "Character-convolution windows that make H: all, or max "
                              "(the windows max-pooling selects).", flag="char_windows",
                              choices=CHAR_WINDOWS)
+  # Sentences of --calibration the obs_sensitivity curves are measured on (0 = all).
+  sensitivity_sentences: int = option(0, "obs_sensitivity: measure the per-matrix curves on the "
+                                      "first this many --calibration sentences (0 = all); the "
+                                      "pruning itself uses all --calibration_sentences.",
+                                      flag="sensitivity_sentences", lower=0)
   # Refuse calibration text with fewer real tokens than this × the widest input.
   min_tokens_factor: float = option(4.0, "Calibration text must hold at least this many times "
                                     "as many tokens as the widest pruned matrix has inputs.",
@@ -66,6 +71,8 @@ class ObsOptions:
       raise ValueError(f"--obs_block_size must be >= 1, got {self.block_size}.")
     if not self.damp >= 0:
       raise ValueError(f"--obs_damp must be >= 0, got {self.damp}.")
+    if self.sensitivity_sentences < 0:
+      raise ValueError(f"--sensitivity_sentences must be >= 0, got {self.sensitivity_sentences}.")
     if self.char_windows not in CHAR_WINDOWS:
       raise ValueError(f"--char_windows must be one of {CHAR_WINDOWS}, got "
                        f"{self.char_windows!r}.")
@@ -121,9 +128,11 @@ class ObsMethod(CompressionMethod):
     if options.allocation == "obs_sensitivity":
       curves = cached_sensitivity_curves(
           context, cache_name=f"sensitivity_obs_{options.char_windows}.json",
-          pruner=lambda model: obs_pruner(model, context.free_weights, batches,
-                                          block_size=options.block_size, damp=options.damp,
-                                          char_windows=options.char_windows))
+          max_sentences=options.sensitivity_sentences,
+          pruner=lambda model, sentences: obs_pruner(
+              model, context.free_weights, context.dataset(sentences, _BATCH, shuffle=False),
+              block_size=options.block_size, damp=options.damp,
+              char_windows=options.char_windows))
     targets, record = targets_for(context, options.allocation, curves)
     model = context.copy_source()
     records = prune_model_layerwise(
