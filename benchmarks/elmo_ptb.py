@@ -45,7 +45,11 @@ ONE_SHOT = {
     "obs": ("obs", {}),
     "obs_sens": ("obs", {"allocation": "sensitivity"}),
     "obs_osens": ("obs", {"allocation": "obs_sensitivity"}),
+    # The same curves (first 300 valid sentences), the pruning calibrated on 1,000.
+    "obs_osens_cal1000": ("obs", {"allocation": "obs_sensitivity", "sensitivity_sentences": 300}),
 }
+# Run settings of a one-shot group that differ from the benchmark's.
+ONE_SHOT_SETTINGS = {"obs_osens_cal1000": {"calibration_sentences": 1000}}
 # Groups that change the model's shape (issue #11): name -> (method, options, sweep).
 # Their sweep value is the fraction of the compressed matrices' parameters removed.
 # structured and layers work on whole units, so they cannot leave the softmax out
@@ -103,8 +107,8 @@ def retrain_groups(steps: int):
 def share_sensitivity_curves(out_dir: str, group_dir: str, config: CompressConfig) -> None:
   """Seeds a new group's sensitivity caches from the finished groups of this benchmark.
 
-  Every group compresses the same dense model and calibrates on the same PTB
-  valid sentences, so the per-matrix sensitivity curves (magnitude:
+  Every group compresses the same dense model and calibrates on PTB valid, so
+  the per-matrix sensitivity curves (magnitude:
   ``sensitivity.json``, about 12 minutes to measure; OBS:
   ``sensitivity_obs_<windows>.json``, longer) are the same; a new group folder
   gets its config.json and a copy of each kind of cached curves found, and the
@@ -118,7 +122,10 @@ def share_sensitivity_curves(out_dir: str, group_dir: str, config: CompressConfi
     if not os.path.isdir(cached.cache_dir) or not os.path.exists(cached.config_json):
       continue
     previous = files.read_json(cached.config_json)
-    if (previous.get("calibration_sentences") != config.calibration_sentences
+    # Curves measured on another number of sentences are shared too: a method
+    # reuses cached curves only when their recorded num_sentences is what it
+    # would measure on (`allocation.cached_sensitivity_curves`).
+    if (previous.get("calibration") != config.calibration
         or previous.get("model_dir") != config.model_dir
         or previous.get("layer_sparsity") != json.loads(config.to_json())["layer_sparsity"]):
       continue
@@ -319,7 +326,8 @@ def main():
   groups = {}
   for name in filter(None, args.groups.split(",")):
     method, options = ONE_SHOT[name]
-    groups[name] = CompressConfig(**common, method=method, method_options=options,
+    groups[name] = CompressConfig(**dict(common, **ONE_SHOT_SETTINGS.get(name, {})),
+                                  method=method, method_options=options,
                                   sparsity_sweep=ONE_SHOT_SWEEP)
   for name in filter(None, args.shaped_groups.split(",")):
     method, options, sweep = SHAPED[name]

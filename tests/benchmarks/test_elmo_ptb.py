@@ -64,15 +64,17 @@ def _group(out_dir, name, config, caches):
 def test_sensitivity_caches_of_every_kind_are_shared_from_compatible_groups(tmp_path,
                                                                             tiny_run_dir,
                                                                             tiny_text):
-  def config(sentences):
+  def config(sentences, layer_sparsity=(("softmax", 0.0),)):
     return CompressConfig(model_dir=tiny_run_dir, eval=tiny_text, calibration=tiny_text,
                           calibration_sentences=sentences, method="threshold",
-                          layer_sparsity=(("softmax", 0.0),))
+                          layer_sparsity=layer_sparsity)
   out = str(tmp_path)
   _group(out, "a", config(300), {"sensitivity.json": {"from": "a"}})
-  _group(out, "b", config(300), {"sensitivity.json": {"from": "b"},
-                                 "sensitivity_obs_all.json": {"from": "b"}})
-  _group(out, "c", config(50), {"sensitivity_obs_max.json": {"from": "c"}})  # other calibration
+  # Another number of calibration sentences: shared (the cache checks its own count).
+  _group(out, "b", config(1000), {"sensitivity.json": {"from": "b"},
+                                  "sensitivity_obs_all.json": {"from": "b"}})
+  # Other free weights: never shared.
+  _group(out, "c", config(300, ()), {"sensitivity_obs_max.json": {"from": "c"}})
   elmo_ptb.share_sensitivity_curves(out, os.path.join(out, "new"), config(300))
   cache = CompressionRunFolder(os.path.join(out, "new")).cache_dir
   assert sorted(os.listdir(cache)) == ["sensitivity.json", "sensitivity_obs_all.json"]

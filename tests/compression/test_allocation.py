@@ -71,3 +71,22 @@ def test_sensitivity_curves_are_monotone_and_restore_the_weights():
     sensitivity_curves(model, [target], loss_fn, levels=(0.5, 1.0))
   with pytest.raises(ValueError, match="not prunable"):
     sensitivity_curves(model, ["nope/kernel"], loss_fn)
+
+
+def test_cached_curves_are_reused_only_for_the_same_number_of_sentences(tmp_path, monkeypatch):
+  import types  # pylint: disable=import-outside-toplevel
+  from prunelm_tf.compression import allocation  # pylint: disable=import-outside-toplevel
+  measured = []
+  monkeypatch.setattr(allocation, "calibration_loss_fn",
+                      lambda source, sentences: measured.append(len(sentences)))
+  monkeypatch.setattr(allocation, "sensitivity_curves",
+                      lambda model, names, loss_fn, prune=None: {"loss": 0.0, "curves": {}})
+  context = types.SimpleNamespace(
+      cache_dir=str(tmp_path), calibration_sentences=[["a"]] * 5, free_weights=[],
+      source=None, copy_source=lambda: None)
+  first = allocation.cached_sensitivity_curves(context, max_sentences=2)
+  assert measured == [2] and first["num_sentences"] == 2
+  assert allocation.cached_sensitivity_curves(context, max_sentences=2) == first
+  assert measured == [2]  # read from the cache
+  again = allocation.cached_sensitivity_curves(context)  # all 5: measured anew
+  assert measured == [2, 5] and again["num_sentences"] == 5
