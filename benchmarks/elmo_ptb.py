@@ -65,7 +65,7 @@ SHAPED = {
 # --retrain_steps steps (one PTB epoch by default), as the retraining groups.
 SHAPED_FINETUNED = {
     "lowrank_data_ft": ("lowrank", {"criterion": "data"}, (0.7,)),
-    "structured_obs_ft": ("structured", {"importance": "obs"}, (0.25, 0.35)),
+    "structured_obs_ft": ("structured", {"importance": "obs"}, (0.3,)),
 }
 
 
