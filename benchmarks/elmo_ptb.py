@@ -101,6 +101,12 @@ def retrain_groups(steps: int):
         "retrain", options(objective, "obs", "obs_sensitivity", dropout=0.0))
     groups[f"retrain_{objective}_obs_osens_lr3"] = (
         "retrain", options(objective, "obs", "obs_sensitivity", learning_rate=3e-3))
+    groups[f"retrain_{objective}_obs_osens_nodrop_lr3"] = (
+        "retrain", options(objective, "obs", "obs_sensitivity", dropout=0.0,
+                           learning_rate=3e-3))
+  # KD plus the MSE to the dense model's representations (what the embedder is for).
+  groups["retrain_kd_distill_obs_osens_nodrop"] = (
+      "retrain", options("kd+distill", "obs", "obs_sensitivity", dropout=0.0))
   return groups
 
 

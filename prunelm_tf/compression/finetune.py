@@ -21,7 +21,7 @@ from prunelm_tf.training.loop import LearningRate, LossSpec, Trainer, run_traini
 
 keras = tf.keras
 
-OBJECTIVES = ("lm", "kd", "lm+kd", "distill", "lm+distill")
+OBJECTIVES = ("lm", "kd", "lm+kd", "distill", "lm+distill", "kd+distill")
 LR_SCHEDULES = ("constant", "linear", "cosine")
 
 
@@ -42,12 +42,13 @@ class RetrainConfig:
   # "lm": LM loss on the corpus; "kd": KL divergence to the dense model's word
   # distributions (knowledge distillation, needs its softmax); "lm+kd": both;
   # "distill": MSE to the dense model's layer representations (needs no
-  # softmax); "lm+distill": LM + that MSE.
+  # softmax); "lm+distill": LM + that MSE; "kd+distill": KD + that MSE.
   objective: str = option("lm", "lm: LM loss on --train; kd: KL divergence to the dense model's "
                           "next/previous-word distributions (knowledge distillation, needs a "
                           "softmax); lm+kd: both; distill: MSE to the dense model's layer "
                           "representations (no softmax needed, the choice for an imported "
-                          "ELMo); lm+distill: LM + MSE.", flag="retrain_objective",
+                          "ELMo); lm+distill: LM + MSE; kd+distill: KD + MSE (the teacher's "
+                          "words and representations).", flag="retrain_objective",
                           choices=OBJECTIVES)
   # Weight of the representation-distillation term.
   distill_weight: float = option(1.0, "Weight of the representation-distillation term.",
@@ -104,11 +105,11 @@ class RetrainConfig:
 
   @property
   def uses_kd(self) -> bool:
-    return self.objective in ("kd", "lm+kd")
+    return self.objective in ("kd", "lm+kd", "kd+distill")
 
   @property
   def uses_distill(self) -> bool:
-    return self.objective in ("distill", "lm+distill")
+    return self.objective in ("distill", "lm+distill", "kd+distill")
 
   @property
   def needs_softmax(self) -> bool:
