@@ -47,9 +47,12 @@ ONE_SHOT = {
     "obs_osens": ("obs", {"allocation": "obs_sensitivity"}),
     # The same curves (first 300 valid sentences), the pruning calibrated on 1,000.
     "obs_osens_cal1000": ("obs", {"allocation": "obs_sensitivity", "sensitivity_sentences": 300}),
+    "obs_osens_cal2000": ("obs", {"allocation": "obs_sensitivity", "sensitivity_sentences": 300}),
 }
 # Run settings of a one-shot group that differ from the benchmark's.
-ONE_SHOT_SETTINGS = {"obs_osens_cal1000": {"calibration_sentences": 1000}}
+ONE_SHOT_SETTINGS = {"obs_osens_cal1000": {"calibration_sentences": 1000},
+                     "obs_osens_cal2000": {"calibration_sentences": 2000,
+                                           "sparsity_sweep": (0.7,)}}
 # Groups that change the model's shape (issue #11): name -> (method, options, sweep).
 # Their sweep value is the fraction of the compressed matrices' parameters removed.
 # structured and layers work on whole units, so they cannot leave the softmax out
@@ -332,9 +335,9 @@ def main():
   groups = {}
   for name in filter(None, args.groups.split(",")):
     method, options = ONE_SHOT[name]
-    groups[name] = CompressConfig(**dict(common, **ONE_SHOT_SETTINGS.get(name, {})),
-                                  method=method, method_options=options,
-                                  sparsity_sweep=ONE_SHOT_SWEEP)
+    groups[name] = CompressConfig(**dict(common, method=method, method_options=options,
+                                         sparsity_sweep=ONE_SHOT_SWEEP,
+                                         **ONE_SHOT_SETTINGS.get(name, {})))
   for name in filter(None, args.shaped_groups.split(",")):
     method, options, sweep = SHAPED[name]
     shaped = dict(common, layer_sparsity=common["layer_sparsity"] if method == "lowrank" else ())
