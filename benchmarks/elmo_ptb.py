@@ -335,9 +335,9 @@ def main():
   groups = {}
   for name in filter(None, args.groups.split(",")):
     method, options = ONE_SHOT[name]
-    groups[name] = CompressConfig(**dict(common, method=method, method_options=options,
-                                         sparsity_sweep=ONE_SHOT_SWEEP,
-                                         **ONE_SHOT_SETTINGS.get(name, {})))
+    settings = dict(common, method=method, method_options=options, sparsity_sweep=ONE_SHOT_SWEEP)
+    settings.update(ONE_SHOT_SETTINGS.get(name, {}))
+    groups[name] = CompressConfig(**settings)
   for name in filter(None, args.shaped_groups.split(",")):
     method, options, sweep = SHAPED[name]
     shaped = dict(common, layer_sparsity=common["layer_sparsity"] if method == "lowrank" else ())
