@@ -104,9 +104,10 @@ def retrain_groups(steps: int):
         "retrain", options(objective, "obs", "obs_sensitivity", dropout=0.0))
     groups[f"retrain_{objective}_obs_osens_lr3"] = (
         "retrain", options(objective, "obs", "obs_sensitivity", learning_rate=3e-3))
-    groups[f"retrain_{objective}_obs_osens_nodrop_lr3"] = (
-        "retrain", options(objective, "obs", "obs_sensitivity", dropout=0.0,
-                           learning_rate=3e-3))
+    for lr, tag in ((3e-3, "lr3"), (5e-3, "lr5")):
+      groups[f"retrain_{objective}_obs_osens_nodrop_{tag}"] = (
+          "retrain", options(objective, "obs", "obs_sensitivity", dropout=0.0,
+                             learning_rate=lr))
   # KD plus the MSE to the dense model's representations (what the embedder is for).
   groups["retrain_kd_distill_obs_osens_nodrop"] = (
       "retrain", options("kd+distill", "obs", "obs_sensitivity", dropout=0.0))
