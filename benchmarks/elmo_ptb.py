@@ -333,18 +333,16 @@ def main():
     settings = dict(common, method=method, method_options=options, sparsity_sweep=ONE_SHOT_SWEEP)
     settings.update(ONE_SHOT_SETTINGS.get(name, {}))
     groups[name] = CompressConfig(**settings)
-  for name in filter(None, args.shaped_groups.split(",")):
-    method, options, sweep = SHAPED[name]
+  shaped_names = [(name, False) for name in filter(None, args.shaped_groups.split(","))] + [
+      (name, True) for name in filter(None, args.finetuned_groups.split(","))]
+  for name, finetuned in shaped_names:
+    method, options, sweep = (SHAPED_FINETUNED if finetuned else SHAPED)[name]
     shaped = dict(common, layer_sparsity=common["layer_sparsity"] if method == "lowrank" else ())
+    if finetuned:
+      shaped["train"] = os.path.join(PTB, "ptb.train.txt")
+      options = dict(options, finetune=True, retrain=finetune_config(args.retrain_steps))
     groups[name] = CompressConfig(**shaped, method=method, method_options=options,
                                   sparsity_sweep=sweep)
-  for name in filter(None, args.finetuned_groups.split(",")):
-    method, options, sweep = SHAPED_FINETUNED[name]
-    shaped = dict(common, layer_sparsity=common["layer_sparsity"] if method == "lowrank" else ())
-    groups[name] = CompressConfig(
-        **shaped, train=os.path.join(PTB, "ptb.train.txt"), method=method,
-        method_options=dict(options, finetune=True, retrain=finetune_config(args.retrain_steps)),
-        sparsity_sweep=sweep)
   retrain = retrain_groups(args.retrain_steps)
   for name in filter(None, args.retrain_groups.split(",")):
     method, options = retrain[name]

@@ -135,7 +135,8 @@ class RetrainMethod(CompressionMethod):
     from prunelm_tf.compression.methods.registry import REGISTRY  # pylint: disable=import-outside-toplevel
     inits = (DENSE_INIT,) + tuple(sorted(n for n, m in REGISTRY.items()
                                          if getattr(m, "one_shot", False)))
-    return {"schedule": SCHEDULES + ("fixed_masks", "staged_masks"), "retrain_objective": OBJECTIVES, "retrain_init": inits,
+    return {"schedule": SCHEDULES + ("fixed_masks", "staged_masks"),
+            "retrain_objective": OBJECTIVES, "retrain_init": inits,
             "init_allocation": INIT_ALLOCATIONS}
 
   def needs(self, options):
