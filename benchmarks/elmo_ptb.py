@@ -104,10 +104,14 @@ def retrain_groups(steps: int):
         "retrain", options(objective, "obs", "obs_sensitivity", dropout=0.0))
     groups[f"retrain_{objective}_obs_osens_lr3"] = (
         "retrain", options(objective, "obs", "obs_sensitivity", learning_rate=3e-3))
-    for lr, tag in ((3e-3, "lr3"), (5e-3, "lr5")):
+    for lr, tag in ((3e-3, "lr3"), (5e-3, "lr5"), (1e-2, "lr10")):
       groups[f"retrain_{objective}_obs_osens_nodrop_{tag}"] = (
           "retrain", options(objective, "obs", "obs_sensitivity", dropout=0.0,
                              learning_rate=lr))
+  # A softer teacher (KD temperature 2) at the best learning rate so far.
+  groups["retrain_kd_obs_osens_nodrop_lr5_t2"] = (
+      "retrain", options("kd", "obs", "obs_sensitivity", dropout=0.0, learning_rate=5e-3,
+                         kd_temperature=2.0))
   # KD plus the MSE to the dense model's representations (what the embedder is for).
   groups["retrain_kd_distill_obs_osens_nodrop"] = (
       "retrain", options("kd+distill", "obs", "obs_sensitivity", dropout=0.0))
