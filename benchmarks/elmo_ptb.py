@@ -27,6 +27,7 @@ import prunelm_tf  # noqa: F401  (Keras 2 before TensorFlow)
 from prunelm_tf.compression import CompressConfig, RetrainConfig, ScheduleConfig, compress
 from prunelm_tf.compression.methods.retrain import RetrainOptions
 from prunelm_tf.compression.run_folder import CompressionRunFolder
+from prunelm_tf.evaluation.evaluate import EvaluateConfig, evaluate
 from prunelm_tf.export.saved_model import export_saved_model
 from prunelm_tf.export.sizes import path_bytes, zip_directory
 from prunelm_tf.models.bilm import build_bilm
@@ -35,6 +36,13 @@ from prunelm_tf.utils import files
 
 SHARED = os.path.normpath(os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data"))
 PTB = os.path.join(SHARED, "ptb")
+# The downstream tasks of issue #12 (frozen features; see prunelm_tf/evaluation).
+DOWNSTREAM_DATA = {"sst2_dir": os.path.join(SHARED, "sst2"),
+                   "ner_dir": os.path.join(SHARED, "conll2003"),
+                   "mrpc_dir": os.path.join(SHARED, "mrpc")}
+# The dense model's tagger seeds: its NER F1 is a mean ± std, so that a reader
+# knows what a variant's difference means.
+DENSE_NER_SEEDS = (0, 1, 2)
 ONE_SHOT_SWEEP = (0.5, 0.7, 0.9)
 RETRAIN_SWEEP = (0.9, 0.8, 0.95)
 # The benchmark's groups: name -> (method, method options).
@@ -170,6 +178,56 @@ def embedder_saved_model_bytes(dense_dir: str, out_dir: str) -> int:
   return path_bytes(path)
 
 
+def downstream_dir(out_dir: str, group: str) -> str:
+  """Where the downstream evaluation of a group's variants (or of "dense") is written."""
+  return os.path.join(out_dir, "downstream", group)
+
+
+def evaluate_downstream(dense_dir: str, out_dir: str, wanted, mode: str = "none") -> None:
+  """NER test F1, SST-2 and MRPC dev of the dense model and of the ``wanted`` variants.
+
+  ``wanted`` holds "group/variant" names (or "group" for all its variants). The
+  dense model is evaluated once, from ``dense_dir``, with the tagger seeds
+  DENSE_NER_SEEDS; a variant with the one seed of the tagger config. Each
+  (variant, mode) is cached in DIR/downstream/<group>/<variant>/<mode>, so a
+  second call resumes. ``mode`` "none" evaluates the float Keras model; a
+  TFLite mode ("dynamic", "int8") the variant's own TFLite file of that mode.
+  """
+  by_group = {}
+  for name in wanted:
+    group, _, variant = name.partition("/")
+    if not os.path.isdir(os.path.join(out_dir, group)):
+      raise ValueError(f"--downstream names {name!r}, but {out_dir} has no group {group!r}.")
+    by_group.setdefault(group, [])
+    if variant:
+      by_group[group].append(variant)
+  common = dict(DOWNSTREAM_DATA, measure_latency=False, num_threads=1)
+  t = time.time()
+  evaluate(EvaluateConfig(target=dense_dir, ner_seeds=DENSE_NER_SEEDS, **common),
+           downstream_dir(out_dir, "dense"))
+  print(f"downstream dense: {time.time() - t:.0f} s", flush=True)
+  for group, variants in by_group.items():
+    t = time.time()
+    config = EvaluateConfig(target=os.path.join(out_dir, group), variants=tuple(variants),
+                            quantization=(mode,), **common)
+    evaluate(config, downstream_dir(out_dir, group), group=group, skip=("dense",))
+    print(f"downstream {group}: {time.time() - t:.0f} s", flush=True)
+
+
+def downstream_of(out_dir: str, group: str, variant: str, mode: str = "none"):
+  """The cached downstream entry of one variant ("dense": the float dense model), or None."""
+  if variant == "dense":  # the reference: the float dense model
+    group, mode = "dense", "none"
+  path = os.path.join(downstream_dir(out_dir, group), variant, mode, "evaluation.json")
+  return files.read_json(path) if os.path.exists(path) else None
+
+
+def with_downstream(rows, out_dir: str, mode: str) -> None:
+  """Adds each row's cached downstream entry (None if not evaluated) as row["downstream"]."""
+  for r in rows:
+    r["downstream"] = downstream_of(out_dir, r["group"], r["variant"], mode)
+
+
 def rows_of(group: str, result) -> list:
   dense_ppl = result["dense"]["perplexity"]
   out = []
@@ -193,16 +251,25 @@ def rows_of(group: str, result) -> list:
   return out
 
 
-def report(rows, embedder_bytes: int, out_dir: str, command: str) -> str:
+def report(rows, embedder_bytes: int, out_dir: str, command: str,
+           downstream_mode: str = "none") -> str:
   lines = [f"# ELMo-shaped PTB biLM: compression of the embedder\n",
            f"Command: `{command}`\n",
            "PTB test (all 3,761 sentences); Δ = relative to the dense model; calibration and "
            "sensitivity on 300 PTB valid sentences. Sizes: gzip of the TFLite file (dynamic = "
            "int8 weights) and the ratio of the dense float32 **embedder** SavedModel "
            f"({embedder_bytes:,} bytes) to it.\n",
+           "Downstream (issue #12; "
+           + ("the float Keras model" if downstream_mode == "none" else
+              f"the variant's {downstream_mode} TFLite file")
+           + ", frozen features, ELMo ScalarMix): CoNLL-2003 "
+           "NER test F1 (BiLSTM tagger, seed 0; dense: mean ± std over seeds "
+           f"{', '.join(map(str, DENSE_NER_SEEDS))}), SST-2 dev accuracy, MRPC dev accuracy / F1; "
+           "— = not evaluated.\n",
            "| group | variant | sparsity | ppl fwd / bwd / mean | Δ mean | cos sim | "
-           "TFLite none / dynamic gzip MB | ratio (dynamic) | retraining | seconds |",
-           "|---|---|---|---|---|---|---|---|---|---|"]
+           "TFLite none / dynamic gzip MB | ratio (dynamic) | retraining | seconds | "
+           "NER F1 | SST-2 | MRPC acc / F1 |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
   seen = set()
   for r in rows:
     if r["variant"] == "dense" and "dense" in seen:
@@ -222,7 +289,7 @@ def report(rows, embedder_bytes: int, out_dir: str, command: str) -> str:
         f"{tfl.get('none', 0) / 1e6:.2f} / {tfl.get('dynamic', 0) / 1e6:.2f} | "
         f"{'—' if ratio is None else format(ratio, '.1f') + 'x'} | "
         f"{budget_text} | "
-        f"{sum((r['seconds'] or {}).values()):.0f} |")
+        f"{sum((r['seconds'] or {}).values()):.0f} | {_downstream_cells(r.get('downstream'))} |")
   lines.append("\n## One-shot targets (mean test perplexity)\n")
   for target, limit in ((0.5, 0.02), (0.7, 0.08)):
     best = [r for r in rows if r["group"] in ONE_SHOT and abs(r["target_sparsity"] - target) < 1e-9]
@@ -244,10 +311,68 @@ def report(rows, embedder_bytes: int, out_dir: str, command: str) -> str:
     lines.append(f"- smallest variant within +5 %: {best['variant']} ({best['group']}), zipped "
                  f"dynamic TFLite {ratio:.1f}x smaller than the dense embedder SavedModel "
                  f"(target 30x: **{'met' if ratio >= 30 else 'missed'}**).")
+  lines += downstream_target_lines(rows)
   text = "\n".join(lines) + "\n"
   files.write_text(os.path.join(out_dir, "report.md"), text)
   _plot(rows, out_dir)
+  _plot_downstream(rows, embedder_bytes, out_dir)
   return text
+
+
+def _downstream_cells(entry) -> str:
+  if not entry:
+    return "— | — | —"
+  f1 = entry.get("ner_test_f1")
+  ner_text = "—" if f1 is None else f"{f1 * 100:.2f}"
+  if f1 is not None and entry.get("ner_test_f1_std") is not None:
+    ner_text += f" ± {entry['ner_test_f1_std'] * 100:.2f}"
+  sst2 = entry.get("sst2_accuracy")
+  acc, f1m = entry.get("mrpc_accuracy"), entry.get("mrpc_f1")
+  return (f"{ner_text} | {'—' if sst2 is None else format(sst2 * 100, '.2f')} | "
+          + ("—" if acc is None else f"{acc * 100:.2f} / {f1m * 100:.2f}"))
+
+
+def downstream_target_lines(rows) -> list:
+  """The issue #12 targets, on the variants the perplexity targets single out.
+
+  The 90 % retrained variant is the best (mean test perplexity) one retrained
+  for at most one epoch; the smallest variant within +5 % is the one of the
+  size line. Both are compared with the dense model's mean NER test F1.
+  """
+  lines = ["\n## Downstream targets (NER test F1, SST-2 dev accuracy)\n"]
+  dense = next((r.get("downstream") for r in rows if r["variant"] == "dense"), None)
+  if not dense or dense.get("ner_test_f1") is None:
+    return lines + ["- the dense model's downstream evaluation has not run (--downstream)."]
+  spread = dense.get("ner_test_f1_std")
+  lines.append(f"- dense: NER test F1 {dense['ner_test_f1'] * 100:.2f}"
+               + ("" if spread is None else f" ± {spread * 100:.2f}")
+               + f", SST-2 {dense['sst2_accuracy'] * 100:.2f}.")
+  retrained = sorted((r for r in rows if r["method"] == "retrain" and r["retraining"]
+                      and r["retraining"]["num_train_epochs"] <= 1.0 + 1e-6
+                      and abs(r["target_sparsity"] - 0.9) < 1e-9),
+                     key=lambda r: r["ppl_delta"]["mean"])
+  within = [r for r in rows if r["ppl_delta"] and r["ppl_delta"]["mean"] <= 0.05
+            and "dynamic" in r["tflite_zip_bytes"] and r["variant"] != "dense"]
+  smallest = min(within, key=lambda r: r["tflite_zip_bytes"]["dynamic"]) if within else None
+  checks = [("retrained 90 % (best perplexity)", retrained[0] if retrained else None,
+             (("NER", "ner_test_f1", 0.005), ("SST-2", "sst2_accuracy", 0.01))),
+            ("smallest within +5 % perplexity", smallest, (("NER", "ner_test_f1", 0.01),))]
+  for label, row, limits in checks:
+    if row is None:
+      lines.append(f"- {label}: no such variant.")
+      continue
+    entry = row.get("downstream") or {}
+    parts = []
+    for task, key, limit in limits:
+      if entry.get(key) is None:
+        parts.append(f"{task} not evaluated")
+        continue
+      diff = entry[key] - dense[key]
+      met = diff >= -limit - 1e-12
+      parts.append(f"{task} {entry[key] * 100:.2f} ({diff * 100:+.2f}; within "
+                   f"{limit * 100:g}: **{'met' if met else 'missed'}**)")
+    lines.append(f"- {label}: {row['variant']} ({row['group']}) — " + "; ".join(parts) + ".")
+  return lines
 
 
 def _target_line(label: str, limit: float, candidates) -> str:
@@ -287,6 +412,36 @@ def _plot(rows, out_dir: str) -> None:
   plt.close(fig)
 
 
+def _plot_downstream(rows, embedder_bytes: int, out_dir: str) -> None:
+  """NER test F1 vs the dense embedder's size ratio (zipped dynamic TFLite), one point per variant."""
+  points = [(embedder_bytes / r["tflite_zip_bytes"]["dynamic"], r["downstream"]["ner_test_f1"],
+             r["group"]) for r in rows
+            if (r.get("downstream") or {}).get("ner_test_f1") is not None
+            and "dynamic" in r["tflite_zip_bytes"]]
+  if len(points) < 2:
+    return
+  try:
+    import matplotlib  # pylint: disable=import-outside-toplevel
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+  except ImportError:
+    return
+  fig, ax = plt.subplots(figsize=(7, 4.5))
+  for group in sorted({p[2] for p in points}):
+    pts = sorted((x, y * 100) for x, y, g in points if g == group)
+    ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=group)
+  ax.set_xscale("log")
+  ax.set_xlabel("dense embedder SavedModel / zipped dynamic TFLite (x smaller)")
+  ax.set_ylabel("CoNLL-2003 NER test F1")
+  ax.legend(fontsize=8)
+  ax.grid(alpha=0.3)
+  fig.tight_layout()
+  path = os.path.join(out_dir, "ner_f1_vs_size.png")
+  with files.atomic_path(path) as tmp:
+    fig.savefig(tmp, format="png", dpi=110)
+  plt.close(fig)
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--dense_dir", required=True, help="pipelines.train run of ptb_elmo.flags.")
@@ -305,6 +460,13 @@ def main():
   parser.add_argument("--prune_softmax", action="store_true",
                       help="Also prune the softmax (default: the embedder only).")
   parser.add_argument("--calibration_sentences", type=int, default=300)
+  parser.add_argument("--downstream", default="",
+                      help="Comma-separated group/variant names (or group for all its "
+                           "variants) to evaluate on CoNLL-2003 NER, SST-2 and MRPC, with the "
+                           "dense model (issue #12), after the groups above; resumable.")
+  parser.add_argument("--downstream_quantization", default="none",
+                      help="Artifact the downstream tasks read: none (the float model) or a "
+                           "TFLite mode of the variants (dynamic, int8).")
   parser.add_argument("--report_only", action="store_true",
                       help="Only gather the finished variants of every group folder in "
                            "--out_dir into the report (computes nothing).")
@@ -318,12 +480,13 @@ def main():
       finished = [files.read_json(v.metrics_json) for v in folder.variants() if v.is_complete()]
       rows += rows_of(group, {"dense": files.read_json(folder.dense.metrics_json),
                               "variants": finished})
+    with_downstream(rows, args.out_dir, args.downstream_quantization)
     embedder_bytes = embedder_saved_model_bytes(args.dense_dir, args.out_dir)
     command = "python -m benchmarks.elmo_ptb " + " ".join(sys.argv[1:])
     files.write_json(os.path.join(args.out_dir, "report.json"),
                      {"rows": rows, "dense_embedder_saved_model_bytes": embedder_bytes,
                       "command": command})
-    print(report(rows, embedder_bytes, args.out_dir, command))
+    print(report(rows, embedder_bytes, args.out_dir, command, args.downstream_quantization))
     return
   start = time.time()
   common = dict(model_dir=args.dense_dir, eval=os.path.join(PTB, "ptb.test.txt"),
@@ -361,12 +524,16 @@ def main():
     result = compress(config, os.path.join(args.out_dir, name))
     rows += rows_of(name, result)
     print(f"{name}: {time.time() - t:.0f} s", flush=True)
+  if args.downstream:
+    evaluate_downstream(args.dense_dir, args.out_dir, args.downstream.split(","),
+                        args.downstream_quantization)
+  with_downstream(rows, args.out_dir, args.downstream_quantization)
   embedder_bytes = embedder_saved_model_bytes(args.dense_dir, args.out_dir)
   command = "python -m benchmarks.elmo_ptb " + " ".join(sys.argv[1:])
   files.write_json(os.path.join(args.out_dir, "report.json"),
                    {"rows": rows, "dense_embedder_saved_model_bytes": embedder_bytes,
                     "command": command, "wall_seconds": time.time() - start})
-  print(report(rows, embedder_bytes, args.out_dir, command))
+  print(report(rows, embedder_bytes, args.out_dir, command, args.downstream_quantization))
 
 
 if __name__ == "__main__":

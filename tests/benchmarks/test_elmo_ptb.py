@@ -86,3 +86,58 @@ def test_sensitivity_caches_of_every_kind_are_shared_from_compatible_groups(tmp_
   elmo_ptb.share_sensitivity_curves(out, os.path.join(out, "a"), config(300))
   assert sorted(os.listdir(CompressionRunFolder(os.path.join(out, "a")).cache_dir)) == [
       "sensitivity.json"]
+
+
+def _downstream(tmp_path, group, variant, ner, sst2, *, std=None, mode="none"):
+  entry_dir = tmp_path / "downstream" / group / variant / mode
+  entry_dir.mkdir(parents=True)
+  entry = {"ner_test_f1": ner, "sst2_accuracy": sst2, "mrpc_accuracy": 0.7, "mrpc_f1": 0.8}
+  if std is not None:
+    entry["ner_test_f1_std"] = std
+  (entry_dir / "evaluation.json").write_text(json.dumps(entry))
+
+
+def test_report_checks_the_downstream_targets_on_the_variants_the_size_and_retraining_lines_pick(
+    tmp_path):
+  rows = [_row("dense", "dense", "dense", 0.0, 100.0, dynamic=5_000_000),
+          # The best 90 % variant: NER 0.4 below dense (met), SST-2 1.5 below (missed).
+          _row("retrain_a", "retrain_obs_90", "retrain", 0.9, 104.0, epochs=1.0),
+          _row("retrain_b", "retrain_obs_90", "retrain", 0.9, 108.0, epochs=1.0),
+          # Within +5 % and smaller than the 90 % variant: the size line's variant.
+          _row("lowrank", "lowrank_50", "lowrank", 0.5, 103.0, dynamic=800_000)]
+  _downstream(tmp_path, "dense", "dense", 0.700, 0.660, std=0.009)
+  _downstream(tmp_path, "retrain_a", "retrain_obs_90", 0.696, 0.645)
+  _downstream(tmp_path, "retrain_b", "retrain_obs_90", 0.600, 0.500)
+  elmo_ptb.with_downstream(rows, str(tmp_path), "none")
+  text = elmo_ptb.report(rows, EMBEDDER_BYTES, str(tmp_path), "cmd")
+  assert "- dense: NER test F1 70.00 ± 0.90, SST-2 66.00." in text
+  assert ("- retrained 90 % (best perplexity): retrain_obs_90 (retrain_a) — NER 69.60 (-0.40; "
+          "within 0.5: **met**); SST-2 64.50 (-1.50; within 1: **missed**).") in text
+  assert ("- smallest within +5 % perplexity: lowrank_50 (lowrank) — NER not evaluated."
+          in text)
+  # The table's cells: the dense spread, a variant, one not evaluated.
+  assert "| 70.00 ± 0.90 | 66.00 | 70.00 / 80.00 |" in text
+  assert "| 69.60 | 64.50 | 70.00 / 80.00 |" in text
+  assert "| — | — | — |" in text
+  assert (tmp_path / "ner_f1_vs_size.png").exists()
+
+
+def test_report_says_when_the_dense_downstream_evaluation_has_not_run(tmp_path):
+  rows = [_row("dense", "dense", "dense", 0.0, 100.0)]
+  elmo_ptb.with_downstream(rows, str(tmp_path), "dynamic")
+  text = elmo_ptb.report(rows, EMBEDDER_BYTES, str(tmp_path), "cmd", "dynamic")
+  assert "the variant's dynamic TFLite file" in text
+  assert "the dense model's downstream evaluation has not run (--downstream)." in text
+
+
+def test_downstream_refuses_an_unknown_group_before_any_work(tmp_path, monkeypatch):
+  calls = []
+  monkeypatch.setattr(elmo_ptb, "evaluate", lambda config, out, **kw: calls.append(out))
+  (tmp_path / "obs").mkdir()
+  try:
+    elmo_ptb.evaluate_downstream("dense_dir", str(tmp_path), ["obs/obs_50", "nosuch/x"])
+  except ValueError as e:
+    assert "no group 'nosuch'" in str(e)
+  else:
+    raise AssertionError("an unknown group was accepted")
+  assert calls == []
