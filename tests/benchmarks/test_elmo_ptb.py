@@ -88,12 +88,14 @@ def test_sensitivity_caches_of_every_kind_are_shared_from_compatible_groups(tmp_
       "sensitivity.json"]
 
 
-def _downstream(tmp_path, group, variant, ner, sst2, *, std=None, mode="none"):
-  entry_dir = tmp_path / "downstream" / group / variant / mode
+def _downstream(tmp_path, group, variant, ner, sst2, *, std=None, mode="none", seeds=None):
+  entry_dir = tmp_path / ("downstream_seeds" if seeds else "downstream") / group / variant / mode
   entry_dir.mkdir(parents=True)
   entry = {"ner_test_f1": ner, "sst2_accuracy": sst2, "mrpc_accuracy": 0.7, "mrpc_f1": 0.8}
   if std is not None:
     entry["ner_test_f1_std"] = std
+  if seeds:
+    entry["ner"] = {"seeds": seeds}
   (entry_dir / "evaluation.json").write_text(json.dumps(entry))
 
 
@@ -141,3 +143,16 @@ def test_downstream_refuses_an_unknown_group_before_any_work(tmp_path, monkeypat
   else:
     raise AssertionError("an unknown group was accepted")
   assert calls == []
+
+
+def test_downstream_target_uses_the_mean_over_seeds_when_the_variant_has_one(tmp_path):
+  rows = [_row("dense", "dense", "dense", 0.0, 100.0, dynamic=5_000_000),
+          _row("retrain_a", "retrain_obs_90", "retrain", 0.9, 104.0, epochs=1.0)]
+  _downstream(tmp_path, "dense", "dense", 0.700, 0.660, std=0.009)
+  _downstream(tmp_path, "retrain_a", "retrain_obs_90", 0.694, 0.665)
+  _downstream(tmp_path, "retrain_a", "retrain_obs_90", 0.698, None, std=0.004, seeds=[0, 1, 2])
+  elmo_ptb.with_downstream(rows, str(tmp_path), "none")
+  text = elmo_ptb.report(rows, EMBEDDER_BYTES, str(tmp_path), "cmd")
+  assert ("retrain_obs_90 (retrain_a) — NER 69.80 mean ± 0.40 over seeds 0, 1, 2; seed 0 alone "
+          "69.40, -0.60 (-0.20; within 0.5: **met**); SST-2 66.50 (+0.50; within 1: **met**).")\
+      in text
