@@ -26,6 +26,16 @@ from prunelm_tf.compression.threshold import prune_by_threshold
 
 # Levels at which each matrix's sensitivity is measured (0 is implicit, cost 0).
 DEFAULT_LEVELS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
+# Levels above 0.95 that `levels_up_to` adds: with the default grid a 0.95
+# target can only be spent uniformly (every matrix at its highest level).
+HIGH_LEVELS = (0.97, 0.98, 0.99)
+
+
+def levels_up_to(max_level: float) -> tuple:
+  """DEFAULT_LEVELS and the HIGH_LEVELS up to ``max_level`` (in [0.95, 1))."""
+  if not 0.95 <= max_level < 1:
+    raise ValueError(f"the highest sensitivity level must lie in [0.95, 1), got {max_level}.")
+  return DEFAULT_LEVELS + tuple(l for l in HIGH_LEVELS if l <= max_level + 1e-9)
 
 
 def sensitivity_curves(model, names: Sequence[str], loss_fn: Callable[[object], float], *,
@@ -162,7 +172,8 @@ def calibration_loss_fn(source, sentences) -> Callable[[object], float]:
 
 
 def cached_sensitivity_curves(context, *, pruner=None, cache_name: str = "sensitivity.json",
-                              max_sentences: int = 0) -> Dict:
+                              max_sentences: int = 0,
+                              levels: Sequence[float] = DEFAULT_LEVELS) -> Dict:
   """Sensitivity curves of the context's free weights, measured once per run.
 
   Cached in ``<cache_dir>/<cache_name>`` so every sweep value (and a resumed
@@ -170,7 +181,11 @@ def cached_sensitivity_curves(context, *, pruner=None, cache_name: str = "sensit
   for a data-aware criterion calibrated on ``sentences`` (see
   `sensitivity_curves`); None = magnitude. ``max_sentences``: measure on the
   first this many calibration sentences (0 = all): the curves only rank the
-  matrices, so they can cost less than the pruning itself.
+  matrices, so they can cost less than the pruning itself. ``levels``: the
+  grid wanted. A cache measured on the same sentences but missing some levels
+  is extended by measuring only those (each level is measured independently,
+  so the merged curves equal a measurement of the whole grid); the curves
+  returned hold exactly ``levels``.
   """
   import os  # pylint: disable=import-outside-toplevel
   import time  # pylint: disable=import-outside-toplevel
@@ -179,19 +194,41 @@ def cached_sensitivity_curves(context, *, pruner=None, cache_name: str = "sensit
   sentences = context.calibration_sentences
   if max_sentences:
     sentences = sentences[:max_sentences]
-  if os.path.exists(path):
-    cached = files.read_json(path)
-    if cached.get("num_sentences") == len(sentences):
-      return cached
-  t = time.time()
-  model = context.copy_source()
-  result = sensitivity_curves(model, context.free_weights,
-                              calibration_loss_fn(context.source, sentences),
-                              prune=pruner(model, sentences) if pruner is not None else None)
-  result["seconds"] = time.time() - t
-  result["num_sentences"] = len(sentences)
-  files.write_json(path, result)
-  return result
+  levels = sorted(float(l) for l in levels)
+  cached = files.read_json(path) if os.path.exists(path) else None
+  if cached is not None and cached.get("num_sentences") != len(sentences):
+    cached = None
+  have = _measured_levels(cached) if cached is not None else set()
+  missing = [l for l in levels if l not in have]
+  if missing:
+    t = time.time()
+    model = context.copy_source()
+    measured = sensitivity_curves(model, context.free_weights,
+                                  calibration_loss_fn(context.source, sentences), levels=missing,
+                                  prune=pruner(model, sentences) if pruner is not None else None)
+    if cached is None:
+      cached = {"loss": measured["loss"], "curves": {}, "seconds": 0.0,
+                "num_sentences": len(sentences)}
+    for name, curve in measured["curves"].items():
+      merged = {**cached["curves"].get(name, {}), **curve}
+      worst, monotone = 0.0, {}
+      for key in sorted(merged, key=float):  # non-decreasing over the whole grid
+        worst = max(worst, merged[key])
+        monotone[key] = worst
+      cached["curves"][name] = monotone
+    cached["seconds"] = cached.get("seconds", 0.0) + time.time() - t
+    files.write_json(path, cached)
+  wanted = {repr(l) for l in levels}
+  return dict(cached, curves={n: {k: v for k, v in c.items() if k in wanted}
+                              for n, c in cached["curves"].items()})
+
+
+def _measured_levels(cached: Dict) -> set:
+  """The levels every curve of a cached measurement holds."""
+  curves = list(cached.get("curves", {}).values())
+  if not curves:
+    return set()
+  return set.intersection(*({float(k) for k in c} for c in curves))
 
 
 def allocated_targets(context, curves: Optional[Dict] = None):

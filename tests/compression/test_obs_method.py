@@ -6,6 +6,7 @@ import pytest
 
 from prunelm_tf.compression import CompressConfig, compress
 from prunelm_tf.compression.methods.retrain import RetrainOptions
+from prunelm_tf.compression.methods.obs import ObsOptions
 from prunelm_tf.compression import RetrainConfig, ScheduleConfig
 from prunelm_tf.compression.allocation import calibration_loss_fn, sensitivity_curves
 from prunelm_tf.compression.source import Source
@@ -74,6 +75,20 @@ def test_init_allocation_is_refused_without_a_one_shot_start():
     RetrainOptions(init="dense", init_allocation="sensitivity")
   with pytest.raises(ValueError, match="--init_allocation must be one of"):
     RetrainOptions(init="obs", init_allocation="spread")
+
+
+def test_sensitivity_max_level_is_validated_and_reaches_the_init_method():
+  from prunelm_tf.compression.methods.retrain import _init_options  # pylint: disable=import-outside-toplevel
+  with pytest.raises(ValueError, match=r"--sensitivity_max_level must lie in \[0.95, 1\)"):
+    ObsOptions(sensitivity_max_level=1.0)
+  options = RetrainOptions(init="obs", init_allocation="obs_sensitivity",
+                           init_sensitivity_max_level=0.99)
+  assert _init_options(options).sensitivity_max_level == 0.99
+  with pytest.raises(ValueError, match="--init_sensitivity_max_level applies to --init=obs"):
+    _init_options(RetrainOptions(init="obs", init_allocation="sensitivity",
+                                 init_sensitivity_max_level=0.99))
+  with pytest.raises(ValueError, match="--init_sensitivity_max_level applies to --init=obs"):
+    _init_options(RetrainOptions(init="magnitude", init_sensitivity_max_level=0.99))
 
 
 def test_obs_sensitivity_allocation_measures_obs_costs(tiny_run_dir, tiny_text, tmp_path):

@@ -14,7 +14,8 @@ import time
 
 import numpy as np
 
-from prunelm_tf.compression.allocation import cached_sensitivity_curves, targets_for
+from prunelm_tf.compression.allocation import cached_sensitivity_curves, levels_up_to, \
+    targets_for
 from prunelm_tf.compression.calibration import CHAR_WINDOWS, obs_pruner, prune_model_layerwise
 from prunelm_tf.compression.methods.base import CompressedModel, CompressionMethod, Needs
 from prunelm_tf.compression.options import option
@@ -59,6 +60,13 @@ class ObsOptions:
                                       "first this many --calibration sentences (0 = all); the "
                                       "pruning itself uses all --calibration_sentences.",
                                       flag="sensitivity_sentences", lower=0)
+  # Highest level of the obs_sensitivity curves: above 0.95 the levels 0.97,
+  # 0.98, 0.99 up to it are measured too.
+  sensitivity_max_level: float = option(
+      0.95, "obs_sensitivity: the highest level the curves measure; above 0.95 the levels "
+      "0.97, 0.98, 0.99 up to it are added, so that a 0.95 target can prune insensitive "
+      "matrices harder than sensitive ones (at 0.95 it is spent uniformly).",
+      flag="sensitivity_max_level")
   # Refuse calibration text with fewer real tokens than this × the widest input.
   min_tokens_factor: float = option(4.0, "Calibration text must hold at least this many times "
                                     "as many tokens as the widest pruned matrix has inputs.",
@@ -73,6 +81,9 @@ class ObsOptions:
       raise ValueError(f"--obs_damp must be >= 0, got {self.damp}.")
     if self.sensitivity_sentences < 0:
       raise ValueError(f"--sensitivity_sentences must be >= 0, got {self.sensitivity_sentences}.")
+    if not 0.95 <= self.sensitivity_max_level < 1:
+      raise ValueError(f"--sensitivity_max_level must lie in [0.95, 1), got "
+                       f"{self.sensitivity_max_level}.")
     if self.char_windows not in CHAR_WINDOWS:
       raise ValueError(f"--char_windows must be one of {CHAR_WINDOWS}, got "
                        f"{self.char_windows!r}.")
@@ -129,6 +140,7 @@ class ObsMethod(CompressionMethod):
       curves = cached_sensitivity_curves(
           context, cache_name=f"sensitivity_obs_{options.char_windows}.json",
           max_sentences=options.sensitivity_sentences,
+          levels=levels_up_to(options.sensitivity_max_level),
           pruner=lambda model, sentences: obs_pruner(
               model, context.free_weights, context.dataset(sentences, _BATCH, shuffle=False),
               block_size=options.block_size, damp=options.damp,

@@ -59,6 +59,11 @@ class RetrainOptions:
                                 "--calibration; same overall sparsity), obs_sensitivity (obs "
                                 "only: the cost when OBS-pruned alone).",
                                 flag="init_allocation", choices=INIT_ALLOCATIONS)
+  # The --init method's highest sensitivity level (obs_sensitivity only).
+  init_sensitivity_max_level: float = option(
+      0.95, "--init=obs with --init_allocation=obs_sensitivity: the highest level its "
+      "curves measure (above 0.95: 0.97, 0.98, 0.99 up to it; see --sensitivity_max_level).",
+      flag="init_sensitivity_max_level")
   # One-shot pruning + fixed-mask retraining, alternated this many times on a
   # cubic ramp to the target (1 = prune once to the target, then retrain).
   init_stages: int = option(1, "Gradual one-shot pruning: the --init method and fixed-mask "
@@ -116,8 +121,14 @@ def _init_options(options):
       raise ValueError(f"--init={options.init} has no per-matrix allocation; "
                        "use --init_allocation=uniform.")
     return method.Options()
+  extra = {}
+  if options.init_sensitivity_max_level != 0.95:
+    if "sensitivity_max_level" not in fields or options.init_allocation != "obs_sensitivity":
+      raise ValueError("--init_sensitivity_max_level applies to --init=obs with "
+                       "--init_allocation=obs_sensitivity only.")
+    extra["sensitivity_max_level"] = options.init_sensitivity_max_level
   try:
-    return method.Options(allocation=options.init_allocation)
+    return method.Options(allocation=options.init_allocation, **extra)
   except ValueError as e:
     raise ValueError(f"--init_allocation={options.init_allocation} is not an allocation of "
                      f"--init={options.init}: {e}") from None
@@ -153,6 +164,8 @@ class RetrainMethod(CompressionMethod):
     start = "" if options.init == DENSE_INIT else f"_{options.init}"
     if options.init_allocation != "uniform":
       start += f"_{options.init_allocation}"
+    if options.init_sensitivity_max_level != 0.95:
+      start += f"_to{round(options.init_sensitivity_max_level * 100)}"
     if options.init_stages > 1:
       start += f"_{options.init_stages}stages"
     return f"{self.name}{start}_{round(target_sparsity * 100):02d}"
