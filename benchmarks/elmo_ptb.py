@@ -80,6 +80,17 @@ SHAPED_FINETUNED = {
 }
 
 
+# Combinations (issue #11): a finished variant of another group compressed
+# further: name -> (source group, source variant, method, options, sweep). The
+# sweep is the sparsity of the variant's own matrices (factors, remaining cells).
+COMBINED = {
+    "structured_obs_ft_obs_sens": ("structured_obs_ft", "structured_obs_30", "obs",
+                                   {"allocation": "sensitivity"}, (0.5,)),
+    "lowrank_data_obs_sens": ("lowrank_data", "lowrank_data_30", "obs",
+                              {"allocation": "sensitivity"}, (0.5,)),
+}
+
+
 def finetune_config(steps: int) -> RetrainConfig:
   """The optimisation of every retrained or fine-tuned group: KD, Adam 1e-3, cosine, batch 32."""
   return RetrainConfig(num_steps=steps, learning_rate=1e-3, lr_schedule="cosine", objective="kd",
@@ -255,12 +266,20 @@ def with_downstream(rows, out_dir: str, mode: str) -> None:
                              if r["variant"] != "dense" else None)
 
 
-def rows_of(group: str, result) -> list:
-  dense_ppl = result["dense"]["perplexity"]
+def rows_of(group: str, result, reference=None) -> list:
+  """Report rows of one group's result (``compress``'s return value).
+
+  ``reference``: the benchmark's dense metrics when the group compressed a
+  variant further (a combination): its "dense" entry is that variant, so it is
+  left out, Δ is taken against ``reference`` and the cosine similarity (to the
+  variant, not to the dense model) is not shown.
+  """
+  combined = reference is not None
+  dense_ppl = (reference if combined else result["dense"])["perplexity"]
   out = []
-  for v in [result["dense"]] + result["variants"]:
+  for v in ([] if combined else [result["dense"]]) + result["variants"]:
     ppl = v.get("perplexity") or {}
-    sims = v.get("representation_similarity") or {}
+    sims = {} if combined else v.get("representation_similarity") or {}
     out.append({
         "group": "dense" if v["name"] == "dense" else group, "variant": v["name"],
         "method": v.get("method", "dense"), "method_options": v.get("method_options"),
@@ -312,7 +331,8 @@ def report(rows, embedder_bytes: int, out_dir: str, command: str,
         f"| {r['group']} | {r['variant']} | {r['sparsity']:.3f}"
         f"{'' if r.get('removed_fraction') is None else ' (removed ' + format(r['removed_fraction'], '.2f') + ')'} | "
         f"{ppl['forward']:.1f} / {ppl['backward']:.1f} / {ppl['mean']:.1f} | "
-        f"{r['ppl_delta'].get('mean', 0) * 100:+.1f} % | {r['cosine_similarity']:.4f} | "
+        f"{r['ppl_delta'].get('mean', 0) * 100:+.1f} % | "
+        f"{'—' if r['cosine_similarity'] is None else format(r['cosine_similarity'], '.4f')} | "
         f"{tfl.get('none', 0) / 1e6:.2f} / {tfl.get('dynamic', 0) / 1e6:.2f} | "
         f"{'—' if ratio is None else format(ratio, '.1f') + 'x'} | "
         f"{budget_text} | "
@@ -491,6 +511,8 @@ def main():
                       f"(one of {', '.join(SHAPED)}), each with its own sweep.")
   parser.add_argument("--finetuned_groups", default="", help="Shape-changing groups fine-tuned "
                       f"by KD afterwards (one of {', '.join(SHAPED_FINETUNED)}).")
+  parser.add_argument("--combined_groups", default="", help="Combinations: a finished variant "
+                      f"of another group compressed further (one of {', '.join(COMBINED)}).")
   parser.add_argument("--retrain_steps", type=int, default=1320,
                       help="Optimizer steps per retrained variant (1,320 = one PTB epoch at "
                            "batch 32).")
@@ -514,14 +536,21 @@ def main():
                            "--out_dir into the report (computes nothing).")
   args = parser.parse_args()
   if args.report_only:
-    rows = []
+    rows, later = [], []
     for group in sorted(os.listdir(args.out_dir)):
       folder = CompressionRunFolder(os.path.join(args.out_dir, group))
       if not (os.path.exists(folder.config_json) and folder.dense.is_complete()):
         continue
       finished = [files.read_json(v.metrics_json) for v in folder.variants() if v.is_complete()]
-      rows += rows_of(group, {"dense": files.read_json(folder.dense.metrics_json),
-                              "variants": finished})
+      result = {"dense": files.read_json(folder.dense.metrics_json), "variants": finished}
+      if group in COMBINED:  # against the benchmark's dense model, once it is known
+        later.append((group, result))
+      else:
+        rows += rows_of(group, result)
+    reference = next((r for r in rows if r["variant"] == "dense"), None)
+    for group, result in later:
+      if reference is not None:
+        rows += rows_of(group, result, reference={"perplexity": reference["ppl"]})
     with_downstream(rows, args.out_dir, args.downstream_quantization)
     embedder_bytes = embedder_saved_model_bytes(args.dense_dir, args.out_dir)
     command = "python -m benchmarks.elmo_ptb " + " ".join(sys.argv[1:])
@@ -552,6 +581,16 @@ def main():
       options = dict(options, finetune=True, retrain=finetune_config(args.retrain_steps))
     groups[name] = CompressConfig(**shaped, method=method, method_options=options,
                                   sparsity_sweep=sweep)
+  combined = {}
+  for name in filter(None, args.combined_groups.split(",")):
+    source_group, source_variant, method, options, sweep = COMBINED[name]
+    source = CompressionRunFolder(os.path.join(args.out_dir, source_group))
+    if not source.variant(source_variant).is_complete():
+      raise ValueError(f"--combined_groups={name} compresses {source_group}/{source_variant} "
+                       "further; run that group first.")
+    groups[name] = CompressConfig(**dict(common, model_dir=source.variant(source_variant).path),
+                                  method=method, method_options=options, sparsity_sweep=sweep)
+    combined[name] = {"perplexity": files.read_json(source.dense.metrics_json)["perplexity"]}
   retrain = retrain_groups(args.retrain_steps)
   for name in filter(None, args.retrain_groups.split(",")):
     method, options = retrain[name]
@@ -564,7 +603,7 @@ def main():
     t = time.time()
     share_sensitivity_curves(args.out_dir, os.path.join(args.out_dir, name), config)
     result = compress(config, os.path.join(args.out_dir, name))
-    rows += rows_of(name, result)
+    rows += rows_of(name, result, reference=combined.get(name))
     print(f"{name}: {time.time() - t:.0f} s", flush=True)
   if args.downstream:
     evaluate_downstream(args.dense_dir, args.out_dir, args.downstream.split(","),

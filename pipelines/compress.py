@@ -26,8 +26,10 @@ from prunelm_tf.compression.options import nested_dict, option_flags
 from prunelm_tf.export.tflite import DEFAULT_INT8_MAX_TOKENS
 from prunelm_tf.training import distribute
 
-_MODEL_DIR = flags.DEFINE_string("model_dir", "", "A run folder of pipelines.train to compress. "
-                                 "Give this, or --options_file with --weight_file.")
+_MODEL_DIR = flags.DEFINE_string("model_dir", "", "A run folder of pipelines.train to compress, "
+                                 "or a variant folder of pipelines.compress (RUN/variants/NAME) "
+                                 "to compress further. Give this, or --options_file with "
+                                 "--weight_file.")
 _OPTIONS = flags.DEFINE_string("options_file", "", "ELMo options.json of the model to compress.")
 _WEIGHTS = flags.DEFINE_string("weight_file", "", "ELMo HDF5 weight file of the model to compress.")
 _TRAIN = flags.DEFINE_string("train", "", "Text to retrain on (file glob or tfds:NAME/SPLIT); "

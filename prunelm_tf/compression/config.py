@@ -24,7 +24,8 @@ def _check_sparsity(name: str, value: float) -> None:
 class CompressConfig:
   """One compression run: its input model, method, target sparsities and exports."""
 
-  # A run folder of pipelines.train ("" when an ELMo options/weight pair is given).
+  # A run folder of pipelines.train, or a finished variant folder of
+  # pipelines.compress to compress further ("" when an ELMo pair is given).
   model_dir: str = ""
   # ELMo options.json + HDF5 weight file (instead of model_dir).
   options_file: str = ""
@@ -71,8 +72,9 @@ class CompressConfig:
     has_run = bool(self.model_dir)
     has_elmo = bool(self.options_file or self.weight_file)
     if has_run == has_elmo:
-      raise ValueError("give exactly one input model: --model_dir (a pipelines.train run folder) "
-                       "or --options_file together with --weight_file (ELMo).")
+      raise ValueError("give exactly one input model: --model_dir (a pipelines.train run folder "
+                       "or a pipelines.compress variant folder) or --options_file together with "
+                       "--weight_file (ELMo).")
     if has_elmo and not (self.options_file and self.weight_file):
       raise ValueError("--options_file and --weight_file go together; one of them is missing.")
     method = get_method(self.method)

@@ -21,7 +21,7 @@ from prunelm_tf import data as data_lib
 from prunelm_tf.compression import report
 from prunelm_tf.compression.config import CompressConfig
 from prunelm_tf.compression.methods import MethodContext
-from prunelm_tf.compression.run_folder import CompressionRunFolder, VariantFolder
+from prunelm_tf.compression.run_folder import CompressionRunFolder, VariantFolder, locate_variant
 from prunelm_tf.compression.source import (Source, check_corpus_fits,
                                            representation_similarity)
 from prunelm_tf.compression.targets import (measure_sparsity, overridden_names, prunable_weights,
@@ -31,7 +31,7 @@ from prunelm_tf.export.saved_model import export_saved_model
 from prunelm_tf.export.sizes import gzip_bytes, path_bytes, zip_directory
 from prunelm_tf.export.tflite import (ConverterCrashed, TFLiteBiLM, export_tflite,
                                       representation_parity)
-from prunelm_tf.models.bilm import input_name
+from prunelm_tf.models.bilm import build_bilm, input_name
 from prunelm_tf.models.config import BiLMConfig
 from prunelm_tf.reporting.hparams import write_hparams
 from prunelm_tf.training.loop import evaluate_perplexity
@@ -41,9 +41,33 @@ from prunelm_tf.utils import files
 keras = tf.keras
 
 
+def _variant_source(folder: VariantFolder) -> Source:
+  """A finished variant of an earlier compression run as the input model.
+
+  Its own architecture (e.g. low-rank factors, fewer cells) and weights (from
+  its SavedModel, layer by layer) become the source: the run's "dense" entry is
+  that variant, and every figure of the run is relative to it.
+  """
+  from prunelm_tf.export.saved_model import load_saved_model  # pylint: disable=import-outside-toplevel
+  if not folder.is_complete() or not os.path.isdir(folder.saved_model):
+    raise FileNotFoundError(f"--model_dir: {folder.path} is an unfinished variant (no "
+                            "metrics.json or SavedModel); run pipelines.compress again to "
+                            "finish it.")
+  model_config, vocab, _ = folder.read_description()
+  loaded = load_saved_model(folder.saved_model)
+  model = build_bilm(model_config)
+  for layer in model.layers:
+    if layer.weights:
+      layer.set_weights(loaded.get_layer(layer.name).get_weights())
+  return Source(model, model_config, vocab, f"compressed variant {folder.path}")
+
+
 def load_source(config: CompressConfig) -> Source:
   """Loads the input model; errors name the flag to fix."""
   if config.model_dir:
+    located = locate_variant(config.model_dir)
+    if located is not None:  # a compressed variant: compress it further (a combination)
+      return _variant_source(located[1])
     try:
       model, model_config, vocab = load_run(config.model_dir)
     except FileNotFoundError as e:

@@ -156,3 +156,21 @@ def test_downstream_target_uses_the_mean_over_seeds_when_the_variant_has_one(tmp
   assert ("retrain_obs_90 (retrain_a) — NER 69.80 mean ± 0.40 over seeds 0, 1, 2; seed 0 alone "
           "69.40, -0.60 (-0.20; within 0.5: **met**); SST-2 66.50 (+0.50; within 1: **met**).")\
       in text
+
+
+def test_a_combination_group_is_measured_against_the_benchmark_dense_model():
+  def metrics(name, mean):
+    return {"name": name, "method": "obs", "target_sparsity": 0.5,
+            "sparsity": {"overall": 0.4}, "perplexity": {"forward": mean, "backward": mean,
+                                                         "mean": mean},
+            "representation_similarity": {"layer_0": 0.9},
+            "sizes": {"saved_model_zip_bytes": 1, "tflite": {"dynamic": {"gzip_bytes": 10}}}}
+  # The group's "dense" entry is the variant it compressed further (ppl 103).
+  result = {"dense": dict(metrics("dense", 103.0), method="dense"),
+            "variants": [metrics("obs_sens_50", 106.0)]}
+  rows = elmo_ptb.rows_of("structured_obs_ft_obs_sens", result,
+                          reference={"perplexity": {"forward": 100.0, "backward": 100.0,
+                                                    "mean": 100.0}})
+  assert [r["variant"] for r in rows] == ["obs_sens_50"]  # no second "dense" row
+  assert abs(rows[0]["ppl_delta"]["mean"] - 0.06) < 1e-12  # against the real dense model
+  assert rows[0]["cosine_similarity"] is None  # it was measured against the variant

@@ -295,3 +295,35 @@ def test_finetuning_after_factorization_trains_the_factors(tiny_run_dir, tiny_te
   a = [w for w in done.model.get_layer(layer).weights if w.name.endswith(f"{matrix}_a:0")][0]
   assert not np.allclose(a.numpy(), start[0], atol=1e-4)
   assert done.config.ranks and dict(done.config.ranks) == done.metrics["ranks"]
+
+
+def test_a_compressed_variant_is_compressed_further(tiny_run_dir, tiny_text, tmp_path):
+  """--model_dir=RUN/variants/NAME: low-rank factors, then thresholding of the factors."""
+  low_run = str(tmp_path / "lr")
+  compress(CompressConfig(
+      model_dir=tiny_run_dir, eval=tiny_text, method="lowrank",
+      method_options=LowRankOptions(criterion="svd"), sparsity_sweep=(0.4,),
+      layer_sparsity=(("softmax", 0.0),), tflite_quantization=("none",),
+      num_parity_sentences=1), low_run)
+  vdir = os.path.join(low_run, "variants", "lowrank_svd_40")
+  with open(os.path.join(vdir, "metrics.json"), encoding="utf-8") as f:
+    low = json.load(f)
+  result = compress(CompressConfig(
+      model_dir=vdir, eval=tiny_text, method="threshold", sparsity_sweep=(0.5,),
+      layer_sparsity=(("softmax", 0.0),), tflite_quantization=("none",),
+      num_parity_sentences=1), str(tmp_path / "chain"))
+  # The chain's reference is the low-rank variant, exactly as it was measured.
+  assert result["dense"]["perplexity"]["forward"] == pytest.approx(
+      low["perplexity"]["forward"], rel=1e-5)
+  both = result["variants"][0]
+  factors = {n: s for n, s in both["sparsity"]["per_weight"].items() if "_a" in n or "_b" in n}
+  assert factors and all(abs(s - 0.5) < 0.02 for s in factors.values()), factors
+  assert both["tflite_max_abs_diff"]["none"] <= 1e-4
+  with open(os.path.join(str(tmp_path / "chain"), "variants", both["name"], "config.json"),
+            encoding="utf-8") as f:
+    assert dict(json.load(f)["model"]["ranks"]) == low["ranks"]  # still factorized
+  os.remove(os.path.join(vdir, "metrics.json"))
+  with pytest.raises(FileNotFoundError, match="unfinished variant"):
+    compress(CompressConfig(model_dir=vdir, eval=tiny_text, method="threshold",
+                            sparsity_sweep=(0.5,), tflite_quantization=("none",)),
+             str(tmp_path / "chain2"))
