@@ -5,13 +5,16 @@ r"""Latency vs perplexity of the benchmark's variants, timed in one run (issue #
 
 DIR is a `benchmarks.elmo_ptb` output folder: every finished variant of every
 group (and the dense model once) is timed for each of its TFLite files
-(quantization modes) at batch 1 and 20 tokens, each in a fresh child process
+(quantization modes, and the int8 file of `benchmarks.elmo_int8` when made)
+at batch 1 and 20 tokens, each in a fresh child process
 (`evaluation.latency.measure_latency`). Files are timed round-robin,
 ``--rounds`` times, and each figure is the median over rounds of the per-round
 p50 / p90, so that a change of machine load during the run hits every file
 alike; speed-ups are ratios to the dense float32 TFLite file of the same run.
 Perplexity (PTB test, mean of directions) and sizes come from each variant's
-metrics.json. Writes DIR/latency_frontier.{json,md} and
+metrics.json; then each file embeds the first ``--throughput_sentences`` PTB
+test sentences (words per second), and the float model's SST-2 and NER
+figures (`benchmarks.elmo_ptb --downstream`) are added where measured. Writes DIR/latency_frontier.{json,md} and
 DIR/latency_vs_perplexity.png (the Pareto front marked), and checks the
 issue's target: the fastest variant within +5 % mean perplexity is at least
 3x faster than the dense float32 TFLite at 1 thread.
@@ -28,14 +31,48 @@ import numpy as np
 
 import prunelm_tf  # noqa: F401  (Keras 2 before TensorFlow)
 from prunelm_tf.compression.run_folder import CompressionRunFolder
-from prunelm_tf.evaluation.latency import latency_input, measure_latency
+from prunelm_tf import data as data_lib
+from prunelm_tf.data.corpus import load_corpus
+from prunelm_tf.evaluation.latency import latency_input, measure_latency, measure_throughput
 from prunelm_tf.models.config import BiLMConfig
 from prunelm_tf.utils import files
+
+
+PTB = os.path.normpath(os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data",
+                                   "ptb"))
+
+
+def _encode(tokens, config: BiLMConfig) -> np.ndarray:
+  """``<S> words </S>`` ids of one sentence as a char-input biLM reads them, batch 1."""
+  if config.token_encoder != "char":
+    raise ValueError("the throughput of word-input variants needs their vocabulary; "
+                     "this benchmark's models read characters.")
+  return data_lib.sentence_to_char_ids(tokens, config.char_cnn.max_characters_per_token)[
+      np.newaxis]
 
 
 def _config(variant) -> BiLMConfig:
   return BiLMConfig.from_dict(files.read_json(variant.config_json)["model"],
                               source=variant.config_json)
+
+
+def int8_files(bench_dir: str, group: str, variant: str) -> dict:
+  """The int8 file `benchmarks.elmo_int8` made of a variant, with its size ({} if none)."""
+  done = os.path.join(bench_dir, "int8", group, variant, "result.json")
+  if not os.path.exists(done):
+    return {}
+  result = files.read_json(done)
+  if "error" in result:
+    return {}
+  return {"int8": (os.path.join(os.path.dirname(done), "bilm_int8.tflite"),
+                   result["gzip_bytes"])}
+
+
+def downstream(bench_dir: str, group: str, variant: str) -> dict:
+  """The variant's float-model downstream entry of `benchmarks.elmo_ptb --downstream`, or {}."""
+  group = "dense" if variant == "dense" else group
+  path = os.path.join(bench_dir, "downstream", group, variant, "none", "evaluation.json")
+  return files.read_json(path) if os.path.exists(path) else {}
 
 
 def collect(bench_dir: str, groups):
@@ -75,6 +112,9 @@ def main():
   parser.add_argument("--runs", type=int, default=50)
   parser.add_argument("--warmup", type=int, default=10)
   parser.add_argument("--num_tokens", type=int, default=20)
+  parser.add_argument("--throughput_sentences", type=int, default=1000,
+                      help="PTB test sentences each file embeds (batch 1) for its words per "
+                           "second at each thread count, after the latency rounds; 0 = skip.")
   parser.add_argument("--max_delta", type=float, default=0.05,
                       help="Quality bound of the target: mean perplexity within this of dense.")
   args = parser.parse_args()
@@ -91,10 +131,13 @@ def main():
     ids = latency_input(config.token_encoder == "char", args.num_tokens,
                         config.char_cnn.max_characters_per_token,
                         vocab_size=None if config.token_encoder == "char" else config.vocab_size)
-    for mode, path in v.tflite_files().items():
+    tflite = {m: (p, None) for m, p in v.tflite_files().items()}
+    tflite.update(int8_files(args.bench_dir, group, v.name))
+    for mode, (path, gzip_bytes) in tflite.items():
       for t in threads:
         jobs.append({"group": group, "variant": v.name, "mode": mode, "threads": t,
-                     "path": path, "ids": ids, "metrics": metrics, "rounds": []})
+                     "path": path, "ids": ids, "metrics": metrics, "rounds": [],
+                     "gzip_bytes": gzip_bytes, "config": config})
   start = time.time()
   for r in range(args.rounds):
     for job in jobs:
@@ -106,6 +149,17 @@ def main():
         job["error"] = str(e).splitlines()[0]
     print(f"round {r + 1}/{args.rounds}: {len(jobs)} files timed, "
           f"{time.time() - start:.0f} s", flush=True)
+  if args.throughput_sentences:
+    corpus = load_corpus(os.path.join(PTB, "ptb.test.txt"), args.throughput_sentences,
+                         what="PTB test")
+    for job in jobs:
+      cfg = job["config"]
+      encoded = [_encode(s, cfg) for s in corpus]
+      try:
+        job["throughput"] = measure_throughput(job["path"], encoded, threads=job["threads"])
+      except RuntimeError as e:
+        job["error"] = job.get("error") or str(e).splitlines()[0]
+    print(f"throughput: {len(jobs)} files, {time.time() - start:.0f} s", flush=True)
 
   rows = []
   for job in jobs:
@@ -113,8 +167,13 @@ def main():
     ppl = (m.get("perplexity") or {}).get("mean")
     sizes = (m.get("sizes") or {}).get("tflite", {}).get(job["mode"], {})
     row = {k: job[k] for k in ("group", "variant", "mode", "threads")}
+    tasks = downstream(args.bench_dir, job["group"], job["variant"]) if job["mode"] == "none" \
+        else {}
     row.update({"ppl_mean": ppl, "ppl_delta": None if ppl is None else ppl / dense_ppl - 1,
-                "tflite_gzip_bytes": sizes.get("gzip_bytes"),
+                "tflite_gzip_bytes": job["gzip_bytes"] or sizes.get("gzip_bytes"),
+                "words_per_second": (job.get("throughput") or {}).get("words_per_second"),
+                "sst2_accuracy": tasks.get("sst2_accuracy"),
+                "ner_test_f1": tasks.get("ner_test_f1"),
                 "method": m.get("method", "dense"), "target_sparsity": m.get("target_sparsity", 0.0),
                 "removed_fraction": m.get("removed_fraction"),
                 "error": job.get("error")})
@@ -135,17 +194,24 @@ def main():
            f"Each figure: median over {args.rounds} round-robin rounds of the p50 / p90 of "
            f"{args.runs} timed invocations in a fresh process. Speed-up = dense float32 "
            "TFLite p50 / this p50, same thread count, same run. Δ = mean PTB test perplexity "
-           "vs dense.\n",
-           "| group | variant | mode | threads | p50 / p90 ms | speed-up | ppl mean | Δ | "
-           "TFLite gzip MB | error |", "|---|---|---|---|---|---|---|---|---|---|"]
+           "vs dense. Words/s: embedding the first "
+           f"{args.throughput_sentences} PTB test sentences one by one (batch 1; an int8 file "
+           "runs its fixed length). SST-2 dev accuracy and NER test F1: the float model's "
+           "(`benchmarks.elmo_ptb --downstream`), on its none row.\n",
+           "| group | variant | mode | threads | p50 / p90 ms | speed-up | words/s | ppl mean | "
+           "Δ | TFLite gzip MB | SST-2 | NER F1 | error |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
   for r in sorted(rows, key=lambda r: (r["threads"], r.get("p50_ms") or 1e9)):
     lines.append(
         f"| {r['group']} | {r['variant']} | {r['mode']} | {r['threads']} | "
         + (f"{r['p50_ms']:.2f} / {r['p90_ms']:.2f}" if "p50_ms" in r else "—") + " | "
         + (f"{r['speedup_vs_dense_float']:.2f}x" if "speedup_vs_dense_float" in r else "—")
+        + " | " + ("—" if r["words_per_second"] is None else f"{r['words_per_second']:.0f}")
         + " | " + ("—" if r["ppl_mean"] is None else f"{r['ppl_mean']:.1f}") + " | "
         + ("—" if r["ppl_delta"] is None else f"{r['ppl_delta'] * 100:+.1f} %") + " | "
-        + ("—" if not r["tflite_gzip_bytes"] else f"{r['tflite_gzip_bytes'] / 1e6:.2f}")
+        + ("—" if not r["tflite_gzip_bytes"] else f"{r['tflite_gzip_bytes'] / 1e6:.2f}") + " | "
+        + ("—" if r["sst2_accuracy"] is None else f"{r['sst2_accuracy'] * 100:.2f}") + " | "
+        + ("—" if r["ner_test_f1"] is None else f"{r['ner_test_f1'] * 100:.2f}")
         + f" | {r['error'] or ''} |")
   ok = [r for r in rows if r["threads"] == 1 and "speedup_vs_dense_float" in r
         and r["ppl_delta"] is not None and r["ppl_delta"] <= args.max_delta]
