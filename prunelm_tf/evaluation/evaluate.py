@@ -26,6 +26,7 @@ also holds the per-entry SST-2 feature caches and LM TFLite files.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import time
@@ -40,6 +41,7 @@ from prunelm_tf.evaluation import downstream, feature_cache, latency, mrpc, ner,
 from prunelm_tf.evaluation.variants import Variant, find_variants
 from prunelm_tf.export.sizes import zip_file_bytes
 from prunelm_tf.export.tflite import QUANTIZATION_MODES, SentenceTooLong, TFLiteBiLM
+from prunelm_tf.training.run_folder import WEIGHTS_FILE
 from prunelm_tf.utils import files
 
 
@@ -174,6 +176,31 @@ def _entry_skeleton(variant: Variant, mode: str, group: str) -> Dict:
       "errors": {}, "seconds": {}}
 
 
+def artifact_fingerprint(variant: Variant, mode: str) -> str:
+  """sha256 of the files a (variant, mode) entry reads: its model, and its TFLite file.
+
+  The Keras model (SavedModel, or a training run's weights) gives perplexity
+  and the "none" entry's downstream features; a quantized entry also reads
+  the TFLite file of its mode. An entry and its latency / throughput / LM
+  TFLite caches belong to the artifacts they measured: a different
+  fingerprint means the variant was made again. "" when there is no file.
+  """
+  paths = []
+  if variant.saved_model:
+    for root, _, names in os.walk(variant.saved_model):
+      paths += [os.path.join(root, n) for n in names]
+  elif variant.directory and os.path.exists(os.path.join(variant.directory, WEIGHTS_FILE)):
+    paths = [os.path.join(variant.directory, WEIGHTS_FILE)]
+  base = variant.saved_model or variant.directory
+  parts = [os.path.relpath(p, base) + ":" + feature_cache.fingerprint_file(p)
+           for p in sorted(paths)]
+  if mode != "none" and mode in variant.tflite:
+    parts.append(f"tflite_{mode}:" + feature_cache.fingerprint_file(variant.tflite[mode]))
+  if not parts:
+    return ""
+  return hashlib.sha256(";".join(parts).encode()).hexdigest()
+
+
 def evaluate_variant(variant: Variant, mode: str, config: EvaluateConfig, out_dir: str, *,
                      group: str = "", ppl_sentences=None, latency_ids=None,
                      throughput_ids=None) -> Dict:
@@ -185,9 +212,19 @@ def evaluate_variant(variant: Variant, mode: str, config: EvaluateConfig, out_di
   """
   entry_dir = os.path.join(out_dir, variant.name, mode)
   done = os.path.join(entry_dir, "evaluation.json")
-  if os.path.exists(done):
-    entry = files.read_json(done)
-  else:
+  artifact = artifact_fingerprint(variant, mode)
+  entry = files.read_json(done) if os.path.exists(done) else None
+  # (An entry written before entries recorded their fingerprint is taken as it is.)
+  if entry is not None and entry.get("artifact_fingerprint", artifact) != artifact:
+    # The variant was made again (e.g. compress --overwrite): nothing cached for the
+    # old artifact may stand for the new one.
+    logging.warning("%s: the %s artifact changed since it was evaluated; evaluating it again.",
+                    entry_dir, mode)
+    for name in ("evaluation.json", "latency.json", "throughput.json", f"lm_{mode}.tflite"):
+      if os.path.exists(os.path.join(entry_dir, name)):
+        os.remove(os.path.join(entry_dir, name))
+    entry = None
+  if entry is None:
     entry = _evaluate_quality(variant, mode, config, entry_dir, group, ppl_sentences)
   if config.measure_latency and latency_ids is not None and not entry["errors"].get("tflite"):
     measured = _latency(variant, mode, config, entry_dir, latency_ids)
@@ -267,6 +304,7 @@ def _evaluate_quality(variant: Variant, mode: str, config: EvaluateConfig, entry
   done = os.path.join(entry_dir, "evaluation.json")
   os.makedirs(entry_dir, exist_ok=True)
   entry = _entry_skeleton(variant, mode, group)
+  entry["artifact_fingerprint"] = artifact_fingerprint(variant, mode)
   conversion_error = variant.metrics.get("tflite_errors", {}).get(mode)
   if conversion_error:  # e.g. int8: the converter crashed; nothing to run
     entry["errors"]["tflite"] = conversion_error
@@ -325,7 +363,7 @@ def _evaluate_quality(variant: Variant, mode: str, config: EvaluateConfig, entry
         result = downstream.evaluate_sst2(
             embedder, os.path.join(config.sst2_dir, "train.tsv"),
             os.path.join(config.sst2_dir, "dev.tsv"), cache_dir=os.path.join(entry_dir, "sst2"),
-            probe=config.probe)
+            probe=config.probe, model_fingerprint=fingerprint)
         entry["sst2_accuracy"] = result["accuracy"]
         entry["sst2"] = {k: result[k] for k in ("train_accuracy", "scalar_mix_weights", "gamma",
                                                 "num_train", "num_dev", "majority_baseline")}

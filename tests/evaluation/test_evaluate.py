@@ -164,3 +164,29 @@ def test_ner_seeds_give_mean_and_spread(compressed, tmp_path):
   for seeds in ((1,), (0, 0)):
     with pytest.raises(ValueError, match="--ner_seeds needs at least two distinct seeds"):
       EvaluateConfig(target=compressed, ner_seeds=seeds)
+
+
+def test_a_variant_made_again_is_evaluated_again(tiny_run_dir, tiny_text, tmp_path):
+  """A cached entry belongs to the artifact it measured: compress --overwrite invalidates it."""
+  run_dir, out = str(tmp_path / "c"), str(tmp_path / "e")
+
+  def make(layer_sparsity):
+    compress(CompressConfig(model_dir=tiny_run_dir, eval=tiny_text, method="threshold",
+                            sparsity_sweep=(0.5,), layer_sparsity=layer_sparsity,
+                            tflite_quantization=("none",), num_parity_sentences=1),
+             run_dir, overwrite=bool(layer_sparsity))
+    config = EvaluateConfig(target=run_dir, variants=("threshold_50",), quantization=("none",),
+                            perplexity_corpus=tiny_text, measure_latency=False)
+    return evaluate(config, out)[0]
+
+  first = make(())
+  again = make(())  # nothing changed: read from the cache
+  assert again == first and first["artifact_fingerprint"]
+  # The same variant name, other weights (the softmax left dense).
+  remade = make((("softmax", 0.0),))
+  assert remade["artifact_fingerprint"] != first["artifact_fingerprint"]
+  assert remade["perplexity"]["forward"] != pytest.approx(first["perplexity"]["forward"])
+  with open(os.path.join(run_dir, "variants", "threshold_50", "metrics.json"),
+            encoding="utf-8") as f:
+    expected = json.load(f)["perplexity"]["forward"]
+  assert remade["perplexity"]["forward"] == pytest.approx(expected, rel=1e-4)
