@@ -403,9 +403,15 @@ def downstream_target_lines(rows) -> list:
   if not dense or dense.get("ner_test_f1") is None:
     return lines + ["- the dense model's downstream evaluation has not run (--downstream)."]
   spread = dense.get("ner_test_f1_std")
+  majority = (dense.get("mrpc") or {}).get("majority_baseline")
   lines.append(f"- dense: NER test F1 {dense['ner_test_f1'] * 100:.2f}"
                + ("" if spread is None else f" ± {spread * 100:.2f}")
-               + f", SST-2 {dense['sst2_accuracy'] * 100:.2f}.")
+               + f", SST-2 {dense['sst2_accuracy'] * 100:.2f}"
+               + ("" if not majority else
+                  f"; MRPC {dense['mrpc_accuracy'] * 100:.2f} / {dense['mrpc_f1'] * 100:.2f} "
+                  f"against the majority class's {majority['accuracy'] * 100:.2f} / "
+                  f"{majority['f1'] * 100:.2f} (at or below it, MRPC does not tell variants "
+                  "apart)") + ".")
   retrained = sorted((r for r in rows if r["method"] == "retrain" and r["retraining"]
                       and r["retraining"]["num_train_epochs"] <= 1.0 + 1e-6
                       and abs(r["target_sparsity"] - 0.9) < 1e-9),

@@ -88,10 +88,13 @@ def test_sensitivity_caches_of_every_kind_are_shared_from_compatible_groups(tmp_
       "sensitivity.json"]
 
 
-def _downstream(tmp_path, group, variant, ner, sst2, *, std=None, mode="none", seeds=None):
+def _downstream(tmp_path, group, variant, ner, sst2, *, std=None, mode="none", seeds=None,
+                majority=None):
   entry_dir = tmp_path / ("downstream_seeds" if seeds else "downstream") / group / variant / mode
   entry_dir.mkdir(parents=True)
   entry = {"ner_test_f1": ner, "sst2_accuracy": sst2, "mrpc_accuracy": 0.7, "mrpc_f1": 0.8}
+  if majority:
+    entry["mrpc"] = {"majority_baseline": {"accuracy": majority[0], "f1": majority[1]}}
   if std is not None:
     entry["ner_test_f1_std"] = std
   if seeds:
@@ -107,12 +110,14 @@ def test_report_checks_the_downstream_targets_on_the_variants_the_size_and_retra
           _row("retrain_b", "retrain_obs_90", "retrain", 0.9, 108.0, epochs=1.0),
           # Within +5 % and smaller than the 90 % variant: the size line's variant.
           _row("lowrank", "lowrank_50", "lowrank", 0.5, 103.0, dynamic=800_000)]
-  _downstream(tmp_path, "dense", "dense", 0.700, 0.660, std=0.009)
+  _downstream(tmp_path, "dense", "dense", 0.700, 0.660, std=0.009, majority=(0.684, 0.812))
   _downstream(tmp_path, "retrain_a", "retrain_obs_90", 0.696, 0.645)
   _downstream(tmp_path, "retrain_b", "retrain_obs_90", 0.600, 0.500)
   elmo_ptb.with_downstream(rows, str(tmp_path), "none")
   text = elmo_ptb.report(rows, EMBEDDER_BYTES, str(tmp_path), "cmd")
-  assert "- dense: NER test F1 70.00 ± 0.90, SST-2 66.00." in text
+  assert ("- dense: NER test F1 70.00 ± 0.90, SST-2 66.00; MRPC 70.00 / 80.00 against the "
+          "majority class's 68.40 / 81.20 (at or below it, MRPC does not tell variants apart)."
+          in text)
   assert ("- retrained 90 % (best perplexity): retrain_obs_90 (retrain_a) — NER 69.60 (-0.40; "
           "within 0.5: **met**); SST-2 64.50 (-1.50; within 1: **missed**).") in text
   assert ("- smallest within +5 % perplexity: lowrank_50 (lowrank) — NER not evaluated."
