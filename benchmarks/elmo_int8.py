@@ -28,9 +28,9 @@ import time
 import prunelm_tf  # noqa: F401  (Keras 2 before TensorFlow)
 
 from benchmarks.elmo_ptb import PTB, embedder_saved_model_bytes
-from benchmarks.int8_tflite import _ids
 from prunelm_tf.compression.run_folder import CompressionRunFolder
 from prunelm_tf.data.corpus import load_corpus
+from prunelm_tf.evaluation.evaluate import encode_sentences
 from prunelm_tf.evaluation.variants import find_variants
 from prunelm_tf.export.saved_model import load_saved_model
 from prunelm_tf.export.sizes import gzip_bytes
@@ -48,8 +48,8 @@ def convert_variant(variant, out_dir: str, calibration, parity, max_tokens: int)
   model = load_saved_model(variant.saved_model)
   cfg = variant.config
   fit = max_tokens + 2  # with the sentence boundaries
-  cal = [x for x in (_ids(s, cfg, variant.vocab) for s in calibration) if x.shape[1] <= fit]
-  test = [x for x in (_ids(s, cfg, variant.vocab) for s in parity) if x.shape[1] <= fit]
+  cal = [x for x in encode_sentences(calibration, cfg, variant.vocab) if x.shape[1] <= fit]
+  test = [x for x in encode_sentences(parity, cfg, variant.vocab) if x.shape[1] <= fit]
   metrics = variant.metrics
   result = {"variant": variant.name, "max_tokens": max_tokens,
             "calibration_sentences": len(cal), "parity_sentences": len(test),

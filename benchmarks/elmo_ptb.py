@@ -31,6 +31,7 @@ from prunelm_tf.evaluation.evaluate import EvaluateConfig, evaluate
 from prunelm_tf.export.saved_model import export_saved_model
 from prunelm_tf.export.sizes import path_bytes, zip_directory
 from prunelm_tf.models.bilm import build_bilm
+from prunelm_tf.reporting import plots as plots_lib
 from prunelm_tf.training.run_folder import load_run
 from prunelm_tf.utils import files
 
@@ -236,22 +237,20 @@ def evaluate_downstream(dense_dir: str, out_dir: str, wanted, mode: str = "none"
     by_group.setdefault(group, [])
     if variant:
       by_group[group].append(variant)
-  common = dict(DOWNSTREAM_DATA, measure_latency=False, num_threads=1)
   t = time.time()
-  evaluate(EvaluateConfig(target=dense_dir, ner_seeds=DENSE_NER_SEEDS, **common),
+  evaluate(EvaluateConfig(target=dense_dir, ner_seeds=DENSE_NER_SEEDS, measure_latency=False,
+                          num_threads=1, **DOWNSTREAM_DATA),
            downstream_dir(out_dir, "dense"))
   print(f"downstream dense: {time.time() - t:.0f} s", flush=True)
+  # Over seeds: NER only, beside (not instead of) the single-seed entries.
+  tasks = (dict(ner_dir=DOWNSTREAM_DATA["ner_dir"], ner_seeds=tuple(ner_seeds)) if ner_seeds
+           else DOWNSTREAM_DATA)
   for group, variants in by_group.items():
     t = time.time()
-    if ner_seeds:
-      config = EvaluateConfig(target=os.path.join(out_dir, group), variants=tuple(variants),
-                              quantization=(mode,), ner_dir=DOWNSTREAM_DATA["ner_dir"],
-                              ner_seeds=tuple(ner_seeds), measure_latency=False, num_threads=1)
-      evaluate(config, downstream_dir(out_dir, group, seeds=True), group=group, skip=("dense",))
-    else:
-      config = EvaluateConfig(target=os.path.join(out_dir, group), variants=tuple(variants),
-                              quantization=(mode,), **common)
-      evaluate(config, downstream_dir(out_dir, group), group=group, skip=("dense",))
+    config = EvaluateConfig(target=os.path.join(out_dir, group), variants=tuple(variants),
+                            quantization=(mode,), measure_latency=False, num_threads=1, **tasks)
+    evaluate(config, downstream_dir(out_dir, group, seeds=bool(ner_seeds)), group=group,
+             skip=("dense",))
     print(f"downstream {group}: {time.time() - t:.0f} s", flush=True)
 
 
@@ -461,14 +460,19 @@ def _target_line(label: str, limit: float, candidates) -> str:
                                   for r in ranked) + ".")
 
 
-def _plot(rows, out_dir: str) -> None:
+def _figure():
+  """A (figure, axes) of `plots.new_figure`, or None without matplotlib (plots are optional)."""
   try:
-    import matplotlib  # pylint: disable=import-outside-toplevel
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+    return plots_lib.new_figure()
   except ImportError:
+    return None
+
+
+def _plot(rows, out_dir: str) -> None:
+  made = _figure()
+  if made is None:
     return
-  fig, ax = plt.subplots(figsize=(7, 4.5))
+  fig, ax = made
   dense = next(r for r in rows if r["variant"] == "dense")
   ax.axhline(dense["ppl"]["mean"], color="black", lw=1, label="dense")
   for group in sorted({r["group"] for r in rows} - {"dense"}):
@@ -478,12 +482,7 @@ def _plot(rows, out_dir: str) -> None:
   ax.set_xlabel("sparsity of the embedder's matrices")
   ax.set_ylabel("PTB test perplexity (mean of directions)")
   ax.legend(fontsize=8)
-  ax.grid(alpha=0.3)
-  fig.tight_layout()
-  path = os.path.join(out_dir, "ppl_vs_sparsity.png")
-  with files.atomic_path(path) as tmp:
-    fig.savefig(tmp, format="png", dpi=110)
-  plt.close(fig)
+  plots_lib.save_png(fig, os.path.join(out_dir, "ppl_vs_sparsity.png"))
 
 
 def _plot_downstream(rows, embedder_bytes: int, out_dir: str) -> None:
@@ -492,15 +491,10 @@ def _plot_downstream(rows, embedder_bytes: int, out_dir: str) -> None:
              r["group"]) for r in rows
             if (r.get("downstream") or {}).get("ner_test_f1") is not None
             and "dynamic" in r["tflite_zip_bytes"]]
-  if len(points) < 2:
+  made = _figure() if len(points) >= 2 else None
+  if made is None:
     return
-  try:
-    import matplotlib  # pylint: disable=import-outside-toplevel
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
-  except ImportError:
-    return
-  fig, ax = plt.subplots(figsize=(7, 4.5))
+  fig, ax = made
   for group in sorted({p[2] for p in points}):
     pts = sorted((x, y * 100) for x, y, g in points if g == group)
     ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=group)
@@ -508,12 +502,7 @@ def _plot_downstream(rows, embedder_bytes: int, out_dir: str) -> None:
   ax.set_xlabel("dense embedder SavedModel / zipped dynamic TFLite (x smaller)")
   ax.set_ylabel("CoNLL-2003 NER test F1")
   ax.legend(fontsize=8)
-  ax.grid(alpha=0.3)
-  fig.tight_layout()
-  path = os.path.join(out_dir, "ner_f1_vs_size.png")
-  with files.atomic_path(path) as tmp:
-    fig.savefig(tmp, format="png", dpi=110)
-  plt.close(fig)
+  plots_lib.save_png(fig, os.path.join(out_dir, "ner_f1_vs_size.png"))
 
 
 def main():

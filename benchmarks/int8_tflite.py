@@ -25,24 +25,15 @@ import tempfile
 import time
 
 import prunelm_tf  # noqa: F401  (Keras 2 before TensorFlow)
-import numpy as np
 
 from benchmarks.ptb_sweep import PTB
-from prunelm_tf import data as data_lib
 from prunelm_tf.data.corpus import load_corpus
+from prunelm_tf.evaluation.evaluate import encode_sentences
 from prunelm_tf.evaluation.latency import latency_input, measure_latency
 from prunelm_tf.export.saved_model import export_saved_model
 from prunelm_tf.export.sizes import gzip_bytes
 from prunelm_tf.export.tflite import TFLiteBiLM, export_tflite, representation_parity
 from prunelm_tf.training.run_folder import load_run
-
-
-
-def _ids(tokens, config, vocab):
-  if config.token_encoder == "word":
-    return data_lib.encode_sentence(tokens, vocab)[np.newaxis]
-  return data_lib.sentence_to_char_ids(tokens, config.char_cnn.max_characters_per_token)[
-      np.newaxis]
 
 
 def main():
@@ -61,10 +52,10 @@ def main():
   args = parser.parse_args()
   lengths = [int(x) for x in args.max_tokens.split(",")]
   model, config, vocab = load_run(args.model_dir)
-  calibration = [_ids(s, config, vocab) for s in load_corpus(
-      os.path.join(args.ptb_dir, "ptb.valid.txt"), 0, what="--ptb_dir valid")]
-  test = [_ids(s, config, vocab) for s in load_corpus(
-      os.path.join(args.ptb_dir, "ptb.test.txt"), 0, what="--ptb_dir test")]
+  calibration = encode_sentences(load_corpus(
+      os.path.join(args.ptb_dir, "ptb.valid.txt"), 0, what="--ptb_dir valid"), config, vocab)
+  test = encode_sentences(load_corpus(
+      os.path.join(args.ptb_dir, "ptb.test.txt"), 0, what="--ptb_dir test"), config, vocab)
   shortest = min(lengths)
   test = [x for x in test if 3 <= x.shape[1] <= shortest + 2][:args.parity_sentences]
   expected = [model(x, training=False)["representations"].numpy() for x in test]

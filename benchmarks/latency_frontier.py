@@ -30,30 +30,13 @@ import time
 import numpy as np
 
 import prunelm_tf  # noqa: F401  (Keras 2 before TensorFlow)
+from benchmarks.ptb_sweep import PTB
 from prunelm_tf.compression.run_folder import CompressionRunFolder
-from prunelm_tf import data as data_lib
 from prunelm_tf.data.corpus import load_corpus
+from prunelm_tf.evaluation.evaluate import encode_sentences
 from prunelm_tf.evaluation.latency import latency_input, measure_latency, measure_throughput
-from prunelm_tf.models.config import BiLMConfig
+from prunelm_tf.reporting import plots as plots_lib
 from prunelm_tf.utils import files
-
-
-PTB = os.path.normpath(os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data",
-                                   "ptb"))
-
-
-def _encode(tokens, config: BiLMConfig) -> np.ndarray:
-  """``<S> words </S>`` ids of one sentence as a char-input biLM reads them, batch 1."""
-  if config.token_encoder != "char":
-    raise ValueError("the throughput of word-input variants needs their vocabulary; "
-                     "this benchmark's models read characters.")
-  return data_lib.sentence_to_char_ids(tokens, config.char_cnn.max_characters_per_token)[
-      np.newaxis]
-
-
-def _config(variant) -> BiLMConfig:
-  return BiLMConfig.from_dict(files.read_json(variant.config_json)["model"],
-                              source=variant.config_json)
 
 
 def int8_files(bench_dir: str, group: str, variant: str) -> dict:
@@ -127,7 +110,7 @@ def main():
   dense_ppl = entries[0][2]["perplexity"]["mean"]
   jobs = []
   for group, v, metrics in entries:
-    config = _config(v)
+    config, vocab, _ = v.read_description()
     ids = latency_input(config.token_encoder == "char", args.num_tokens,
                         config.char_cnn.max_characters_per_token,
                         vocab_size=None if config.token_encoder == "char" else config.vocab_size)
@@ -137,7 +120,7 @@ def main():
       for t in threads:
         jobs.append({"group": group, "variant": v.name, "mode": mode, "threads": t,
                      "path": path, "ids": ids, "metrics": metrics, "rounds": [],
-                     "gzip_bytes": gzip_bytes, "config": config})
+                     "gzip_bytes": gzip_bytes, "config": config, "vocab": vocab})
   start = time.time()
   for r in range(args.rounds):
     for job in jobs:
@@ -153,8 +136,7 @@ def main():
     corpus = load_corpus(os.path.join(PTB, "ptb.test.txt"), args.throughput_sentences,
                          what="PTB test")
     for job in jobs:
-      cfg = job["config"]
-      encoded = [_encode(s, cfg) for s in corpus]
+      encoded = encode_sentences(corpus, job["config"], job["vocab"])
       try:
         job["throughput"] = measure_throughput(job["path"], encoded, threads=job["threads"])
       except RuntimeError as e:
@@ -232,16 +214,13 @@ def main():
 
 
 def _plot(rows, out_dir: str, threads: int) -> None:
-  try:
-    import matplotlib  # pylint: disable=import-outside-toplevel
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
-  except ImportError:
-    return
   pts = [r for r in rows if r["threads"] == threads and "p50_ms" in r and r["ppl_mean"]]
   if not pts:
     return
-  fig, ax = plt.subplots(figsize=(7.5, 4.8))
+  try:
+    fig, ax = plots_lib.new_figure()
+  except ImportError:  # plots are optional
+    return
   for mode, marker in (("none", "o"), ("dynamic", "s"), ("int8", "^"), ("float16", "D")):
     sel = [r for r in pts if r["mode"] == mode]
     ax.scatter([r["p50_ms"] for r in sel], [r["ppl_mean"] for r in sel], marker=marker,
@@ -256,12 +235,7 @@ def _plot(rows, out_dir: str, threads: int) -> None:
   ax.set_xlabel(f"TFLite p50 latency, ms (batch 1, {threads} thread)")
   ax.set_ylabel("PTB test perplexity (mean of directions)")
   ax.legend(fontsize=8)
-  ax.grid(alpha=0.3)
-  fig.tight_layout()
-  path = os.path.join(out_dir, "latency_vs_perplexity.png")
-  with files.atomic_path(path) as tmp:
-    fig.savefig(tmp, format="png", dpi=110)
-  plt.close(fig)
+  plots_lib.save_png(fig, os.path.join(out_dir, "latency_vs_perplexity.png"))
 
 
 if __name__ == "__main__":

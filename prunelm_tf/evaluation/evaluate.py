@@ -225,7 +225,7 @@ def evaluate_variant(variant: Variant, mode: str, config: EvaluateConfig, out_di
         os.remove(os.path.join(entry_dir, name))
     entry = None
   if entry is None:
-    entry = _evaluate_quality(variant, mode, config, entry_dir, group, ppl_sentences)
+    entry = _evaluate_quality(variant, mode, config, entry_dir, group, ppl_sentences, artifact)
   if config.measure_latency and latency_ids is not None and not entry["errors"].get("tflite"):
     measured = _latency(variant, mode, config, entry_dir, latency_ids)
     entry["latency"] = {k: measured[k] for k in ("tflite", "saved_model")}
@@ -263,7 +263,7 @@ def _throughput(variant: Variant, mode: str, config: EvaluateConfig, entry_dir: 
   return result
 
 
-def _encode(sentences, config, vocab) -> List[np.ndarray]:
+def encode_sentences(sentences, config, vocab) -> List[np.ndarray]:
   """Model ids [1, time(, chars)] per sentence, as ``TFLiteEmbedder`` feeds them."""
   if config.token_encoder == "word":
     return [data_lib.encode_sentence(tokens, vocab)[np.newaxis] for tokens in sentences]
@@ -299,12 +299,12 @@ def _latency(variant: Variant, mode: str, config: EvaluateConfig, entry_dir: str
 
 
 def _evaluate_quality(variant: Variant, mode: str, config: EvaluateConfig, entry_dir: str,
-                      group: str, ppl_sentences) -> Dict:
+                      group: str, ppl_sentences, artifact: str) -> Dict:
   """Perplexity, SST-2 and sizes of one entry, written to evaluation.json."""
   done = os.path.join(entry_dir, "evaluation.json")
   os.makedirs(entry_dir, exist_ok=True)
   entry = _entry_skeleton(variant, mode, group)
-  entry["artifact_fingerprint"] = artifact_fingerprint(variant, mode)
+  entry["artifact_fingerprint"] = artifact  # `artifact_fingerprint` of (variant, mode)
   conversion_error = variant.metrics.get("tflite_errors", {}).get(mode)
   if conversion_error:  # e.g. int8: the converter crashed; nothing to run
     entry["errors"]["tflite"] = conversion_error
@@ -456,7 +456,7 @@ def _evaluate_locked(config: EvaluateConfig, out_dir: str, variants, group: str,
           v.config.token_encoder == "char", num_tokens=config.latency.num_tokens,
           max_characters_per_token=v.config.char_cnn.max_characters_per_token,
           vocab_size=len(v.vocab) if v.vocab is not None else None)
-    throughput_ids = (_encode(throughput_sentences, v.config, v.vocab)
+    throughput_ids = (encode_sentences(throughput_sentences, v.config, v.vocab)
                       if throughput_sentences else None)
     for mode in modes:
       entries.append(evaluate_variant(v, mode, config, out_dir, group=group,
