@@ -179,3 +179,25 @@ def test_a_combination_group_is_measured_against_the_benchmark_dense_model():
   assert [r["variant"] for r in rows] == ["obs_sens_50"]  # no second "dense" row
   assert abs(rows[0]["ppl_delta"]["mean"] - 0.06) < 1e-12  # against the real dense model
   assert rows[0]["cosine_similarity"] is None  # it was measured against the variant
+
+
+def test_report_sets_the_dense_control_beside_the_variants_of_its_budget(tmp_path):
+  rows = [_row("dense", "dense", "dense", 0.0, 100.0, dynamic=5_000_000),
+          _row(elmo_ptb.DENSE_CONTROL, "retrain_00", "retrain", 0.0, 98.0, epochs=1.0),
+          _row("retrain_a", "retrain_obs_90", "retrain", 0.9, 107.8, epochs=1.0),
+          _row("retrain_b", "retrain_obs_90", "retrain", 0.9, 109.0, epochs=1.0),
+          _row("retrain_c", "retrain_long_90", "retrain", 0.9, 101.0, epochs=2.0)]
+  text = elmo_ptb.report(rows, EMBEDDER_BYTES, str(tmp_path), "cmd").split("## Dense control")[1]
+  assert f"{elmo_ptb.DENSE_CONTROL}: 1320 steps (1.00 ep), mean test perplexity 98.0 (-2.0 %" in text
+  assert ("best 90% variant of the same budget (retrain_a): +10.0 % against the control, "
+          "+7.8 % against the dense model") in text
+  assert "retrain_long_90" not in text and "80%" not in text
+
+
+def test_groups_with_their_own_sweep_exist():
+  groups = elmo_ptb.retrain_groups(1320)
+  for name, sweep in elmo_ptb.RETRAIN_GROUP_SWEEPS.items():
+    assert name in groups and all(0.0 <= s < 1.0 for s in sweep)
+  method, options = groups[elmo_ptb.DENSE_CONTROL]
+  assert options.init == "dense" and elmo_ptb.RETRAIN_GROUP_SWEEPS[elmo_ptb.DENSE_CONTROL] == (0.0,)
+  assert options.retrain == groups["retrain_kd_obs_osens_nodrop_lr10"][1].retrain

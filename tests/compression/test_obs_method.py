@@ -197,3 +197,20 @@ def test_retraining_dropout_is_applied_while_training_and_restored(monkeypatch, 
 def test_retraining_dropout_out_of_range_is_refused():
   with pytest.raises(ValueError, match=r"retraining dropout must be in \[0, 1\)"):
     RetrainConfig(dropout=1.0)
+
+
+def test_retraining_at_sparsity_zero_is_the_dense_control(tiny_run_dir, tiny_text, tmp_path):
+  """Sweep 0 with --init=dense: the dense model trained for the budget, nothing pruned."""
+  options = RetrainOptions(schedule=ScheduleConfig(frequency=1, end_step=2),
+                           retrain=RetrainConfig(num_steps=3, batch_size=2, objective="kd",
+                                                 learning_rate=1e-2))
+  config = CompressConfig(model_dir=tiny_run_dir, train=tiny_text, eval=tiny_text,
+                          method="retrain", method_options=options, sparsity_sweep=(0.0,),
+                          tflite_quantization=("none",), num_parity_sentences=1)
+  result = compress(config, str(tmp_path / "r"))
+  v = result["variants"][0]
+  assert v["name"] == "retrain_00" and v["sparsity"]["overall"] == 0.0
+  assert v["retraining"]["num_train_steps"] == 3
+  # It trained: the representations moved away from the dense model's.
+  assert min(v["representation_similarity"].values()) < 1.0 - 1e-6
+  assert v["perplexity"]["mean"] != result["dense"]["perplexity"]["mean"]
