@@ -30,6 +30,10 @@ _MODEL_DIR = flags.DEFINE_string("model_dir", "", "A run folder of pipelines.tra
                                  "or a variant folder of pipelines.compress (RUN/variants/NAME) "
                                  "to compress further. Give this, or --options_file with "
                                  "--weight_file.")
+_TEACHER = flags.DEFINE_string("teacher_dir", "", "The model that kd / distill retraining and "
+                               "fine-tuning learn from (default: the input model). With "
+                               "--model_dir=RUN/variants/NAME, give the original dense run "
+                               "folder so that the variant is taught by the dense model.")
 _OPTIONS = flags.DEFINE_string("options_file", "", "ELMo options.json of the model to compress.")
 _WEIGHTS = flags.DEFINE_string("weight_file", "", "ELMo HDF5 weight file of the model to compress.")
 _TRAIN = flags.DEFINE_string("train", "", "Text to retrain on (file glob or tfds:NAME/SPLIT); "
@@ -129,7 +133,7 @@ def main(argv):
       layer_sparsity=parse_layer_sparsity(_LAYER_SPARSITY.value),
       tflite_quantization=tuple(_QUANT.value), num_parity_sentences=_PARITY.value,
       tflite_int8_max_tokens=_INT8_TOKENS.value,
-      export_elmo=_EXPORT_ELMO.value, seed=_SEED.value)
+      export_elmo=_EXPORT_ELMO.value, seed=_SEED.value, teacher_dir=_TEACHER.value)
   result = compress(config, _RUN_DIR.value, overwrite=_OVERWRITE.value,
                     flags_text=flags.FLAGS.flags_into_string(), strategy=strategy)
   with open(os.path.join(_RUN_DIR.value, "summary.md"), encoding="utf-8") as f:

@@ -15,6 +15,10 @@ from prunelm_tf.export.tflite import DEFAULT_INT8_MAX_TOKENS, QUANTIZATION_MODES
 from prunelm_tf.export.unrolled import check_max_tokens
 
 
+# CompressConfig fields left out of config.json at their default (see to_dict).
+RECORDED_WHEN_SET = ("teacher_dir",)
+
+
 def _check_sparsity(name: str, value: float) -> None:
   if not 0.0 <= value < 1.0:
     raise ValueError(f"{name} must be in [0, 1), got {value}; e.g. 0.9 keeps 10% of the weights.")
@@ -62,6 +66,11 @@ class CompressConfig:
   export_elmo: bool = False
   # Seed for data order and sampling.
   seed: int = 0
+  # The model that KD / representation distillation learns from while a method
+  # retrains or fine-tunes ("" = the input model). When --model_dir is a
+  # compressed variant (a combination), this is typically the original dense
+  # run folder, so that the variant is not taught by its own degraded self.
+  teacher_dir: str = ""
 
   def __post_init__(self):
     from prunelm_tf.compression.methods import get_method  # pylint: disable=import-outside-toplevel
@@ -113,6 +122,14 @@ class CompressConfig:
     if self.num_parity_sentences < 1:
       raise ValueError(f"--num_parity_sentences must be >= 1, got {self.num_parity_sentences}.")
     check_max_tokens(self.tflite_int8_max_tokens, "--tflite_int8_max_tokens")
+    if self.teacher_dir:
+      retrain = getattr(options, "retrain", None)
+      teaches = (needs.train and retrain is not None
+                 and (retrain.uses_kd or retrain.uses_distill))
+      if not teaches:
+        raise ValueError(f"--teacher_dir applies to a method that retrains or fine-tunes with a "
+                         f"kd or distill objective; --method={self.method} with these options "
+                         "learns from no teacher.")
 
   @property
   def method_impl(self):
@@ -121,7 +138,13 @@ class CompressConfig:
     return get_method(self.method)
 
   def to_dict(self) -> dict:
-    return dataclasses.asdict(self)
+    d = dataclasses.asdict(self)
+    # Fields added after run folders existed are recorded only when set, so that
+    # those folders (whose config.json lacks them) still resume.
+    for name in RECORDED_WHEN_SET:
+      if not d[name]:
+        del d[name]
+    return d
 
   def to_json(self) -> str:
     return json.dumps(self.to_dict(), indent=2, sort_keys=True)

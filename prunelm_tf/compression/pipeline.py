@@ -78,6 +78,35 @@ def load_source(config: CompressConfig) -> Source:
   return Source(model, model_config, None, f"ELMo {config.weight_file}")
 
 
+def load_teacher(config: CompressConfig, source: Source, needs_softmax: bool,
+                 needs_distill: bool):
+  """The --teacher_dir model, checked against the input model; None without one."""
+  if not config.teacher_dir:
+    return None
+  try:
+    teacher = load_source(dataclasses.replace(config, model_dir=config.teacher_dir,
+                                              options_file="", weight_file="", teacher_dir=""))
+  except FileNotFoundError as e:
+    raise FileNotFoundError(f"--teacher_dir: {e}".replace("--model_dir: ", "")) from None
+  mine, theirs = source.config, teacher.config
+  problems = []
+  if theirs.token_encoder != mine.token_encoder:
+    problems.append(f"its tokens are {theirs.token_encoder} inputs, the input model's "
+                    f"{mine.token_encoder}")
+  if (source.vocab is not None and teacher.vocab is not None
+      and teacher.vocab != source.vocab):
+    problems.append("its vocabulary differs from the input model's")
+  if needs_softmax and not theirs.has_softmax:
+    problems.append("it has no softmax, and the kd objective learns its word distribution")
+  if needs_distill and theirs.projection_dim != mine.projection_dim:
+    problems.append(f"its representations have {2 * theirs.projection_dim} dimensions, the "
+                    f"input model's {2 * mine.projection_dim} (distillation compares them)")
+  if problems:
+    raise ValueError(f"--teacher_dir={config.teacher_dir} cannot teach {source.description}: "
+                     + "; ".join(problems) + ".")
+  return teacher.model
+
+
 def export_variant(model: keras.Model, folder: VariantFolder, config: CompressConfig,
                    parity_inputs: List[np.ndarray], seconds: Dict[str, float],
                    model_config: BiLMConfig,
@@ -181,6 +210,10 @@ def compress(config: CompressConfig, run_dir: str, *, overwrite: bool = False,
                      "weight files never do). Use representation distillation "
                      "(--retrain_objective=distill).")
   method.check(options, config, source)
+  retrain_config = getattr(options, "retrain", None)
+  teacher = load_teacher(config, source,
+                         needs_softmax=bool(retrain_config and retrain_config.uses_kd),
+                         needs_distill=bool(retrain_config and retrain_config.uses_distill))
   names = list(prunable_weights(source.model))
   for s in config.sparsity_sweep:  # patterns are checked once, before any work
     resolve_targets(names, s, config.layer_sparsity)
@@ -206,20 +239,20 @@ def compress(config: CompressConfig, run_dir: str, *, overwrite: bool = False,
   folder = CompressionRunFolder(run_dir)
   inputs = {"--model_dir": config.model_dir, "--options_file": config.options_file,
             "--weight_file": config.weight_file, "--train": config.train, "--eval": config.eval,
-            "--calibration": config.calibration}
+            "--calibration": config.calibration, "--teacher_dir": config.teacher_dir}
   files.check_run_dir_spares_inputs(run_dir, inputs, deleting=False)
   # One process per run folder: a second one is refused, not interleaved.
   with files.run_dir_lock(run_dir):
     return _compress_locked(config, run_dir, folder, inputs, overwrite, flags_text, start, method,
                             options, variant_names, source, names, eval_sentences,
                             train_sentences, calibration_sentences, parity_source,
-                            int8_sentences, strategy)
+                            int8_sentences, strategy, teacher)
 
 
 def _compress_locked(config, run_dir, folder, inputs, overwrite, flags_text, start, method,
                      options, variant_names, source, names, eval_sentences, train_sentences,
                      calibration_sentences, parity_source, int8_sentences=None,
-                     strategy=None) -> Dict:
+                     strategy=None, teacher=None) -> Dict:
   """The work of `compress` once its inputs are checked and the run folder is locked."""
   files.prepare_run_dir(run_dir, config.to_json(), overwrite=overwrite, inputs=inputs)
   files.write_text(folder.config_json, config.to_json() + "\n")
@@ -281,7 +314,7 @@ def _compress_locked(config, run_dir, folder, inputs, overwrite, flags_text, sta
         seed=config.seed,
         make_dataset=lambda sentences, batch_size, shuffle, seed=0: source.dataset(
             sentences, batch_size, shuffle=shuffle, seed=seed),
-        strategy=strategy)
+        strategy=strategy, teacher=teacher)
     compressed = method.compress(options, context)
     record = {"name": name, "method": config.method, "method_options": options_record,
               "target_sparsity": s}

@@ -327,3 +327,73 @@ def test_a_compressed_variant_is_compressed_further(tiny_run_dir, tiny_text, tmp
     compress(CompressConfig(model_dir=vdir, eval=tiny_text, method="threshold",
                             sparsity_sweep=(0.5,), tflite_quantization=("none",)),
              str(tmp_path / "chain2"))
+
+
+def test_a_variant_retrained_further_learns_from_the_teacher_dir(tiny_run_dir, tiny_text,
+                                                                 tmp_path, monkeypatch):
+  """--teacher_dir: a low-rank variant retrained (obs + kd) is taught by the dense model."""
+  from prunelm_tf.compression import RetrainConfig, ScheduleConfig  # pylint: disable=import-outside-toplevel
+  from prunelm_tf.compression.methods import retrain as retrain_method  # pylint: disable=import-outside-toplevel
+  from prunelm_tf.compression.methods.retrain import RetrainOptions  # pylint: disable=import-outside-toplevel
+  from prunelm_tf.training.run_folder import load_run  # pylint: disable=import-outside-toplevel
+  low_run = str(tmp_path / "lr")
+  compress(CompressConfig(
+      model_dir=tiny_run_dir, eval=tiny_text, method="lowrank",
+      method_options=LowRankOptions(criterion="svd"), sparsity_sweep=(0.4,),
+      layer_sparsity=(("softmax", 0.0),), tflite_quantization=("none",),
+      num_parity_sentences=1), low_run)
+  vdir = os.path.join(low_run, "variants", "lowrank_svd_40")
+  teachers = []
+  original = retrain_method.retrain
+
+  def spy(model, teacher, *args, **kwargs):
+    teachers.append(teacher)
+    return original(model, teacher, *args, **kwargs)
+
+  monkeypatch.setattr(retrain_method, "retrain", spy)
+  options = RetrainOptions(init="obs", schedule=ScheduleConfig(frequency=1, end_step=1),
+                           retrain=RetrainConfig(num_steps=1, batch_size=2, objective="kd"))
+  obs = CompressConfig(model_dir=vdir, teacher_dir=tiny_run_dir, train=tiny_text,
+                       eval=tiny_text, calibration=tiny_text, calibration_sentences=50,
+                       method="retrain", method_options=options, sparsity_sweep=(0.5,),
+                       layer_sparsity=(("softmax", 0.0),), tflite_quantization=("none",))
+  with pytest.raises(ValueError, match="--method=obs reconstructs the full matrices.*low-rank "
+                                       "factors"):  # refused before any work
+    compress(obs, str(tmp_path / "obs"))
+  assert not os.path.exists(tmp_path / "obs")
+  options = dataclasses.replace(options, init="magnitude")
+  config = CompressConfig(model_dir=vdir, teacher_dir=tiny_run_dir, train=tiny_text,
+                          eval=tiny_text, calibration=tiny_text, calibration_sentences=50,
+                          method="retrain", method_options=options, sparsity_sweep=(0.5,),
+                          layer_sparsity=(("softmax", 0.0),), tflite_quantization=("none",),
+                          num_parity_sentences=1)
+  result = compress(config, str(tmp_path / "chain"))
+  dense, _, _ = load_run(tiny_run_dir)
+  (teacher,) = teachers
+  assert sorted(w.name for w in teacher.weights) == sorted(w.name for w in dense.weights)
+  for got, want in zip(teacher.get_weights(), dense.get_weights()):
+    np.testing.assert_array_equal(got, want)
+  factors = {n: s for n, s in result["variants"][0]["sparsity"]["per_weight"].items()
+             if "_a" in n or "_b" in n}
+  assert factors and all(abs(s - 0.5) < 0.02 for s in factors.values())
+  with open(os.path.join(str(tmp_path / "chain"), "config.json"), encoding="utf-8") as f:
+    assert json.load(f)["teacher_dir"] == tiny_run_dir
+  # Without it the key is not written: run folders made before it still resume.
+  assert "teacher_dir" not in json.loads(dataclasses.replace(config, teacher_dir="").to_json())
+
+
+def test_a_teacher_dir_is_refused_where_it_cannot_teach(tiny_run_dir, tiny_text, tmp_path):
+  with pytest.raises(ValueError, match="--teacher_dir applies to a method that retrains"):
+    CompressConfig(model_dir=tiny_run_dir, teacher_dir=tiny_run_dir, eval=tiny_text,
+                   method="threshold")
+  from prunelm_tf.compression import RetrainConfig, ScheduleConfig  # pylint: disable=import-outside-toplevel
+  from prunelm_tf.compression.methods.retrain import RetrainOptions  # pylint: disable=import-outside-toplevel
+  options = RetrainOptions(schedule=ScheduleConfig(frequency=1, end_step=1),
+                           retrain=RetrainConfig(num_steps=1, batch_size=2, objective="kd"))
+  missing = str(tmp_path / "nowhere")
+  with pytest.raises(FileNotFoundError, match="nowhere"):
+    compress(CompressConfig(model_dir=tiny_run_dir, teacher_dir=missing, train=tiny_text,
+                            eval=tiny_text, method="retrain", method_options=options,
+                            sparsity_sweep=(0.5,), tflite_quantization=("none",)),
+             str(tmp_path / "r"))
+  assert not os.path.exists(tmp_path / "r")

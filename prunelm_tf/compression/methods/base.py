@@ -94,6 +94,13 @@ class MethodContext:
   # or None (one process). A method that trains creates the model it trains
   # and its optimizer in ``training_scope()``.
   strategy: Optional[tf.distribute.Strategy] = None
+  # The model KD / distillation learns from (--teacher_dir), None = the source.
+  teacher: Optional[keras.Model] = None
+
+  @property
+  def teacher_model(self) -> keras.Model:
+    """What retraining and fine-tuning distill from: --teacher_dir, else the source model."""
+    return self.teacher if self.teacher is not None else self.source.model
 
   def training_scope(self):
     """The strategy's scope, or a no-op without one."""

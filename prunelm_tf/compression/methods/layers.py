@@ -218,7 +218,7 @@ class LayersMethod(CompressionMethod):
                "layers": record}
     seconds = {"select": time.time() - t}
     if options.finetune:
-      finetune_after(model, source.model, options.retrain, context, metrics, seconds)
+      finetune_after(model, context.teacher_model, options.retrain, context, metrics, seconds)
     return CompressedModel(model, config, metrics=metrics, seconds=seconds)
 
   def hparams(self, options):

@@ -221,7 +221,7 @@ class LowRankMethod(CompressionMethod):
       metrics["calibration_tokens"] = int(next(iter(accumulators.values())).count)
       seconds["calibration"] = calibration_seconds
     if options.finetune:
-      finetune_after(model, source.model, options.retrain, context, metrics, seconds)
+      finetune_after(model, context.teacher_model, options.retrain, context, metrics, seconds)
     return CompressedModel(model, config, metrics=metrics, seconds=seconds)
 
   def hparams(self, options):

@@ -111,7 +111,15 @@ class ObsMethod(CompressionMethod):
     return f"{self.name}{sens}_{round(target_sparsity * 100):02d}"
 
   def check(self, options, config, source):
-    """Enough calibration tokens for the widest matrix, before any work."""
+    """A model it can reconstruct, and enough calibration tokens for the widest matrix."""
+    if source.config.ranks:
+      factored = ", ".join(n for n, _ in source.config.ranks[:3])
+      raise ValueError(
+          f"--method={self.name} reconstructs the full matrices of a biLM from their inputs, "
+          f"and {source.description} holds low-rank factors ({factored}"
+          f"{', ...' if len(source.config.ranks) > 3 else ''}), whose inputs it does not "
+          "collect. Prune the factors by magnitude instead (--method=threshold, or "
+          "--method=retrain --init=magnitude).")
     sentences = load_corpus(config.calibration, config.calibration_sentences,
                             what="--calibration")
     tokens = sum(len(s) + 2 for s in sentences)

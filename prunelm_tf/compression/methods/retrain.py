@@ -184,7 +184,7 @@ class RetrainMethod(CompressionMethod):
     with context.training_scope():  # mirrored variables under a multi-worker strategy
       pruned = (wrap_keeping_masks(start) if options.init != DENSE_INIT
                 else wrap_for_pruning(start, options.schedule, context.targets))
-    budget = retrain(pruned, context.source.model, options.retrain, context,
+    budget = retrain(pruned, context.teacher_model, options.retrain, context,
                      callbacks=[tfmot.sparsity.keras.UpdatePruningStep()])
     metrics["retraining"] = {k: budget[k] for k in (
         "num_train_steps", "steps_per_epoch", "num_train_epochs", "num_replicas")}
@@ -211,7 +211,7 @@ class RetrainMethod(CompressionMethod):
       done = init.compress(init_options, stage)
       with context.training_scope():
         pruned = wrap_keeping_masks(done.model)
-      budget = retrain(pruned, context.source.model,
+      budget = retrain(pruned, context.teacher_model,
                        dataclasses.replace(options.retrain, num_steps=num_steps), stage,
                        callbacks=[tfmot.sparsity.keras.UpdatePruningStep()])
       current = dataclasses.replace(context.source, model=strip(pruned),

@@ -184,7 +184,7 @@ class StructuredMethod(CompressionMethod):
     # One name with lowrank and layers: the fraction of the compressed matrices' parameters.
     metrics = {"removed_fraction": achieved, "structured": record}
     if options.finetune:
-      finetune_after(new, source.model, options.retrain, context, metrics, seconds)
+      finetune_after(new, context.teacher_model, options.retrain, context, metrics, seconds)
     return CompressedModel(new, new_config, metrics=metrics, seconds=seconds)
 
   def hparams(self, options):
