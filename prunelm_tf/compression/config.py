@@ -17,6 +17,17 @@ from prunelm_tf.export.unrolled import check_max_tokens
 
 # CompressConfig fields left out of config.json at their default (see to_dict).
 RECORDED_WHEN_SET = ("teacher_dir",)
+# The same for method-option fields, at any depth of method_options.
+OPTIONS_RECORDED_WHEN_SET = ("num_epochs",)
+
+
+def _drop_unset(options) -> None:
+  if isinstance(options, dict):
+    for name in OPTIONS_RECORDED_WHEN_SET:
+      if name in options and not options[name]:
+        del options[name]
+    for value in options.values():
+      _drop_unset(value)
 
 
 def _check_sparsity(name: str, value: float) -> None:
@@ -144,6 +155,7 @@ class CompressConfig:
     for name in RECORDED_WHEN_SET:
       if not d[name]:
         del d[name]
+    _drop_unset(d.get("method_options"))
     return d
 
   def to_json(self) -> str:

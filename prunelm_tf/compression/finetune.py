@@ -8,6 +8,7 @@ structured compression tomorrow.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import time
 from typing import Callable, Dict, Optional, Sequence
@@ -32,6 +33,12 @@ class RetrainConfig:
   # Optimizer steps (>= the schedule's end_step so that the target is reached).
   num_steps: int = option(1200, "Retraining optimizer steps (>= --end_step).", flag="num_steps",
                           lower=1)
+  # The budget in epochs of the training corpus instead (0 = num_steps gives it):
+  # num_steps becomes ceil(num_epochs x the batches of one epoch).
+  num_epochs: float = option(0.0, "Retraining budget in epochs of --train (0 = --num_steps "
+                             "gives it): the steps are this many times the batches of one "
+                             "epoch, rounded up; every variant records both.",
+                             flag="num_epochs", lower=0)
   # Adam learning rate (pruning-aware fine-tuning wants it small).
   learning_rate: float = option(5e-4, "Retraining Adam learning rate.", flag="learning_rate",
                                 lower=0)
@@ -81,6 +88,9 @@ class RetrainConfig:
       raise ValueError(f"--retrain_objective must be one of {OBJECTIVES}, got {self.objective!r}.")
     if self.num_steps < 1:
       raise ValueError(f"--num_steps must be >= 1, got {self.num_steps}.")
+    if not self.num_epochs >= 0 or self.num_epochs == float("inf"):
+      raise ValueError(f"--num_epochs must be a finite number >= 0 (0 = --num_steps gives the "
+                       f"budget), got {self.num_epochs}.")
     if self.batch_size < 1:
       raise ValueError(f"--batch_size must be >= 1, got {self.batch_size}.")
     if self.learning_rate <= 0:
@@ -117,6 +127,20 @@ class RetrainConfig:
     return self.uses_lm or self.uses_kd
 
 
+def steps_per_epoch(config: RetrainConfig, context) -> int:
+  """Batches of one epoch of the context's training corpus at ``config.batch_size``."""
+  return max(1, sum(1 for _ in context.dataset(context.train_sentences, config.batch_size,
+                                               shuffle=False)))
+
+
+def with_steps(config: RetrainConfig, batches_per_epoch: int) -> RetrainConfig:
+  """``config`` with ``num_steps`` from ``num_epochs`` when the budget is given in epochs."""
+  if not config.num_epochs:
+    return config
+  return dataclasses.replace(
+      config, num_steps=max(1, math.ceil(config.num_epochs * batches_per_epoch - 1e-9)))
+
+
 def retrain(model: keras.Model, teacher: keras.Model, config: RetrainConfig, context, *,
             callbacks: Sequence = ()) -> Dict[str, float]:
   """Trains ``model`` (wrapped or plain) on the context's training corpus; resumable.
@@ -136,6 +160,8 @@ def retrain(model: keras.Model, teacher: keras.Model, config: RetrainConfig, con
     Throughput figures of `run_training` plus ``num_train_steps`` and
     ``steps_per_epoch`` (the budget in both units).
   """
+  per_epoch = steps_per_epoch(config, context)
+  config = with_steps(config, per_epoch)
   loss = LossSpec(lm_weight=1.0 if config.uses_lm else 0.0,
                   distill_weight=config.distill_weight if config.uses_distill else 0.0,
                   kd_weight=config.kd_weight if config.uses_kd else 0.0,
@@ -148,8 +174,6 @@ def retrain(model: keras.Model, teacher: keras.Model, config: RetrainConfig, con
   trainer = Trainer(model, optimizer, loss, clip_norm=config.clip_norm, seed=context.seed,
                     strategy=context.strategy)
   sentences = context.train_sentences
-  steps_per_epoch = max(1, sum(1 for _ in context.dataset(sentences, config.batch_size,
-                                                          shuffle=False)))
   weights = prunable_weights(model)
   sizes = {n: int(np.prod(w.shape)) for n, w in weights.items()}
 
@@ -166,13 +190,13 @@ def retrain(model: keras.Model, teacher: keras.Model, config: RetrainConfig, con
     for layer in dropouts:
       layer.rate = config.dropout
   try:
-    result = _run(trainer, sentences, config, context, steps_per_epoch, callbacks,
-                  sparsity_scalars)
+    result = _run(trainer, sentences, config, context, per_epoch, callbacks, sparsity_scalars)
   finally:  # the model keeps its own rates (they are in its config)
     for layer, rate in zip(dropouts, rates):
       layer.rate = rate
-  return {**result, "num_train_steps": config.num_steps, "steps_per_epoch": steps_per_epoch,
-          "num_train_epochs": config.num_steps / steps_per_epoch,
+  return {**result, "num_train_steps": config.num_steps, "steps_per_epoch": per_epoch,
+          "num_train_epochs": config.num_steps / per_epoch,
+          "budget_given_in": "epochs" if config.num_epochs else "steps",
           "num_replicas": trainer.num_replicas}
 
 
@@ -197,5 +221,5 @@ def finetune_after(model: keras.Model, teacher: keras.Model, config: RetrainConf
   t = time.time()
   budget = retrain(model, teacher, config, context)
   metrics["finetuning"] = {k: budget[k] for k in (
-      "num_train_steps", "steps_per_epoch", "num_train_epochs")}
+      "num_train_steps", "steps_per_epoch", "num_train_epochs", "budget_given_in")}
   seconds["finetune"] = time.time() - t

@@ -1,5 +1,6 @@
 """The registered obs / wanda methods through compress(): exact targets, records, bad input."""
 
+import dataclasses
 import os
 
 import pytest
@@ -214,3 +215,37 @@ def test_retraining_at_sparsity_zero_is_the_dense_control(tiny_run_dir, tiny_tex
   # It trained: the representations moved away from the dense model's.
   assert min(v["representation_similarity"].values()) < 1.0 - 1e-6
   assert v["perplexity"]["mean"] != result["dense"]["perplexity"]["mean"]
+
+
+def test_a_retraining_budget_given_in_epochs(tiny_run_dir, tiny_text, tmp_path):
+  """--num_epochs: the steps are epochs x batches per epoch (rounded up), recorded in both."""
+  options = RetrainOptions(init="magnitude", init_stages=2,
+                           retrain=RetrainConfig(num_steps=1, num_epochs=1.5, batch_size=8,
+                                                 objective="kd"))
+  config = CompressConfig(model_dir=tiny_run_dir, train=tiny_text, eval=tiny_text,
+                          method="retrain", method_options=options, sparsity_sweep=(0.5,),
+                          tflite_quantization=("none",), num_parity_sentences=1)
+  v = compress(config, str(tmp_path / "r"))["variants"][0]
+  budget = v["retraining"]
+  per_epoch = budget["steps_per_epoch"]
+  assert per_epoch > 1 and budget["budget_given_in"] == "epochs"
+  assert budget["num_train_steps"] == -(-3 * per_epoch // 2)  # ceil(1.5 x per_epoch)
+  assert sum(s["num_train_steps"] for s in v["stages"]) == budget["num_train_steps"]
+  # Given in steps, the record says so (and config.json leaves the unset field out).
+  steps = dataclasses.replace(config, method_options=dataclasses.replace(
+      options, init_stages=1, retrain=dataclasses.replace(options.retrain, num_epochs=0.0)))
+  assert "num_epochs" not in steps.to_json()
+  assert '"num_epochs": 1.5' in config.to_json()
+
+
+def test_an_epoch_budget_too_short_for_the_schedule_is_refused(tiny_run_dir, tiny_text, tmp_path):
+  with pytest.raises(ValueError, match="--num_epochs must be a finite number >= 0"):
+    RetrainConfig(num_epochs=-1.0)
+  options = RetrainOptions(schedule=ScheduleConfig(frequency=1, end_step=10_000),
+                           retrain=RetrainConfig(num_epochs=0.5, batch_size=2, objective="kd"))
+  config = CompressConfig(model_dir=tiny_run_dir, train=tiny_text, eval=tiny_text,
+                          method="retrain", method_options=options, sparsity_sweep=(0.5,),
+                          tflite_quantization=("none",), num_parity_sentences=1)
+  with pytest.raises(ValueError, match=r"--num_epochs=0.5 gives \d+ steps, fewer than "
+                                       r"--end_step \(10000\)"):
+    compress(config, str(tmp_path / "r"))

@@ -27,7 +27,8 @@ import time
 
 import tensorflow_model_optimization as tfmot
 
-from prunelm_tf.compression.finetune import OBJECTIVES, RetrainConfig, retrain
+from prunelm_tf.compression.finetune import (OBJECTIVES, RetrainConfig, retrain,
+                                             steps_per_epoch, with_steps)
 from prunelm_tf.compression.methods.base import CompressedModel, CompressionMethod, Needs
 from prunelm_tf.compression.options import option
 from prunelm_tf.compression.retrain import (SCHEDULES, ScheduleConfig, strip, wrap_for_pruning,
@@ -75,7 +76,7 @@ class RetrainOptions:
   def __post_init__(self):
     object.__setattr__(self, "init", INIT_ALIASES.get(self.init, self.init))
     if (self.init == DENSE_INIT and self.schedule.kind == "polynomial"
-        and self.retrain.num_steps < self.schedule.end_step):
+        and not self.retrain.num_epochs and self.retrain.num_steps < self.schedule.end_step):
       raise ValueError(f"--num_steps ({self.retrain.num_steps}) must be >= --end_step "
                        f"({self.schedule.end_step}) or the target sparsity is never reached.")
     if self.init_allocation not in INIT_ALLOCATIONS:
@@ -89,7 +90,7 @@ class RetrainOptions:
     if self.init_stages > 1 and self.init == DENSE_INIT:
       raise ValueError("--init_stages applies to a one-shot starting point; with --init=dense "
                        "the schedule flags (--begin_step, --end_step, --frequency) make the ramp.")
-    if self.init_stages > self.retrain.num_steps:
+    if not self.retrain.num_epochs and self.init_stages > self.retrain.num_steps:
       raise ValueError(f"--init_stages ({self.init_stages}) must not exceed --num_steps "
                        f"({self.retrain.num_steps}): every stage retrains for at least one step.")
     if self.retrain.num_sampled:
@@ -171,6 +172,16 @@ class RetrainMethod(CompressionMethod):
     return f"{self.name}{start}_{round(target_sparsity * 100):02d}"
 
   def compress(self, options, context):
+    if options.retrain.num_epochs:  # the budget in steps, before the schedule needs it
+      steps = with_steps(options.retrain, steps_per_epoch(options.retrain, context)).num_steps
+      if (options.init == DENSE_INIT and options.schedule.kind == "polynomial"
+          and steps < options.schedule.end_step):
+        raise ValueError(f"--num_epochs={options.retrain.num_epochs:g} gives {steps} steps, "
+                         f"fewer than --end_step ({options.schedule.end_step}): the target "
+                         "sparsity would never be reached.")
+      if options.init_stages > steps:
+        raise ValueError(f"--num_epochs={options.retrain.num_epochs:g} gives {steps} steps, "
+                         f"fewer than --init_stages ({options.init_stages}).")
     if options.init_stages > 1:
       return self._compress_in_stages(options, context)
     t = time.time()
@@ -187,7 +198,8 @@ class RetrainMethod(CompressionMethod):
     budget = retrain(pruned, context.teacher_model, options.retrain, context,
                      callbacks=[tfmot.sparsity.keras.UpdatePruningStep()])
     metrics["retraining"] = {k: budget[k] for k in (
-        "num_train_steps", "steps_per_epoch", "num_train_epochs", "num_replicas")}
+        "num_train_steps", "steps_per_epoch", "num_train_epochs", "budget_given_in",
+        "num_replicas")}
     return CompressedModel(strip(pruned), context.source.config, metrics=metrics,
                            seconds={"retrain": time.time() - t})
 
@@ -197,7 +209,8 @@ class RetrainMethod(CompressionMethod):
     init, init_options = _init_method(options), _init_options(options)
     free = set(context.free_weights)
     sparsities = stage_sparsities(context.target_sparsity, options.init_stages)
-    steps = stage_steps(options.retrain.num_steps, options.init_stages)
+    total = with_steps(options.retrain, steps_per_epoch(options.retrain, context)).num_steps
+    steps = stage_steps(total, options.init_stages)
     current, stages, budget = context.source, [], {}
     for k, (sparsity, num_steps) in enumerate(zip(sparsities, steps), start=1):
       name = f"stage_{k}"
@@ -212,16 +225,17 @@ class RetrainMethod(CompressionMethod):
       with context.training_scope():
         pruned = wrap_keeping_masks(done.model)
       budget = retrain(pruned, context.teacher_model,
-                       dataclasses.replace(options.retrain, num_steps=num_steps), stage,
+                       dataclasses.replace(options.retrain, num_steps=num_steps, num_epochs=0.0),
+                       stage,
                        callbacks=[tfmot.sparsity.keras.UpdatePruningStep()])
       current = dataclasses.replace(context.source, model=strip(pruned),
                                     description=f"{context.source.description}, {name}")
       stages.append({"target_sparsity": sparsity, "num_train_steps": num_steps,
                      "init": {"method": init.name, **done.metrics, "seconds": done.seconds}})
-    total = options.retrain.num_steps
     metrics = {"stages": stages, "init": stages[-1]["init"], "retraining": {
         "num_train_steps": total, "steps_per_epoch": budget["steps_per_epoch"],
         "num_train_epochs": total / budget["steps_per_epoch"],
+        "budget_given_in": "epochs" if options.retrain.num_epochs else "steps",
         "num_replicas": budget["num_replicas"]}}
     return CompressedModel(current.model, context.source.config, metrics=metrics,
                            seconds={"retrain": time.time() - t})
