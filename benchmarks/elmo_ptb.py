@@ -184,6 +184,13 @@ def retrain_groups(steps: int):
   # sensitivity allocation: what the OBS start is worth under retraining.
   groups["retrain_kd_magnitude_sens_nodrop_lr10"] = (
       "retrain", options("kd", "magnitude", "sensitivity", dropout=0.0, learning_rate=1e-2))
+  # OBS from the magnitude-sensitivity allocation (the start of the group above with
+  # OBS's reconstruction), and the magnitude start over the batch-16 epoch.
+  groups["retrain_kd_obs_sens_nodrop_lr10"] = (
+      "retrain", options("kd", "obs", "sensitivity", dropout=0.0, learning_rate=1e-2))
+  groups["retrain_kd_magnitude_sens_nodrop_lr10_b16"] = (
+      "retrain", options("kd", "magnitude", "sensitivity", dropout=0.0, learning_rate=1e-2,
+                         batch_size=16, num_steps=2 * steps - 20))
   # The same recipe at 80 % (its own folder: the lr10 group holds the 90 % run).
   groups["retrain_kd_obs_osens_nodrop_lr10_80"] = (
       "retrain", options("kd", "obs", "obs_sensitivity", dropout=0.0, learning_rate=1e-2))
