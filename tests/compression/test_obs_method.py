@@ -249,3 +249,30 @@ def test_an_epoch_budget_too_short_for_the_schedule_is_refused(tiny_run_dir, tin
   with pytest.raises(ValueError, match=r"--num_epochs=0.5 gives \d+ steps, fewer than "
                                        r"--end_step \(10000\)"):
     compress(config, str(tmp_path / "r"))
+
+
+def test_magnitude_sensitivity_curves_reach_higher_levels(tiny_run_dir, tiny_text, tmp_path):
+  """threshold --sensitivity_max_level (and retrain --init=magnitude with it): a 0.95 target
+  is spread unevenly, with levels above 0.95; the level is refused where it does nothing."""
+  from prunelm_tf.compression.methods.retrain import _init_options  # pylint: disable=import-outside-toplevel
+  from prunelm_tf.compression.methods.threshold import ThresholdOptions  # pylint: disable=import-outside-toplevel
+  with pytest.raises(ValueError, match="--sensitivity_max_level applies to "
+                                       "--threshold_allocation=sensitivity"):
+    ThresholdOptions(sensitivity_max_level=0.99)
+  with pytest.raises(ValueError, match=r"--sensitivity_max_level must lie in \[0.95, 1\)"):
+    ThresholdOptions(allocation="sensitivity", sensitivity_max_level=0.94)
+  options = RetrainOptions(init="magnitude", init_allocation="sensitivity",
+                           init_sensitivity_max_level=0.99)
+  assert _init_options(options).sensitivity_max_level == 0.99
+  with pytest.raises(ValueError, match="--init_sensitivity_max_level applies to"):
+    _init_options(RetrainOptions(init="obs", init_allocation="sensitivity",
+                                 init_sensitivity_max_level=0.99))
+  result = compress(CompressConfig(
+      model_dir=tiny_run_dir, eval=tiny_text, calibration=tiny_text, calibration_sentences=20,
+      method="threshold", method_options=ThresholdOptions(allocation="sensitivity",
+                                                          sensitivity_max_level=0.99),
+      sparsity_sweep=(0.95,), tflite_quantization=("none",), num_parity_sentences=1),
+      str(tmp_path / "t"))
+  allocated = result["variants"][0]["allocated_targets"]
+  assert max(allocated.values()) > 0.95 and min(allocated.values()) < 0.95
+  assert abs(result["variants"][0]["sparsity"]["overall"] - 0.95) < 0.01

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+from typing import ClassVar
 
 import numpy as np
 
@@ -67,6 +68,8 @@ class ObsOptions:
       "0.97, 0.98, 0.99 up to it are added, so that a 0.95 target can prune insensitive "
       "matrices harder than sensitive ones (at 0.95 it is spent uniformly).",
       flag="sensitivity_max_level")
+  # The allocation the highest level applies to (see RetrainOptions).
+  max_level_allocation: ClassVar[str] = "obs_sensitivity"
   # Refuse calibration text with fewer real tokens than this × the widest input.
   min_tokens_factor: float = option(4.0, "Calibration text must hold at least this many times "
                                     "as many tokens as the widest pruned matrix has inputs.",

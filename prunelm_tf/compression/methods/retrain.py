@@ -124,9 +124,11 @@ def _init_options(options):
     return method.Options()
   extra = {}
   if options.init_sensitivity_max_level != 0.95:
-    if "sensitivity_max_level" not in fields or options.init_allocation != "obs_sensitivity":
+    if ("sensitivity_max_level" not in fields or options.init_allocation !=
+        getattr(method.Options, "max_level_allocation", None)):
       raise ValueError("--init_sensitivity_max_level applies to --init=obs with "
-                       "--init_allocation=obs_sensitivity only.")
+                       "--init_allocation=obs_sensitivity and to --init=magnitude with "
+                       "--init_allocation=sensitivity only.")
     extra["sensitivity_max_level"] = options.init_sensitivity_max_level
   try:
     return method.Options(allocation=options.init_allocation, **extra)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from typing import ClassVar
 
-from prunelm_tf.compression.allocation import targets_for
+from prunelm_tf.compression.allocation import cached_sensitivity_curves, levels_up_to, \
+    targets_for
 from prunelm_tf.compression.methods.base import CompressedModel, CompressionMethod, Needs
 from prunelm_tf.compression.options import option
 from prunelm_tf.compression.threshold import prune_by_threshold
@@ -30,6 +32,14 @@ class ThresholdOptions:
       "pruned alone on --calibration to measure what it costs, then per-matrix targets are "
       "chosen so the overall sparsity is still the sweep value at the least predicted loss "
       "(takes a few minutes more).", flag="threshold_allocation", choices=ALLOCATIONS)
+  # The highest level of the sensitivity curves (above 0.95: 0.97, 0.98, 0.99 up to it).
+  sensitivity_max_level: float = option(
+      0.95, "The highest level the sensitivity curves measure (--threshold_allocation="
+      "sensitivity, --allocation=obs_sensitivity); above 0.95 the levels 0.97, 0.98, 0.99 up to "
+      "it are added, so that a 0.95 target can prune insensitive matrices harder than "
+      "sensitive ones (at 0.95 it is spent uniformly).", flag="sensitivity_max_level")
+  # The allocation the highest level applies to (see RetrainOptions).
+  max_level_allocation: ClassVar[str] = "sensitivity"
 
   def __post_init__(self):
     if self.scope not in SCOPES:
@@ -37,6 +47,11 @@ class ThresholdOptions:
     if self.allocation not in ALLOCATIONS:
       raise ValueError(f"--threshold_allocation must be one of {ALLOCATIONS}, "
                        f"got {self.allocation!r}.")
+    if not 0.95 <= self.sensitivity_max_level < 1:
+      raise ValueError(f"--sensitivity_max_level must lie in [0.95, 1), got "
+                       f"{self.sensitivity_max_level}.")
+    if self.sensitivity_max_level != 0.95 and self.allocation != "sensitivity":
+      raise ValueError("--sensitivity_max_level applies to --threshold_allocation=sensitivity.")
     if self.allocation == "sensitivity" and self.scope != "layer":
       raise ValueError("--threshold_allocation=sensitivity chooses a target per weight, so it "
                        "needs --threshold_scope=layer.")
@@ -61,7 +76,11 @@ class ThresholdMethod(CompressionMethod):
 
   def compress(self, options, context):
     t = time.time()
-    targets, record = targets_for(context, options.allocation)
+    curves = None
+    if options.allocation == "sensitivity" and options.sensitivity_max_level != 0.95:
+      curves = cached_sensitivity_curves(context,
+                                         levels=levels_up_to(options.sensitivity_max_level))
+    targets, record = targets_for(context, options.allocation, curves)
     model = context.copy_source()
     prune_by_threshold(model, targets, scope=options.scope)
     return CompressedModel(model, context.source.config, metrics=record,
