@@ -9,25 +9,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Any, Mapping, Optional, Tuple
+from typing import Any, Dict, Mapping, Optional, Tuple
 
+from prunelm_tf.compression.options import options_record
 from prunelm_tf.export.tflite import DEFAULT_INT8_MAX_TOKENS, QUANTIZATION_MODES
 from prunelm_tf.export.unrolled import check_max_tokens
 
 
-# CompressConfig fields left out of config.json at their default (see to_dict).
+# CompressConfig fields left out of config.json at their default (see to_dict);
+# method options mark theirs with option(recorded_when_set=True).
 RECORDED_WHEN_SET = ("teacher_dir",)
-# The same for method-option fields, at any depth of method_options.
-OPTIONS_RECORDED_WHEN_SET = ("num_epochs",)
-
-
-def _drop_unset(options) -> None:
-  if isinstance(options, dict):
-    for name in OPTIONS_RECORDED_WHEN_SET:
-      if name in options and not options[name]:
-        del options[name]
-    for value in options.values():
-      _drop_unset(value)
 
 
 def _check_sparsity(name: str, value: float) -> None:
@@ -155,8 +146,17 @@ class CompressConfig:
     for name in RECORDED_WHEN_SET:
       if not d[name]:
         del d[name]
-    _drop_unset(d.get("method_options"))
+    d["method_options"] = options_record(self.method_options)
     return d
+
+  @classmethod
+  def canonical_json(cls, d: Mapping[str, Any]) -> Dict[str, Any]:
+    """A recorded config.json as this version would write it (defaults filled in or left out).
+
+    Raises:
+      ValueError: the record is not a valid config of this version.
+    """
+    return json.loads(cls.from_dict(d).to_json())
 
   def to_json(self) -> str:
     return json.dumps(self.to_dict(), indent=2, sort_keys=True)

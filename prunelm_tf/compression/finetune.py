@@ -38,7 +38,7 @@ class RetrainConfig:
   num_epochs: float = option(0.0, "Retraining budget in epochs of --train (0 = --num_steps "
                              "gives it): the steps are this many times the batches of one "
                              "epoch, rounded up; every variant records both.",
-                             flag="num_epochs", lower=0)
+                             flag="num_epochs", lower=0, recorded_when_set=True)
   # Adam learning rate (pruning-aware fine-tuning wants it small).
   learning_rate: float = option(5e-4, "Retraining Adam learning rate.", flag="learning_rate",
                                 lower=0)

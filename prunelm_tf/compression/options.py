@@ -14,7 +14,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 def option(default: Any, help: str, *, flag: Optional[str] = None,  # pylint: disable=redefined-builtin
            choices: Optional[Sequence[str]] = None, lower: Optional[float] = None,
-           upper: Optional[float] = None) -> Any:
+           upper: Optional[float] = None, recorded_when_set: bool = False) -> Any:
   """A method option field; ``flag`` (if given) exposes it as ``--flag``.
 
   Args:
@@ -23,10 +23,32 @@ def option(default: Any, help: str, *, flag: Optional[str] = None,  # pylint: di
     flag: the command-line flag name, or None for a library-only option.
     choices: allowed string values (an enum flag).
     lower, upper: inclusive bounds of a numeric flag.
+    recorded_when_set: left out of the record (`options_record`) at its
+      default: for fields added after run folders existed, so that those
+      folders, whose records lack the field, still resume.
   """
   return dataclasses.field(default=default, metadata={
       "help": help, "flag": flag, "choices": tuple(choices) if choices else None,
-      "lower": lower, "upper": upper})
+      "lower": lower, "upper": upper, "recorded_when_set": recorded_when_set})
+
+
+def options_record(options) -> Dict[str, Any]:
+  """The JSON form of method options (config.json, variant records).
+
+  Fields made with ``recorded_when_set=True`` are left out at their default;
+  nested option dataclasses are walked.
+  """
+  record = {}
+  for f in dataclasses.fields(options):
+    value = getattr(options, f.name)
+    if f.metadata.get("recorded_when_set") and value == f.default:
+      continue
+    if dataclasses.is_dataclass(value):
+      value = options_record(value)
+    elif isinstance(value, tuple):
+      value = [dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v for v in value]
+    record[f.name] = value
+  return record
 
 
 def options_from_dict(cls: type, d: Mapping[str, Any]):

@@ -21,6 +21,7 @@ from prunelm_tf import data as data_lib
 from prunelm_tf.compression import report
 from prunelm_tf.compression.config import CompressConfig
 from prunelm_tf.compression.methods import MethodContext
+from prunelm_tf.compression.options import options_record
 from prunelm_tf.compression.run_folder import CompressionRunFolder, VariantFolder, locate_variant
 from prunelm_tf.compression.source import (Source, check_corpus_fits,
                                            representation_similarity)
@@ -254,7 +255,8 @@ def _compress_locked(config, run_dir, folder, inputs, overwrite, flags_text, sta
                      calibration_sentences, parity_source, int8_sentences=None,
                      strategy=None, teacher=None) -> Dict:
   """The work of `compress` once its inputs are checked and the run folder is locked."""
-  files.prepare_run_dir(run_dir, config.to_json(), overwrite=overwrite, inputs=inputs)
+  files.prepare_run_dir(run_dir, config.to_json(), overwrite=overwrite, inputs=inputs,
+                        canonical=CompressConfig.canonical_json)
   files.write_text(folder.config_json, config.to_json() + "\n")
   if flags_text is not None:
     files.write_text(folder.flags_txt, flags_text)
@@ -298,7 +300,7 @@ def _compress_locked(config, run_dir, folder, inputs, overwrite, flags_text, sta
 
   # Weights set by --layer_sparsity keep their value; the rest are free for allocation.
   free = [n for n in names if n not in overridden_names(names, config.layer_sparsity)]
-  options_record = dataclasses.asdict(options)
+  record_options = options_record(options)
   variants = []
   for s, name in zip(config.sparsity_sweep, variant_names):
     vfolder = folder.variant(name)
@@ -316,7 +318,7 @@ def _compress_locked(config, run_dir, folder, inputs, overwrite, flags_text, sta
             sentences, batch_size, shuffle=shuffle, seed=seed),
         strategy=strategy, teacher=teacher)
     compressed = method.compress(options, context)
-    record = {"name": name, "method": config.method, "method_options": options_record,
+    record = {"name": name, "method": config.method, "method_options": record_options,
               "target_sparsity": s}
     vocab = source.vocab if compressed.config.has_softmax or \
         compressed.config.token_encoder == "word" else None

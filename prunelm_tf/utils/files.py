@@ -15,7 +15,7 @@ import os
 import re
 import shutil
 import uuid
-from typing import Any, Iterator, Mapping, Optional
+from typing import Any, Callable, Dict, Iterator, Mapping, Optional
 
 from absl import logging
 
@@ -135,7 +135,9 @@ def read_config_json(path: str) -> Any:
 
 def prepare_run_dir(run_dir: str, config_json: str, *, overwrite: bool,
                     flag_name: str = "--run_dir",
-                    inputs: Optional[Mapping[str, str]] = None) -> bool:
+                    inputs: Optional[Mapping[str, str]] = None,
+                    canonical: Optional[Callable[[Dict[str, Any]], Dict[str, Any]]] = None
+                    ) -> bool:
   """Checks that ``run_dir`` is new or holds this same run.
 
   Args:
@@ -146,6 +148,9 @@ def prepare_run_dir(run_dir: str, config_json: str, *, overwrite: bool,
     inputs: flag name -> path (file, folder or glob) of every input of the
       run; a run folder that is or holds one is refused, and so is deleting one
       that lies inside one (see `check_run_dir_spares_inputs`).
+    canonical: rewrites a recorded config.json as this version would write it
+      (fields added since, at their default); a record it cannot read
+      (ValueError) is compared as it is.
 
   Returns:
     True if the folder already holds this run (resume), False if new.
@@ -159,6 +164,11 @@ def prepare_run_dir(run_dir: str, config_json: str, *, overwrite: bool,
   config_path = os.path.join(run_dir, "config.json")
   if os.path.exists(config_path):
     existing = read_config_json(config_path)
+    if canonical is not None:
+      try:
+        existing = canonical(existing)
+      except (ValueError, TypeError):
+        pass
     if existing == json.loads(config_json):
       return True
     if not overwrite:

@@ -96,3 +96,33 @@ def test_parse_layer_sparsity():
     parse_layer_sparsity("softmax")
   with pytest.raises(ValueError, match="not a number"):
     parse_layer_sparsity("softmax=half")
+
+
+def test_fields_added_later_are_recorded_only_when_set():
+  """Run folders made before a field existed resume: at its default it is left out."""
+  config = CompressConfig(**BASE, method="threshold", calibration="v.txt",
+                          method_options=ThresholdOptions(allocation="sensitivity"))
+  record = json.loads(config.to_json())
+  assert record["method_options"] == {"scope": "layer", "allocation": "sensitivity"}
+  raised = CompressConfig(**BASE, method="threshold", calibration="v.txt",
+                          method_options=ThresholdOptions(allocation="sensitivity",
+                                                          sensitivity_max_level=0.99))
+  assert json.loads(raised.to_json())["method_options"]["sensitivity_max_level"] == 0.99
+  assert CompressConfig.from_dict(json.loads(raised.to_json())) == raised
+  retrain = CompressConfig(**BASE, method="retrain", train="t.txt")
+  options = json.loads(retrain.to_json())["method_options"]
+  assert "init_sensitivity_max_level" not in options and "num_epochs" not in options["retrain"]
+
+
+def test_canonical_json_reads_records_with_and_without_defaulted_fields():
+  config = CompressConfig(**BASE, method="retrain", train="t.txt")
+  now = json.loads(config.to_json())
+  older = json.loads(config.to_json())
+  older["method_options"]["init_sensitivity_max_level"] = 0.95  # written by an earlier version
+  older["method_options"]["retrain"]["num_epochs"] = 0.0
+  assert older != now
+  assert CompressConfig.canonical_json(older) == now
+  assert CompressConfig.canonical_json(now) == now
+  changed = json.loads(config.to_json())
+  changed["method_options"]["retrain"]["num_epochs"] = 2.0
+  assert CompressConfig.canonical_json(changed)["method_options"]["retrain"]["num_epochs"] == 2.0

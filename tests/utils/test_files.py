@@ -90,6 +90,18 @@ def test_corrupt_config_json_beyond_json_decode_errors_is_named(tmp_path):
       files.prepare_run_dir(run_dir, '{"a": 1}', overwrite=False)
 
 
+def test_a_canonical_form_lets_an_older_record_resume(tmp_path):
+  run_dir = _run(tmp_path, config='{"a": 1, "added_later": 0}')
+  drop_default = lambda d: {k: v for k, v in d.items() if not (k == "added_later" and v == 0)}
+  assert files.prepare_run_dir(run_dir, '{"a": 1}', overwrite=False, canonical=drop_default)
+  with pytest.raises(ValueError, match="differs in: added_later"):
+    files.prepare_run_dir(run_dir, '{"a": 1}', overwrite=False)
+  def unreadable(d):
+    raise ValueError(f"not a config: {d}")
+  with pytest.raises(ValueError, match="differs in: added_later"):
+    files.prepare_run_dir(run_dir, '{"a": 1}', overwrite=False, canonical=unreadable)
+
+
 # --- run_dir_lock ----------------------------------------------------------------
 
 _HOLDER = """

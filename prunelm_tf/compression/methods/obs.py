@@ -67,7 +67,7 @@ class ObsOptions:
       0.95, "obs_sensitivity: the highest level the curves measure; above 0.95 the levels "
       "0.97, 0.98, 0.99 up to it are added, so that a 0.95 target can prune insensitive "
       "matrices harder than sensitive ones (at 0.95 it is spent uniformly).",
-      flag="sensitivity_max_level")
+      flag="sensitivity_max_level", recorded_when_set=True)
   # The allocation the highest level applies to (see RetrainOptions).
   max_level_allocation: ClassVar[str] = "obs_sensitivity"
   # Refuse calibration text with fewer real tokens than this × the widest input.

@@ -64,7 +64,7 @@ class RetrainOptions:
   init_sensitivity_max_level: float = option(
       0.95, "--init=obs with --init_allocation=obs_sensitivity: the highest level its "
       "curves measure (above 0.95: 0.97, 0.98, 0.99 up to it; see --sensitivity_max_level).",
-      flag="init_sensitivity_max_level")
+      flag="init_sensitivity_max_level", recorded_when_set=True)
   # One-shot pruning + fixed-mask retraining, alternated this many times on a
   # cubic ramp to the target (1 = prune once to the target, then retrain).
   init_stages: int = option(1, "Gradual one-shot pruning: the --init method and fixed-mask "

@@ -37,7 +37,8 @@ class ThresholdOptions:
       0.95, "The highest level the sensitivity curves measure (--threshold_allocation="
       "sensitivity, --allocation=obs_sensitivity); above 0.95 the levels 0.97, 0.98, 0.99 up to "
       "it are added, so that a 0.95 target can prune insensitive matrices harder than "
-      "sensitive ones (at 0.95 it is spent uniformly).", flag="sensitivity_max_level")
+      "sensitive ones (at 0.95 it is spent uniformly).", flag="sensitivity_max_level",
+      recorded_when_set=True)
   # The allocation the highest level applies to (see RetrainOptions).
   max_level_allocation: ClassVar[str] = "sensitivity"
 
