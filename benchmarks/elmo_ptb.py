@@ -195,6 +195,10 @@ def retrain_groups(steps: int):
   groups["retrain_kd_magnitude_sens_to99_nodrop_lr10"] = (
       "retrain", options("kd", "magnitude", "sensitivity", max_level=0.99, dropout=0.0,
                          learning_rate=1e-2))
+  # And over the batch-16 epoch (at 90 % the magnitude start gained 0.4 points from it).
+  groups["retrain_kd_magnitude_sens_to99_nodrop_lr10_b16"] = (
+      "retrain", options("kd", "magnitude", "sensitivity", max_level=0.99, dropout=0.0,
+                         learning_rate=1e-2, batch_size=16, num_steps=2 * steps - 20))
   # The same recipe at 80 % (its own folder: the lr10 group holds the 90 % run).
   groups["retrain_kd_obs_osens_nodrop_lr10_80"] = (
       "retrain", options("kd", "obs", "obs_sensitivity", dropout=0.0, learning_rate=1e-2))
