@@ -27,10 +27,12 @@ import prunelm_tf  # noqa: F401  (Keras 2 before TensorFlow)
 from prunelm_tf.compression import CompressConfig, RetrainConfig, ScheduleConfig, compress
 from prunelm_tf.compression.methods.retrain import RetrainOptions
 from prunelm_tf.compression.run_folder import CompressionRunFolder
+from prunelm_tf.compression.targets import prunable_weights, subset_sparsity
 from prunelm_tf.evaluation.evaluate import EvaluateConfig, evaluate
 from prunelm_tf.export.saved_model import export_saved_model
 from prunelm_tf.export.sizes import path_bytes, zip_directory
 from prunelm_tf.models.bilm import build_bilm
+from prunelm_tf.models.config import BiLMConfig
 from prunelm_tf.reporting import plots as plots_lib
 from prunelm_tf.training.run_folder import load_run
 from prunelm_tf.utils import files
@@ -336,13 +338,43 @@ def with_downstream(rows, out_dir: str, mode: str) -> None:
                              if r["variant"] != "dense" else None)
 
 
-def rows_of(group: str, result, reference=None) -> list:
+_SIZES_BY_ARCHITECTURE = {}
+
+
+def recorded_weight_sizes(variant_dir: str):
+  """{matrix: size} of the prunable matrices of a variant folder's architecture, or None.
+
+  For sparsity records written before they held the sizes ("num_weights"):
+  built from the folder's config.json (no weights read), once per architecture.
+  """
+  path = os.path.join(variant_dir, "config.json")
+  if not os.path.exists(path):
+    return None
+  model = files.read_json(path).get("model")
+  if not isinstance(model, dict):
+    return None
+  key = json.dumps(model, sort_keys=True)
+  if key not in _SIZES_BY_ARCHITECTURE:
+    built = build_bilm(BiLMConfig.from_dict(model))
+    _SIZES_BY_ARCHITECTURE[key] = {n: int(w.shape.num_elements())
+                                   for n, w in prunable_weights(built).items()}
+  return _SIZES_BY_ARCHITECTURE[key]
+
+
+def is_embedder_matrix(name: str) -> bool:
+  """Everything the representation model holds: all prunable matrices but the softmax."""
+  return not name.startswith("softmax/")
+
+
+def rows_of(group: str, result, reference=None, group_dir: str = "") -> list:
   """Report rows of one group's result (``compress``'s return value).
 
   ``reference``: the benchmark's dense metrics when the group compressed a
   variant further (a combination): its "dense" entry is that variant, so it is
   left out, Δ is taken against ``reference`` and the cosine similarity (to the
   variant, not to the dense model) is not shown.
+  ``group_dir``: the group's run folder, where the matrix sizes of records that
+  lack them are found (without it such rows have no embedder sparsity).
   """
   combined = reference is not None
   dense_ppl = (reference if combined else result["dense"])["perplexity"]
@@ -355,6 +387,12 @@ def rows_of(group: str, result, reference=None) -> list:
         "method": v.get("method", "dense"), "method_options": v.get("method_options"),
         "target_sparsity": v.get("target_sparsity", 0.0),
         "sparsity": v["sparsity"]["overall"],
+        # Of the embedder's matrices (the softmax left out); None if their sizes are unknown.
+        "embedder_sparsity": subset_sparsity(
+            v["sparsity"], is_embedder_matrix,
+            None if "num_weights" in v["sparsity"] or not group_dir else recorded_weight_sizes(
+                os.path.join(group_dir, "dense") if v["name"] == "dense" else
+                CompressionRunFolder(group_dir).variant(v["name"]).path)),
         # Shape-changing methods: the fraction of the compressed matrices' parameters removed.
         "removed_fraction": v.get("removed_fraction"),
         "num_parameters": v.get("num_parameters"),
@@ -365,6 +403,33 @@ def rows_of(group: str, result, reference=None) -> list:
         "retraining": v.get("retraining"), "seconds": v.get("seconds"),
         "tflite_errors": v.get("tflite_errors")})
   return out
+
+
+def embedder_removed(row, rows):
+  """The fraction of the embedder's matrix parameters a row removed: zeros, or taken out by a
+  shape-changing method, or both in a combination (the one axis of every method); None when
+  the record lacks the matrix sizes.
+  """
+  sparsity = row.get("embedder_sparsity")
+  if sparsity is None:
+    return None
+  removed = row.get("removed_fraction") or 0.0
+  if row["group"] in COMBINED:  # what its source variant took out, then its zeros
+    source_group, source_variant = COMBINED[row["group"]][:2]
+    source = next((r for r in rows if r["group"] == source_group
+                   and r["variant"] == source_variant), None)
+    if source is None:
+      return None
+    removed = source.get("removed_fraction") or 0.0
+  return 1 - (1 - removed) * (1 - sparsity)
+
+
+def _removed_cell(row, rows) -> str:
+  removed = embedder_removed(row, rows)
+  if removed is None:
+    return f"{row['sparsity']:.3f} (all matrices)"
+  shape = row.get("removed_fraction")
+  return f"{removed:.3f}" + ("" if shape is None else f" (shape {shape:.2f})")
 
 
 def report(rows, embedder_bytes: int, out_dir: str, command: str,
@@ -382,7 +447,11 @@ def report(rows, embedder_bytes: int, out_dir: str, command: str,
            "NER test F1 (BiLSTM tagger, seed 0; dense: mean ± std over seeds "
            f"{', '.join(map(str, DENSE_NER_SEEDS))}), SST-2 dev accuracy, MRPC dev accuracy / F1; "
            "— = not evaluated.\n",
-           "| group | variant | sparsity | ppl fwd / bwd / mean | Δ mean | cos sim | "
+           "Removed = the fraction of the embedder's matrix parameters (softmax left out) that "
+           "are zero or were taken out by a shape-changing method (shape = its share; in a "
+           "combination both); \"all matrices\" marks an older record without the sizes, whose "
+           "sparsity counts the dense softmax.\n",
+           "| group | variant | removed | ppl fwd / bwd / mean | Δ mean | cos sim | "
            "TFLite none / dynamic gzip MB | ratio (dynamic) | retraining | seconds | "
            "NER F1 | SST-2 | MRPC acc / F1 |",
            "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -398,8 +467,7 @@ def report(rows, embedder_bytes: int, out_dir: str, command: str,
     budget_text = ("—" if not budget else
                    f"{budget['num_train_steps']} steps ({budget['num_train_epochs']:.2f} ep)")
     lines.append(
-        f"| {r['group']} | {r['variant']} | {r['sparsity']:.3f}"
-        f"{'' if r.get('removed_fraction') is None else ' (removed ' + format(r['removed_fraction'], '.2f') + ')'} | "
+        f"| {r['group']} | {r['variant']} | {_removed_cell(r, rows)} | "
         f"{ppl['forward']:.1f} / {ppl['backward']:.1f} / {ppl['mean']:.1f} | "
         f"{r['ppl_delta'].get('mean', 0) * 100:+.1f} % | "
         f"{'—' if r['cosine_similarity'] is None else format(r['cosine_similarity'], '.4f')} | "
@@ -557,20 +625,66 @@ def _figure():
     return None
 
 
+# One-shot groups left out of the plot: calibration-size ablations of obs_osens.
+PLOT_LEFT_OUT = ("obs_osens_cal1000", "obs_osens_cal2000")
+
+
+def retrained_frontier(rows, max_epochs: float = 1.0):
+  """[(removed, ppl mean, group)]: the best retrained variant per target sparsity among every
+  retraining group within ``max_epochs`` of retraining (the dense control excluded)."""
+  best = {}
+  for r in rows:
+    budget = r.get("retraining")
+    removed = embedder_removed(r, rows)
+    if (r["method"] != "retrain" or r["group"] in COMBINED or not r["target_sparsity"]
+        or removed is None or not budget or budget["num_train_epochs"] > max_epochs + 1e-6):
+      continue
+    key = round(r["target_sparsity"], 6)
+    if key not in best or r["ppl"]["mean"] < best[key][1]:
+      best[key] = (removed, r["ppl"]["mean"], r["group"])
+  return [best[k] for k in sorted(best)]
+
+
 def _plot(rows, out_dir: str) -> None:
+  """ppl_vs_sparsity.png: one line per one-shot or shape-changing method, the best retrained
+  variant per target as one line, combinations and the dense control as markers."""
   made = _figure()
   if made is None:
     return
   fig, ax = made
+  fig.set_size_inches(10.0, 5.5)
+  import matplotlib  # pylint: disable=import-outside-toplevel
+  ax.set_prop_cycle(color=matplotlib.colormaps["tab20"].colors)  # > 10 lines, all distinct
   dense = next(r for r in rows if r["variant"] == "dense")
   ax.axhline(dense["ppl"]["mean"], color="black", lw=1, label="dense")
-  for group in sorted({r["group"] for r in rows} - {"dense"}):
-    pts = sorted((r["sparsity"], r["ppl"]["mean"]) for r in rows if r["group"] == group)
-    ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=group)
+  ax.axhline(dense["ppl"]["mean"] * 1.05, color="gray", lw=0.8, ls="--", label="dense +5 %")
+  lines = [g for g in sorted({r["group"] for r in rows})
+           if g in ONE_SHOT or g in SHAPED or g in SHAPED_FINETUNED]
+  for group in lines:
+    if group in PLOT_LEFT_OUT:
+      continue
+    pts = sorted((embedder_removed(r, rows), r["ppl"]["mean"]) for r in rows
+                 if r["group"] == group and embedder_removed(r, rows) is not None)
+    if pts:
+      ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", ms=4, label=group)
+  frontier = retrained_frontier(rows)
+  if frontier:
+    ax.plot([p[0] for p in frontier], [p[1] for p in frontier], marker="*", ms=11, lw=2,
+            color="black", label="retrained ≤ 1 epoch (best recipe per target)")
+  for group in sorted({r["group"] for r in rows if r["group"] in COMBINED}):
+    pts = [(embedder_removed(r, rows), r["ppl"]["mean"]) for r in rows
+           if r["group"] == group and embedder_removed(r, rows) is not None]
+    if pts:
+      ax.scatter([p[0] for p in pts], [p[1] for p in pts], marker="D", s=30,
+                 label=f"combined: {group}")
+  controls = [r for r in rows if r["group"] == DENSE_CONTROL]
+  if controls:
+    ax.scatter([0.0], [controls[0]["ppl"]["mean"]], marker="x", s=60, color="red",
+               label="dense control (1 KD epoch)")
   ax.set_yscale("log")
-  ax.set_xlabel("sparsity of the embedder's matrices")
+  ax.set_xlabel("fraction of the embedder's matrix parameters removed (zeros or shape)")
   ax.set_ylabel("PTB test perplexity (mean of directions)")
-  ax.legend(fontsize=8)
+  ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
   plots_lib.save_png(fig, os.path.join(out_dir, "ppl_vs_sparsity.png"))
 
 
@@ -640,11 +754,12 @@ def main():
       if group in COMBINED:  # against the benchmark's dense model, once it is known
         later.append((group, result))
       else:
-        rows += rows_of(group, result)
+        rows += rows_of(group, result, group_dir=folder.path)
     reference = next((r for r in rows if r["variant"] == "dense"), None)
     for group, result in later:
       if reference is not None:
-        rows += rows_of(group, result, reference={"perplexity": reference["ppl"]})
+        rows += rows_of(group, result, reference={"perplexity": reference["ppl"]},
+                        group_dir=os.path.join(args.out_dir, group))
     with_downstream(rows, args.out_dir, args.downstream_quantization)
     embedder_bytes = embedder_saved_model_bytes(args.dense_dir, args.out_dir)
     command = "python -m benchmarks.elmo_ptb " + " ".join(sys.argv[1:])
@@ -700,7 +815,8 @@ def main():
     t = time.time()
     share_sensitivity_curves(args.out_dir, os.path.join(args.out_dir, name), config)
     result = compress(config, os.path.join(args.out_dir, name))
-    rows += rows_of(name, result, reference=combined.get(name))
+    rows += rows_of(name, result, reference=combined.get(name),
+                    group_dir=os.path.join(args.out_dir, name))
     print(f"{name}: {time.time() - t:.0f} s", flush=True)
   if args.downstream:
     evaluate_downstream(args.dense_dir, args.out_dir, args.downstream.split(","),

@@ -10,7 +10,7 @@ biases.
 from __future__ import annotations
 
 import re
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -79,14 +79,35 @@ def overridden_names(names: Sequence[str], overrides: Sequence[Tuple[str, float]
 def measure_sparsity(model: keras.Model) -> Dict:
   """Measured on the weights themselves: ``{"overall", "per_weight": {name: fraction}}``.
 
-  "overall" is the fraction of zeros over all prunable matrices together.
+  "overall" is the fraction of zeros over all prunable matrices together;
+  "num_weights" gives each matrix's size, so that the sparsity of any subset
+  (e.g. the embedder without the softmax) can be computed from the record.
   """
-  per_weight = {}
+  per_weight, sizes = {}, {}
   zeros = total = 0
   for name, w in prunable_weights(model).items():
     values = w.numpy()
     z = int(values.size - np.count_nonzero(values))
     per_weight[name] = z / values.size
+    sizes[name] = int(values.size)
     zeros += z
     total += values.size
-  return {"overall": zeros / total if total else 0.0, "per_weight": per_weight}
+  return {"overall": zeros / total if total else 0.0, "per_weight": per_weight,
+          "num_weights": sizes}
+
+
+def subset_sparsity(sparsity: Dict, keep, sizes: Optional[Dict[str, int]] = None
+                    ) -> Optional[float]:
+  """The fraction of zeros over the matrices of a `measure_sparsity` record for which
+  ``keep(name)`` is true.
+
+  ``sizes``: the matrix sizes to use when the record has none (records written
+  before "num_weights" existed), e.g. the dense model's for a variant of the same
+  shapes. None when neither gives the size of every kept matrix.
+  """
+  sizes = sparsity.get("num_weights") or sizes or {}
+  names = [n for n in sparsity.get("per_weight", {}) if keep(n)]
+  if not names or any(n not in sizes for n in names):
+    return None
+  total = sum(sizes[n] for n in names)
+  return sum(sparsity["per_weight"][n] * sizes[n] for n in names) / total

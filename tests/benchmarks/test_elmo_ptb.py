@@ -201,3 +201,63 @@ def test_groups_with_their_own_sweep_exist():
   method, options = groups[elmo_ptb.DENSE_CONTROL]
   assert options.init == "dense" and elmo_ptb.RETRAIN_GROUP_SWEEPS[elmo_ptb.DENSE_CONTROL] == (0.0,)
   assert options.retrain == groups["retrain_kd_obs_osens_nodrop_lr10"][1].retrain
+
+
+def test_embedder_sparsity_leaves_the_softmax_out_and_reads_older_records_sizes(tmp_path):
+  from prunelm_tf.models.config import BiLMConfig  # pylint: disable=import-outside-toplevel
+  model = BiLMConfig(vocab_size=50, token_encoder="word", lstm_dim=16, projection_dim=8,
+                     n_layers=1, dropout=0.0)
+  group_dir = str(tmp_path / "g")
+  variant_dir = CompressionRunFolder(group_dir).variant("threshold_50").path
+  os.makedirs(variant_dir)
+  with open(os.path.join(variant_dir, "config.json"), "w") as f:
+    json.dump({"model": model.to_dict()}, f)
+  sizes = elmo_ptb.recorded_weight_sizes(variant_dir)
+  assert sizes["softmax/kernel"] == 8 * 50 and sizes["forward_lstm_0/projection"] == 16 * 8
+  per_weight = {n: 0.5 for n in sizes}
+  per_weight["softmax/kernel"] = 0.0
+
+  def metrics(sparsity):
+    return {"name": "threshold_50", "method": "threshold", "target_sparsity": 0.5,
+            "sparsity": sparsity, "perplexity": {"forward": 1.0, "backward": 1.0, "mean": 1.0},
+            "sizes": {"saved_model_zip_bytes": 1, "tflite": {"dynamic": {"gzip_bytes": 10}}}}
+  dense = dict(metrics({"overall": 0.0, "per_weight": {n: 0.0 for n in sizes}}), name="dense")
+  overall = sum(per_weight[n] * sizes[n] for n in sizes) / sum(sizes.values())
+  old = {"overall": overall, "per_weight": per_weight}  # written before "num_weights"
+  for record, where in ((old, group_dir), (dict(old, num_weights=sizes), "")):
+    rows = elmo_ptb.rows_of("g", {"dense": dense, "variants": [metrics(record)]},
+                            group_dir=where)
+    assert overall < 0.45 and abs(rows[1]["embedder_sparsity"] - 0.5) < 1e-12
+    assert abs(elmo_ptb.embedder_removed(rows[1], rows) - 0.5) < 1e-12
+  # Without the sizes the report says which sparsity it shows.
+  (row,) = elmo_ptb.rows_of("g", {"dense": dense, "variants": [metrics(old)]})[1:]
+  assert row["embedder_sparsity"] is None and elmo_ptb.embedder_removed(row, [row]) is None
+  assert elmo_ptb._removed_cell(row, [row]) == f"{overall:.3f} (all matrices)"  # pylint: disable=protected-access
+
+
+def test_a_combination_counts_what_its_source_took_out():
+  group = "lowrank_data_50_retrain_kd_magnitude_sens_lr10"
+  source_group, source_variant = elmo_ptb.COMBINED[group][:2]
+  source = dict(_row(source_group, source_variant, "lowrank", 0.5, 102.0),
+                removed_fraction=0.5, embedder_sparsity=0.0)
+  combined = dict(_row(group, "retrain_threshold_sensitivity_80", "retrain", 0.8, 110.0),
+                  embedder_sparsity=0.8)
+  rows = [source, combined]
+  assert abs(elmo_ptb.embedder_removed(combined, rows) - 0.9) < 1e-12
+  assert elmo_ptb.embedder_removed(combined, [combined]) is None  # source not in the report
+  assert elmo_ptb._removed_cell(source, rows) == "0.500 (shape 0.50)"  # pylint: disable=protected-access
+
+
+def test_the_retrained_frontier_keeps_the_best_recipe_per_target_within_one_epoch():
+  rows = [dict(_row(elmo_ptb.DENSE_CONTROL, "retrain_00", "retrain", 0.0, 98.0, epochs=1.0),
+               embedder_sparsity=0.0),
+          dict(_row("retrain_a", "retrain_obs_90", "retrain", 0.9, 107.8, epochs=1.0),
+               embedder_sparsity=0.9),
+          dict(_row("retrain_b", "retrain_obs_90", "retrain", 0.9, 106.0, epochs=1.0),
+               embedder_sparsity=0.9),
+          dict(_row("retrain_c", "retrain_long_90", "retrain", 0.9, 101.0, epochs=2.0),
+               embedder_sparsity=0.9),
+          dict(_row("retrain_a", "retrain_obs_95", "retrain", 0.95, 120.0, epochs=1.0),
+               embedder_sparsity=0.95)]
+  assert elmo_ptb.retrained_frontier(rows) == [(0.9, 106.0, "retrain_b"),
+                                               (0.95, 120.0, "retrain_a")]
