@@ -11,6 +11,7 @@ import contextlib
 from typing import Dict, Iterator
 
 from prunelm_tf.compression.methods.base import CompressionMethod
+from prunelm_tf.compression.methods.cluster import ClusterMethod
 from prunelm_tf.compression.methods.layers import LayersMethod
 from prunelm_tf.compression.methods.lowrank import LowRankMethod
 from prunelm_tf.compression.methods.obs import ObsMethod
@@ -27,6 +28,7 @@ REGISTRY: Dict[str, CompressionMethod] = {m.name: m for m in (
     LowRankMethod(),
     StructuredMethod(),
     LayersMethod(),
+    ClusterMethod(),
 )}
 
 

@@ -1,0 +1,139 @@
+"""Weight clustering: 1-D k-means, the cluster method, its refusals and its exports."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from prunelm_tf.compression import CompressConfig, compress
+from prunelm_tf.compression.clustering import cluster_values, kmeans_1d
+from prunelm_tf.compression.methods.cluster import bits_for
+from prunelm_tf.compression.pipeline import load_source
+from prunelm_tf.compression.targets import prunable_weights
+
+
+def test_kmeans_finds_separated_clusters_and_is_deterministic():
+  rng = np.random.default_rng(0)
+  centres = np.array([-1.0, 0.5, 2.0])
+  values = np.concatenate([c + 0.01 * rng.standard_normal(300) for c in centres])
+  rng.shuffle(values)
+  centroids, assignment = kmeans_1d(values, 3)
+  np.testing.assert_allclose(centroids, centres, atol=0.005)
+  assert np.all(np.abs(values - centroids[assignment]) < 0.1)
+  again, again_assignment = kmeans_1d(values, 3)
+  np.testing.assert_array_equal(centroids, again)
+  np.testing.assert_array_equal(assignment, again_assignment)
+
+
+def test_kmeans_error_falls_with_k_and_is_exact_with_enough_clusters():
+  values = np.random.default_rng(1).laplace(size=5000)
+  errors = []
+  for k in (2, 4, 16, 64):
+    centroids, assignment = kmeans_1d(values, k)
+    assert len(centroids) == k and np.all(np.diff(centroids) > 0)
+    errors.append(float(np.mean((values - centroids[assignment]) ** 2)))
+  assert errors == sorted(errors, reverse=True) and errors[-1] < 0.01 * errors[0]
+  # Lloyd's fixed point: every centroid is the mean of its members.
+  for j, c in enumerate(centroids):
+    assert c == pytest.approx(values[assignment == j].mean(), rel=1e-9)
+  few = np.array([3.0, -1.0, 3.0, 7.0])
+  centroids, assignment = kmeans_1d(few, 8)
+  np.testing.assert_array_equal(centroids[assignment], few)
+
+
+def test_weighted_kmeans_follows_the_weights():
+  values = np.array([0.0, 1.0, 10.0, 11.0])
+  plain, _ = kmeans_1d(values, 1)
+  heavy, _ = kmeans_1d(values, 1, weights=np.array([1.0, 1.0, 1.0, 97.0]))
+  assert plain[0] == pytest.approx(5.5) and heavy[0] == pytest.approx(
+      (0 + 1 + 10 + 97 * 11) / 100)
+  with pytest.raises(ValueError, match="weights"):
+    kmeans_1d(values, 1, weights=np.array([1.0, -1.0, 1.0, 1.0]))
+  with pytest.raises(ValueError, match="non-finite"):
+    kmeans_1d(np.array([1.0, np.nan]), 1)
+  with pytest.raises(ValueError, match="k >= 1"):
+    kmeans_1d(values, 0)
+
+
+def test_cluster_values_keeps_every_zero_and_at_most_k_values():
+  rng = np.random.default_rng(2)
+  w = rng.standard_normal((64, 48)).astype(np.float32)
+  w[rng.random(w.shape) < 0.7] = 0.0
+  out, record = cluster_values(w, 16)
+  assert out.dtype == np.float32 and out.shape == w.shape
+  np.testing.assert_array_equal(out == 0, w == 0)  # same sparsity, same positions
+  assert record["distinct_values"] == len(np.unique(out[out != 0])) <= 16
+  assert record["nonzeros"] == int((w != 0).sum())
+  assert 0 < record["relative_error"] < 0.15  # 16 values of a Gaussian: about 0.1
+  _, coarse = cluster_values(w, 4)
+  assert coarse["relative_error"] > record["relative_error"]
+
+
+@pytest.mark.parametrize("value,bits", [(0.5, 4), (0.625, 3), (0.75, 2), (0.875, 1)])
+def test_sweep_value_is_the_fraction_of_int8_bits_removed(value, bits):
+  assert bits_for(value) == bits
+
+
+@pytest.mark.parametrize("value", [0.3, 0.95, 0.0])
+def test_a_value_that_is_not_whole_bits_is_refused(value):
+  with pytest.raises(ValueError, match="whole number of bits"):
+    bits_for(value)
+
+
+def test_cluster_refuses_before_any_work(tiny_run_dir, tiny_text, tmp_path):
+  for sweep, match in (((0.3,), "whole number of bits"), ((0.0,), "removes no bits")):
+    run_dir = str(tmp_path / f"bad_{sweep[0]}")
+    with pytest.raises(ValueError, match=match):
+      compress(CompressConfig(model_dir=tiny_run_dir, eval=tiny_text, method="cluster",
+                              sparsity_sweep=sweep, tflite_quantization=("none",)), run_dir)
+    assert not os.path.exists(os.path.join(run_dir, "config.json"))
+  run_dir = str(tmp_path / "too_small")
+  with pytest.raises(ValueError, match="nonzero weights, fewer than"):
+    compress(CompressConfig(model_dir=tiny_run_dir, eval=tiny_text, method="cluster",
+                            method_options={"min_weights_per_cluster": 10_000},
+                            sparsity_sweep=(0.5,), tflite_quantization=("none",)), run_dir)
+  assert not os.path.exists(os.path.join(run_dir, "config.json"))
+
+
+def test_a_pruned_variant_clustered_keeps_its_zeros_and_exports(tiny_run_dir, tiny_text,
+                                                                tmp_path):
+  """threshold 40 %, then --method=cluster on that variant: 16 values per matrix, same zeros."""
+  pruned_run = str(tmp_path / "pruned")
+  compress(CompressConfig(model_dir=tiny_run_dir, eval=tiny_text, method="threshold",
+                          sparsity_sweep=(0.4,), layer_sparsity=(("softmax", 0.0),),
+                          tflite_quantization=("none",), num_parity_sentences=1), pruned_run)
+  vdir = os.path.join(pruned_run, "variants", "threshold_40")
+  result = compress(CompressConfig(
+      model_dir=vdir, eval=tiny_text, method="cluster", sparsity_sweep=(0.5, 0.75),
+      layer_sparsity=(("softmax", 0.0),), tflite_quantization=("none", "dynamic"),
+      num_parity_sentences=2), str(tmp_path / "clustered"))
+  dense = result["dense"]
+  by_name = {v["name"]: v for v in result["variants"]}
+  assert set(by_name) == {"cluster_16", "cluster_4"}
+  def variant_model(path):
+    return load_source(CompressConfig(model_dir=path, method="threshold")).model
+
+  source_model = variant_model(vdir)
+  source_weights = {n: w.numpy() for n, w in prunable_weights(source_model).items()}
+  for name, k in (("cluster_16", 16), ("cluster_4", 4)):
+    v = by_name[name]
+    assert v["sparsity"]["per_weight"] == pytest.approx(dense["sparsity"]["per_weight"])
+    assert "softmax/kernel" not in v["clusters"]
+    assert set(v["clusters"]) == {n for n in source_weights if n != "softmax/kernel"}
+    model = variant_model(os.path.join(str(tmp_path / "clustered"), "variants", name))
+    for n, w in prunable_weights(model).items():
+      values = w.numpy()
+      if n == "softmax/kernel":
+        np.testing.assert_array_equal(values, source_weights[n])
+        continue
+      np.testing.assert_array_equal(values == 0, source_weights[n] == 0)
+      assert len(np.unique(values[values != 0])) <= k
+    assert v["tflite_max_abs_diff"]["none"] <= 1e-4
+  # Fewer values cost more: 4 values are further from the source than 16.
+  assert (by_name["cluster_4"]["clustering_relative_error"]
+          > by_name["cluster_16"]["clustering_relative_error"] > 0)
+  assert (by_name["cluster_4"]["perplexity"]["forward"]
+          >= by_name["cluster_16"]["perplexity"]["forward"] * 0.99)
+  with open(os.path.join(str(tmp_path / "clustered"), "config.json"), encoding="utf-8") as f:
+    assert json.load(f)["method"] == "cluster"
