@@ -79,8 +79,13 @@ SHAPED = {
 # --retrain_steps steps (one PTB epoch by default), as the retraining groups.
 SHAPED_FINETUNED = {
     "lowrank_data_ft": ("lowrank", {"criterion": "data"}, (0.7,)),
+    # The same at 80 % removed, in a folder of its own (a second process can run it).
+    "lowrank_data_ft80": ("lowrank", {"criterion": "data"}, (0.8,)),
     "structured_obs_ft": ("structured", {"importance": "obs"}, (0.3,)),
 }
+# Weight clustering of a finished variant (combinations below): the sweep value is
+# the fraction of the 8 int8 bits per weight removed: 16, 8 and 4 values per matrix.
+CLUSTER_SWEEP = (0.5, 0.625, 0.75)
 
 
 # Combinations (issue #11): a finished variant of another group compressed
@@ -105,6 +110,16 @@ def _combined():
       "lowrank_data_50_retrain_kd_magnitude_sens_lr10": (
           "lowrank_data", "lowrank_data_50", "retrain", retrain_kd_magnitude_sens_lr10,
           (0.8, 0.9)),
+      # Deep Compression's weight sharing on the variants that keep their quality: the
+      # factors (or the remaining nonzeros) keep 16 / 8 / 4 values per matrix, so the
+      # zipped int8 codes shrink; the softmax stays unclustered (--layer_sparsity 0).
+      "lowrank_data_cluster": ("lowrank_data", "lowrank_data_50", "cluster", {},
+                               CLUSTER_SWEEP),
+      "lowrank_data_ft_cluster": ("lowrank_data_ft", "lowrank_data_ft_70", "cluster", {},
+                                  CLUSTER_SWEEP),
+      "lowrank_data_ft80_cluster": ("lowrank_data_ft80", "lowrank_data_ft_80", "cluster", {},
+                                    CLUSTER_SWEEP),
+      "obs_sens_cluster": ("obs_sens", "obs_sens_50", "cluster", {}, CLUSTER_SWEEP),
   }
 
 
@@ -400,7 +415,8 @@ def rows_of(group: str, result, reference=None, group_dir: str = "") -> list:
         "cosine_similarity": sum(sims.values()) / len(sims) if sims else None,
         "saved_model_zip_bytes": v["sizes"]["saved_model_zip_bytes"],
         "tflite_zip_bytes": {m: s["gzip_bytes"] for m, s in v["sizes"]["tflite"].items()},
-        "retraining": v.get("retraining"), "seconds": v.get("seconds"),
+        # Retraining, or the fine-tuning of a shape-changing method (same record).
+        "retraining": v.get("retraining") or v.get("finetuning"), "seconds": v.get("seconds"),
         "tflite_errors": v.get("tflite_errors")})
   return out
 
@@ -422,6 +438,16 @@ def embedder_removed(row, rows):
       return None
     removed = source.get("removed_fraction") or 0.0
   return 1 - (1 - removed) * (1 - sparsity)
+
+
+def retraining_of(row, rows):
+  """A row's retraining (or fine-tuning) budget; a combination's includes its source's."""
+  if row.get("retraining") or row["group"] not in COMBINED:
+    return row.get("retraining")
+  source_group, source_variant = COMBINED[row["group"]][:2]
+  source = next((r for r in rows if r["group"] == source_group
+                 and r["variant"] == source_variant), None)
+  return None if source is None else source.get("retraining")
 
 
 def _removed_cell(row, rows) -> str:
@@ -463,7 +489,7 @@ def report(rows, embedder_bytes: int, out_dir: str, command: str,
     ppl = r["ppl"]
     tfl = r["tflite_zip_bytes"]
     ratio = embedder_bytes / tfl["dynamic"] if "dynamic" in tfl else None
-    budget = r["retraining"]
+    budget = retraining_of(r, rows)
     budget_text = ("—" if not budget else
                    f"{budget['num_train_steps']} steps ({budget['num_train_epochs']:.2f} ep)")
     lines.append(
