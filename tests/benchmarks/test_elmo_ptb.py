@@ -261,3 +261,30 @@ def test_the_retrained_frontier_keeps_the_best_recipe_per_target_within_one_epoc
                embedder_sparsity=0.95)]
   assert elmo_ptb.retrained_frontier(rows) == [(0.9, 106.0, "retrain_b"),
                                                (0.95, 120.0, "retrain_a")]
+
+
+def test_a_clustered_fine_tuned_variant_reports_its_source_budget_and_size(tmp_path):
+  """The cluster combination of a fine-tuned low-rank variant: its retraining is its
+  source's fine-tuning, its removed fraction the source's, and it can be the smallest
+  variant within +5 %."""
+  group = "lowrank_data_ft_cluster"
+  source_group, source_variant, method = elmo_ptb.COMBINED[group][:3]
+  assert method == "cluster" and source_group in elmo_ptb.SHAPED_FINETUNED
+  source = dict(_row(source_group, source_variant, "lowrank", 0.7, 103.0, epochs=1.0,
+                     dynamic=1_400_000), removed_fraction=0.7, embedder_sparsity=0.0)
+  clustered = dict(_row(group, "cluster_8", "cluster", 0.625, 104.0, dynamic=700_000),
+                   embedder_sparsity=0.0)
+  rows = [_row("dense", "dense", "dense", 0.0, 100.0, dynamic=5_000_000), source, clustered]
+  assert elmo_ptb.retraining_of(clustered, rows) == source["retraining"]
+  assert elmo_ptb.retraining_of(clustered, [clustered]) is None
+  assert abs(elmo_ptb.embedder_removed(clustered, rows) - 0.7) < 1e-12
+  text = elmo_ptb.report(rows, EMBEDDER_BYTES, str(tmp_path), "cmd")
+  assert f"| {group} | cluster_8 | 0.700 | " in text and "| 1320 steps (1.00 ep) |" in text
+  assert f"smallest variant within +5 %: cluster_8 ({group}), zipped dynamic TFLite 30.0x" in text
+  assert "(target 30x: **met**)" in text
+
+
+def test_fine_tuned_groups_with_their_own_settings_exist():
+  for name, settings in elmo_ptb.SHAPED_FINETUNED_SETTINGS.items():
+    assert name in elmo_ptb.SHAPED_FINETUNED
+    elmo_ptb.dataclasses.replace(elmo_ptb.finetune_config(1320), **settings)  # valid fields
