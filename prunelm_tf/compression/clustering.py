@@ -95,7 +95,8 @@ def cluster_values(values: np.ndarray, k: int, *, weights: Optional[np.ndarray] 
 
   Returns ``(clustered, record)``: the array (same dtype and shape) and
   ``{"clusters", "distinct_values", "relative_error", "nonzeros"}`` where
-  relative_error is ||W - Ŵ||_F / ||W||_F.
+  relative_error is ||W - Ŵ||_F / ||W||_F (with ``weights``, also
+  "weighted_relative_error": the same with every entry weighted).
   """
   values = np.asarray(values)
   nonzero = values != 0
@@ -110,6 +111,11 @@ def cluster_values(values: np.ndarray, k: int, *, weights: Optional[np.ndarray] 
   norm = float(np.linalg.norm(values.astype(np.float64)))
   error = float(np.linalg.norm((values - out).astype(np.float64)))
   record["relative_error"] = error / norm if norm else 0.0
+  if weights is not None:  # the objective k-means minimised, relative to the weights' own
+    w = np.asarray(weights, np.float64)
+    own = float(np.sum(w * values.astype(np.float64) ** 2))
+    record["weighted_relative_error"] = (
+        float(np.sum(w * (values - out).astype(np.float64) ** 2)) / own) ** 0.5 if own else 0.0
   record["distinct_values"] = int(np.unique(out[nonzero]).size)
   return out, record
 

@@ -137,3 +137,44 @@ def test_a_pruned_variant_clustered_keeps_its_zeros_and_exports(tiny_run_dir, ti
           >= by_name["cluster_16"]["perplexity"]["forward"] * 0.99)
   with open(os.path.join(str(tmp_path / "clustered"), "config.json"), encoding="utf-8") as f:
     assert json.load(f)["method"] == "cluster"
+
+
+def test_data_weighting_lowers_the_error_where_the_inputs_are_large():
+  """Inputs of very different energy: weighted k-means spends its values on the rows that
+  matter, so the weighted error (the diagonal part of ||XW - XŴ||²) falls."""
+  rng = np.random.default_rng(3)
+  w = rng.standard_normal((64, 32))
+  w[:8] *= 0.1  # the rows of the strong inputs hold small weights
+  energy = np.broadcast_to(np.where(np.arange(64) < 8, 100.0, 0.01)[:, None], w.shape)
+
+  def weighted_error(out):
+    return np.sum(energy * (w - out) ** 2)
+  plain_out, _ = cluster_values(w, 4)
+  weighted_out, _ = cluster_values(w, 4, weights=energy)
+  assert weighted_error(weighted_out) < 0.5 * weighted_error(plain_out)
+  weighted_out, weighted = cluster_values(w, 4, weights=energy)
+  assert weighted["weighted_relative_error"] == pytest.approx(
+      (weighted_error(weighted_out) / np.sum(energy * w ** 2)) ** 0.5)
+
+
+def test_data_weighting_needs_calibration_and_full_matrices(tiny_run_dir, tiny_text, tmp_path):
+  import types  # pylint: disable=import-outside-toplevel
+  from prunelm_tf.compression.methods import get_method  # pylint: disable=import-outside-toplevel
+  with pytest.raises(ValueError, match="--calibration"):
+    CompressConfig(model_dir=tiny_run_dir, eval=tiny_text, method="cluster",
+                   method_options={"weighting": "data"}, sparsity_sweep=(0.5,))
+  method = get_method("cluster")
+  factorized = types.SimpleNamespace(config=types.SimpleNamespace(ranks=(("softmax/kernel", 2),)),
+                                     description="a low-rank variant")
+  with pytest.raises(ValueError, match="low-rank factors"):
+    method.check(method.Options(weighting="data"), None, factorized)
+  result = compress(CompressConfig(
+      model_dir=tiny_run_dir, eval=tiny_text, calibration=tiny_text, calibration_sentences=20,
+      method="cluster", method_options={"weighting": "data"}, sparsity_sweep=(0.75,),
+      layer_sparsity=(("softmax", 0.0),), tflite_quantization=("none",),
+      num_parity_sentences=1), str(tmp_path / "data"))
+  (v,) = result["variants"]
+  assert v["name"] == "cluster_data_4" and v["calibration_tokens"] > 0
+  lstm = v["clustering"]["forward_lstm_0/kernel"]
+  assert lstm["distinct_values"] <= 4 and 0 < lstm["weighted_relative_error"] < 1
+  assert "weighted_relative_error" not in v["clustering"].get("word_embedding/embeddings", {})
