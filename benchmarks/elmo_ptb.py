@@ -535,6 +535,7 @@ def report(rows, embedder_bytes: int, out_dir: str, command: str,
   text = "\n".join(lines) + "\n"
   files.write_text(os.path.join(out_dir, "report.md"), text)
   _plot(rows, out_dir)
+  _plot_size(rows, embedder_bytes, out_dir)
   _plot_downstream(rows, embedder_bytes, out_dir)
   return text
 
@@ -720,6 +721,39 @@ def _plot(rows, out_dir: str) -> None:
   ax.set_ylabel("PTB test perplexity (mean of directions)")
   ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
   plots_lib.save_png(fig, os.path.join(out_dir, "ppl_vs_sparsity.png"))
+
+
+def _plot_size(rows, embedder_bytes: int, out_dir: str) -> None:
+  """ppl_vs_size.png: perplexity against how many times smaller than the dense embedder
+  SavedModel each variant's zipped dynamic TFLite is (the size target's axis), one marker
+  kind per family, the +5 % and 30x target lines."""
+  points = [(embedder_bytes / r["tflite_zip_bytes"]["dynamic"], r["ppl"]["mean"], r)
+            for r in rows if "dynamic" in r["tflite_zip_bytes"] and r["ppl"]]
+  made = _figure() if len(points) >= 2 else None
+  if made is None:
+    return
+  fig, ax = made
+  fig.set_size_inches(10.0, 5.5)
+  dense = next((r for r in rows if r["variant"] == "dense"), None)
+  if dense is not None:
+    ax.axhline(dense["ppl"]["mean"] * 1.05, color="gray", lw=0.8, ls="--", label="dense +5 %")
+  ax.axvline(30.0, color="gray", lw=0.8, ls=":", label="30x")
+
+  def family(r):
+    if r["variant"] == "dense":
+      return "dense"
+    if r["group"] in COMBINED:
+      return f"{COMBINED[r['group']][2]} of a variant"
+    return "retrained" if r["method"] == "retrain" else r["method"]
+  for name in sorted({family(r) for _, _, r in points}):
+    pts = [(x, y) for x, y, r in points if family(r) == name]
+    ax.scatter([p[0] for p in pts], [p[1] for p in pts], s=22, label=name)
+  ax.set_xscale("log")
+  ax.set_yscale("log")
+  ax.set_xlabel("dense float32 embedder SavedModel / zipped dynamic-range TFLite")
+  ax.set_ylabel("PTB test perplexity (mean of directions)")
+  ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+  plots_lib.save_png(fig, os.path.join(out_dir, "ppl_vs_size.png"))
 
 
 def _plot_downstream(rows, embedder_bytes: int, out_dir: str) -> None:

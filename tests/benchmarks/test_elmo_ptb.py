@@ -282,6 +282,11 @@ def test_a_clustered_fine_tuned_variant_reports_its_source_budget_and_size(tmp_p
   assert f"| {group} | cluster_8 | 0.700 | " in text and "| 1320 steps (1.00 ep) |" in text
   assert f"smallest variant within +5 %: cluster_8 ({group}), zipped dynamic TFLite 30.0x" in text
   assert "(target 30x: **met**)" in text
+  try:
+    import matplotlib  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import
+  except ImportError:
+    return
+  assert os.path.getsize(os.path.join(str(tmp_path), "ppl_vs_size.png")) > 0
 
 
 def test_fine_tuned_groups_with_their_own_settings_exist():
