@@ -98,8 +98,9 @@ SHAPED_FINETUNED_SETTINGS = {
     "lowrank_data_ft_nodrop_lr3": {"dropout": 0.0, "learning_rate": 3e-3},
 }
 # Weight clustering of a finished variant (combinations below): the sweep value is
-# the fraction of the 8 int8 bits per weight removed: 16, 8 and 4 values per matrix.
-CLUSTER_SWEEP = (0.5, 0.625, 0.75)
+# the fraction of the 8 int8 bits per weight removed: 64, 32, 16 and 8 values per matrix
+# (on lowrank_data_50: +2.8 %, +4.4 %, +8.8 %, +39.6 % mean test perplexity one-shot).
+CLUSTER_SWEEP = (0.25, 0.375, 0.5, 0.625)
 
 
 # Combinations (issue #11): a finished variant of another group compressed
