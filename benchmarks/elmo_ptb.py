@@ -446,22 +446,25 @@ def embedder_removed(row, rows):
     return None
   removed = row.get("removed_fraction") or 0.0
   if row["group"] in COMBINED:  # what its source variant took out, then its zeros
-    source_group, source_variant = COMBINED[row["group"]][:2]
-    source = next((r for r in rows if r["group"] == source_group
-                   and r["variant"] == source_variant), None)
+    source = combination_source(row, rows)
     if source is None:
       return None
     removed = source.get("removed_fraction") or 0.0
   return 1 - (1 - removed) * (1 - sparsity)
 
 
+def combination_source(row, rows):
+  """The row of the variant a combination row compressed further, or None (not in ``rows``)."""
+  source_group, source_variant = COMBINED[row["group"]][:2]
+  return next((r for r in rows if r["group"] == source_group
+               and r["variant"] == source_variant), None)
+
+
 def retraining_of(row, rows):
   """A row's retraining (or fine-tuning) budget; a combination's includes its source's."""
   if row.get("retraining") or row["group"] not in COMBINED:
     return row.get("retraining")
-  source_group, source_variant = COMBINED[row["group"]][:2]
-  source = next((r for r in rows if r["group"] == source_group
-                 and r["variant"] == source_variant), None)
+  source = combination_source(row, rows)
   return None if source is None else source.get("retraining")
 
 

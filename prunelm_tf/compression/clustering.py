@@ -59,13 +59,12 @@ def kmeans_1d(values: np.ndarray, k: int, *, weights: Optional[np.ndarray] = Non
   if distinct.size <= k:
     centroids = distinct
   else:
-    cw = np.cumsum(wx)
-    total = cw[-1]
+    cum_w = np.concatenate([[0.0], np.cumsum(wx)])
+    cw, total = cum_w[1:], cum_w[-1]
     if total <= 0:  # no weight anywhere: plain quantiles
       cw, total = np.arange(1, x.size + 1, dtype=np.float64), float(x.size)
     positions = np.searchsorted(cw, (np.arange(k) + 0.5) / k * total)
     centroids = np.unique(x[np.minimum(positions, x.size - 1)])
-    cum_w = np.concatenate([[0.0], np.cumsum(wx)])
     cum_wx = np.concatenate([[0.0], np.cumsum(wx * x)])
     cum_x = np.concatenate([[0.0], np.cumsum(x)])
     bounds = None

@@ -117,8 +117,9 @@ class ClusterMethod(CompressionMethod):
           f"--cluster_weighting=data weights each matrix by its calibration inputs, and "
           f"{source.description} holds low-rank factors, whose inputs it does not collect. "
           "Use --cluster_weighting=uniform for a factorized model.")
-    weights = prunable_weights(source.model)
-    names = list(weights)
+    nonzeros = {n: int(np.count_nonzero(w.numpy()))
+                for n, w in prunable_weights(source.model).items()}
+    names = list(nonzeros)
     for s in config.sparsity_sweep:
       if s == 0:
         raise ValueError("--method=cluster: a sweep value of 0 removes no bits (nothing to do); "
@@ -129,10 +130,9 @@ class ClusterMethod(CompressionMethod):
         raise ValueError("--method=cluster: --layer_sparsity sets every matrix to 0, so none "
                          "is clustered.")
       for name, k in chosen.items():
-        nonzeros = int((weights[name].numpy() != 0).sum())
-        if nonzeros < options.min_weights_per_cluster * k:
+        if nonzeros[name] < options.min_weights_per_cluster * k:
           raise ValueError(
-              f"--method=cluster: {name} holds {nonzeros} nonzero weights, fewer than "
+              f"--method=cluster: {name} holds {nonzeros[name]} nonzero weights, fewer than "
               f"{options.min_weights_per_cluster} x {k} clusters; give it fewer bits or 0 with "
               "--layer_sparsity.")
 
