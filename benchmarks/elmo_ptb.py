@@ -25,6 +25,7 @@ import time
 
 import prunelm_tf  # noqa: F401  (Keras 2 before TensorFlow)
 from prunelm_tf.compression import CompressConfig, RetrainConfig, ScheduleConfig, compress
+from prunelm_tf.compression.methods.cluster import ClusterOptions
 from prunelm_tf.compression.methods.retrain import RetrainOptions
 from prunelm_tf.compression.run_folder import CompressionRunFolder
 from prunelm_tf.compression.targets import prunable_weights, subset_sparsity
@@ -101,6 +102,8 @@ SHAPED_FINETUNED_SETTINGS = {
 # the fraction of the 8 int8 bits per weight removed: 64, 32, 16 and 8 values per matrix
 # (on lowrank_data_50: +2.8 %, +4.4 %, +8.8 %, +39.6 % mean test perplexity one-shot).
 CLUSTER_SWEEP = (0.25, 0.375, 0.5, 0.625)
+# Centroid training after clustering: a quarter of a PTB epoch (1,320 batches of 32).
+CLUSTER_FINETUNE_STEPS = 330
 
 
 # Combinations (issue #11): a finished variant of another group compressed
@@ -135,7 +138,20 @@ def _combined():
       "lowrank_data_ft80_cluster": ("lowrank_data_ft80_nodrop_lr10", "lowrank_data_ft_80",
                                     "cluster", {}, CLUSTER_SWEEP),
       "obs_sens_cluster": ("obs_sens", "obs_sens_50", "cluster", {}, CLUSTER_SWEEP),
+      # The same with the shared values trained afterwards (Deep Compression's centroid
+      # training): a quarter epoch of KD from the dense model, assignments and zeros fixed,
+      # at 16 and 8 values (one-shot +8.8 % and +39.6 %).
+      "lowrank_data_cluster_ft": ("lowrank_data_at50", "lowrank_data_50", "cluster",
+                                  ClusterOptions(finetune=True, retrain=dataclasses.replace(
+                                      finetune_config(CLUSTER_FINETUNE_STEPS), dropout=0.0)),
+                                  (0.5, 0.625)),
   }
+
+
+def trains(method: str, options) -> bool:
+  """Whether a combination group trains (retraining, or a method's --finetune): it then reads
+  PTB train and learns from the benchmark's dense model."""
+  return method == "retrain" or bool(getattr(options, "finetune", False))
 
 
 def finetune_config(steps: int) -> RetrainConfig:
@@ -878,7 +894,7 @@ def main():
       raise ValueError(f"--combined_groups={name} compresses {source_group}/{source_variant} "
                        "further; run that group first.")
     settings = dict(common, model_dir=source.variant(source_variant).path)
-    if method == "retrain":  # taught by the benchmark's dense model, not by the variant
+    if trains(method, options):  # taught by the benchmark's dense model, not by the variant
       settings.update(train=os.path.join(PTB, "ptb.train.txt"), teacher_dir=args.dense_dir)
     groups[name] = CompressConfig(**settings, method=method, method_options=options,
                                   sparsity_sweep=sweep)

@@ -68,6 +68,8 @@ from prunelm_tf.compression.targets import prunable_weights
 keras = tf.keras
 
 METHODS = ("obs", "wanda")
+# Sentences per batch of calibration text (every method that reads --calibration).
+CALIBRATION_BATCH = 32
 UPSTREAM = ("pruned", "dense")
 CHAR_WINDOWS = ("all", "max")
 DIRECTIONS = ("forward", "backward")

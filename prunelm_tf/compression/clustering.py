@@ -144,3 +144,60 @@ def cluster_model(model: keras.Model, clusters: Dict[str, int],
     clustered, records[name] = cluster_values(values, k, weights=(weights or {}).get(name))
     variables[name].assign(clustered)
   return records
+
+
+def cluster_ids(values: np.ndarray) -> Tuple[np.ndarray, int]:
+  """``(ids like values, segments)``: each nonzero's index among the distinct nonzero values.
+
+  The clustering of a clustered matrix, read off its values: the i-th
+  smallest distinct nonzero value is cluster i; zeros get the last id
+  (``segments - 1``), the segment that stays zero.
+  """
+  values = np.asarray(values)
+  distinct = np.unique(values[values != 0])
+  ids = np.where(values != 0, np.searchsorted(distinct, values), distinct.size)
+  return ids.astype(np.int32), int(distinct.size) + 1
+
+
+class TieToClusters(keras.callbacks.Callback):
+  """Keeps clustered weights shared while a model trains (Deep Compression's centroid training).
+
+  Training moves every weight on its own; before each step (and after the
+  last) every member of a cluster is set to the mean of its members, and the
+  zeros to zero. The assignment is fixed when the callback is made, so each
+  step is a projected-gradient step onto "the same k values in the same
+  places": with plain SGD the shared value moves by the members' mean
+  gradient. The matrices keep at most their k values and their exact zeros.
+  """
+
+  def __init__(self, variables: Dict[str, tf.Variable]):
+    super().__init__()
+    self._tied = []
+    for name, variable in variables.items():
+      ids, segments = cluster_ids(variable.numpy())
+      self._tied.append((name, variable, tf.constant(ids.reshape(-1)), segments))
+    # 1 for the value segments, 0 for the zeros' segment.
+    self._keep = {name: tf.constant(np.arange(segments) < segments - 1, tf.float32)
+                  for name, _, _, segments in self._tied}
+
+  @property
+  def segments(self) -> Dict[str, int]:
+    """``{name: distinct nonzero values}`` of the tied matrices."""
+    return {name: segments - 1 for name, _, _, segments in self._tied}
+
+  @tf.function
+  def _project(self):
+    for name, variable, ids, segments in self._tied:
+      flat = tf.reshape(variable, [-1])
+      means = tf.math.unsorted_segment_mean(flat, ids, segments) * tf.cast(
+          self._keep[name], flat.dtype)
+      variable.assign(tf.reshape(tf.gather(means, ids), tf.shape(variable)))
+
+  def on_train_begin(self, logs=None):
+    self._project()
+
+  def on_train_batch_begin(self, batch, logs=None):
+    self._project()
+
+  def on_epoch_end(self, epoch, logs=None):
+    self._project()

@@ -211,15 +211,17 @@ def _run(trainer, sentences, config, context, steps_per_epoch, callbacks, sparsi
 
 
 def finetune_after(model: keras.Model, teacher: keras.Model, config: RetrainConfig, context,
-                   metrics: Dict, seconds: Dict) -> None:
+                   metrics: Dict, seconds: Dict, *, callbacks: Sequence = ()) -> None:
   """Fine-tunes a compressed ``model`` in place after a shape-changing method.
 
-  The one place lowrank, structured and layers fine-tune: `retrain` on the
-  context's training corpus, its budget recorded as ``metrics["finetuning"]``
-  and its time as ``seconds["finetune"]``.
+  The one place lowrank, structured, layers and cluster fine-tune: `retrain`
+  on the context's training corpus, its budget recorded as
+  ``metrics["finetuning"]`` and its time as ``seconds["finetune"]``.
+  ``callbacks`` go to the loop (cluster's `clustering.TieToClusters` keeps the
+  clustered weights shared).
   """
   t = time.time()
-  budget = retrain(model, teacher, config, context)
+  budget = retrain(model, teacher, config, context, callbacks=callbacks)
   metrics["finetuning"] = {k: budget[k] for k in (
       "num_train_steps", "steps_per_epoch", "num_train_epochs", "budget_given_in")}
   seconds["finetune"] = time.time() - t

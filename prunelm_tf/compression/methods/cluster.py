@@ -23,6 +23,13 @@ per matrix, 0.625 = 3 bits = 8 values, 0.75 = 2 bits = 4 values; it must make
 8·(1 − value) a whole number of bits from 1 to 7. A ``--layer_sparsity``
 value gives one matrix its own, and 0 leaves it unclustered (e.g. the
 softmax).
+
+``--finetune`` trains the shared values afterwards (Deep Compression's
+centroid training, "trained quantization"): the shared retraining loop (e.g.
+``--retrain_objective=kd`` from the dense model, ``--teacher_dir``) with every
+matrix tied to its clusters before each step (`clustering.TieToClusters`:
+the assignment and the zeros fixed, each value the mean of its members), so
+the fine-tuned model keeps at most k values per matrix.
 """
 
 from __future__ import annotations
@@ -32,8 +39,9 @@ import time
 
 import numpy as np
 
-from prunelm_tf.compression.calibration import collect_grams
-from prunelm_tf.compression.clustering import cluster_model
+from prunelm_tf.compression.calibration import CALIBRATION_BATCH, collect_grams
+from prunelm_tf.compression.clustering import TieToClusters, cluster_model
+from prunelm_tf.compression.finetune import OBJECTIVES, RetrainConfig, finetune_after
 from prunelm_tf.compression.methods.base import CompressedModel, CompressionMethod, Needs
 from prunelm_tf.compression.options import option
 from prunelm_tf.compression.targets import prunable_weights, resolve_targets
@@ -41,8 +49,6 @@ from prunelm_tf.compression.targets import prunable_weights, resolve_targets
 # Bits of the dynamic-range int8 code a clustered weight's storage is measured against.
 CODE_BITS = 8
 WEIGHTINGS = ("uniform", "data")
-# Sentences per calibration batch.
-_BATCH = 32
 
 
 def bits_for(value: float) -> int:
@@ -76,6 +82,13 @@ class ClusterOptions:
       4, "A matrix clustered into k values must hold at least this many times k nonzero "
       "weights (fewer: clustering saves nothing and is refused).",
       flag="cluster_min_weights_per_cluster", lower=1)
+  # Train the shared values on --train afterwards (settings in `retrain`).
+  finetune: bool = option(False, "Fine-tune the clustered model on --train afterwards with the "
+                          "assignments and zeros fixed (each matrix keeps its k values): "
+                          "--num_steps, --learning_rate, --retrain_objective (e.g. kd from the "
+                          "dense model).", flag="finetune")
+  # Optimisation of the fine-tuning (read only with finetune).
+  retrain: RetrainConfig = dataclasses.field(default_factory=RetrainConfig)
 
   def __post_init__(self):
     if self.weighting not in WEIGHTINGS:
@@ -84,6 +97,9 @@ class ClusterOptions:
     if self.min_weights_per_cluster < 1:
       raise ValueError(f"--cluster_min_weights_per_cluster must be >= 1, got "
                        f"{self.min_weights_per_cluster}.")
+    if self.finetune and self.retrain.num_sampled:
+      raise ValueError("sampled softmax is not available when fine-tuning a clustered model; "
+                       "use num_sampled=0.")
 
 
 def clusters_for(targets):
@@ -98,15 +114,17 @@ class ClusterMethod(CompressionMethod):
   summary = ("keep k distinct nonzero values per matrix (1-D k-means, zeros kept): the sweep "
              "value is the fraction of the 8 int8 bits per weight removed (0.5 = 16 values)")
   Options = ClusterOptions
-  hparam_domains = {"cluster_weighting": WEIGHTINGS}
+  hparam_domains = {"cluster_weighting": WEIGHTINGS,
+                    "finetune_objective": ("none",) + OBJECTIVES}
 
   def needs(self, options):
-    return Needs(calibration=options.weighting == "data")
+    return Needs(calibration=options.weighting == "data", train=options.finetune,
+                 softmax=options.finetune and options.retrain.needs_softmax)
 
   def variant_name(self, options, target_sparsity):
-    data = "_data" if options.weighting == "data" else ""
+    tags = ("_data" if options.weighting == "data" else "") + ("_ft" if options.finetune else "")
     try:
-      return f"{self.name}{data}_{2 ** bits_for(target_sparsity)}"
+      return f"{self.name}{tags}_{2 ** bits_for(target_sparsity)}"
     except ValueError:  # refused by check(), which runs next, with the reason
       return f"{self.name}_{round(target_sparsity * 100):02d}"
 
@@ -143,7 +161,7 @@ class ClusterMethod(CompressionMethod):
     importance, tokens, seconds = None, None, {}
     if options.weighting == "data":
       energy = input_energy(model, [n for n in clusters if not n.startswith(
-          "word_embedding/")], context.dataset(context.calibration_sentences, _BATCH,
+          "word_embedding/")], context.dataset(context.calibration_sentences, CALIBRATION_BATCH,
                                                shuffle=False))
       importance = {n: e for n, (e, _) in energy.items()}
       tokens = max((c for _, c in energy.values()), default=0)
@@ -159,10 +177,22 @@ class ClusterMethod(CompressionMethod):
     if tokens is not None:
       metrics["calibration_tokens"] = tokens
     seconds["cluster"] = time.time() - t - seconds.get("calibration", 0.0)
+    if options.finetune:
+      tie = TieToClusters({n: v for n, v in prunable_weights(model).items() if n in clusters})
+      finetune_after(model, context.teacher_model, options.retrain, context, metrics, seconds,
+                     callbacks=[tie])
+      after = {n: int(np.unique(v.numpy()[v.numpy() != 0]).size)
+               for n, v in prunable_weights(model).items() if n in clusters}
+      for name, distinct in after.items():
+        if distinct > clusters[name]:  # the tie is what the variant promises
+          raise RuntimeError(f"{name} holds {distinct} values after fine-tuning, more than "
+                               f"its {clusters[name]} clusters.")
+        records[name]["distinct_values_after_finetuning"] = distinct
     return CompressedModel(model, context.source.config, metrics=metrics, seconds=seconds)
 
   def hparams(self, options):
-    return {"cluster_weighting": options.weighting}
+    return {"cluster_weighting": options.weighting,
+            "finetune_objective": options.retrain.objective if options.finetune else "none"}
 
 
 def input_energy(model, names, batches):

@@ -30,6 +30,7 @@ from typing import Dict, List, Sequence, Tuple
 import numpy as np
 
 from prunelm_tf.compression import structured as lib
+from prunelm_tf.compression.calibration import CALIBRATION_BATCH
 from prunelm_tf.compression.finetune import OBJECTIVES, RetrainConfig, finetune_after
 from prunelm_tf.compression.methods.base import CompressedModel, CompressionMethod, Needs
 from prunelm_tf.compression.methods.structured import check_finetune
@@ -41,8 +42,6 @@ from prunelm_tf.training.loop import evaluate_perplexity, model_input
 CRITERIA = ("representation", "perplexity", "scalar_mix")
 # Above this many choices of kept layers, layers are removed greedily.
 MAX_SUBSETS = 64
-# Sentences per calibration batch.
-_BATCH = 32
 
 
 def layers_to_remove(target: float, n_layers: int) -> int:
@@ -176,7 +175,8 @@ class LayersMethod(CompressionMethod):
   def _cost(self, options, context):
     """``kept layers -> cost`` for the measured criteria (lower is better)."""
     source = context.source
-    batches = list(context.dataset(context.calibration_sentences, _BATCH, shuffle=False))
+    batches = list(context.dataset(context.calibration_sentences, CALIBRATION_BATCH,
+                                   shuffle=False))
     if options.criterion == "perplexity":
       def cost(kept: Sequence[int]) -> float:
         model, _ = lib.select_layers(source.model, source.config, kept)

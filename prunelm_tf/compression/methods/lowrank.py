@@ -32,7 +32,7 @@ from typing import Dict, List, Tuple
 from absl import logging
 
 from prunelm_tf.compression import factorization
-from prunelm_tf.compression.calibration import collect_grams
+from prunelm_tf.compression.calibration import CALIBRATION_BATCH, collect_grams
 from prunelm_tf.compression.finetune import OBJECTIVES, RetrainConfig, finetune_after
 from prunelm_tf.compression.methods.base import CompressedModel, CompressionMethod, Needs
 from prunelm_tf.compression.options import option
@@ -41,8 +41,6 @@ from prunelm_tf.models.config import factorizable_matrices
 from prunelm_tf.models.factors import matrix_values, rebuild
 
 CRITERIA = ("svd", "data")
-# Sentences per calibration batch.
-_BATCH = 32
 
 
 @dataclasses.dataclass(frozen=True)
@@ -170,7 +168,7 @@ class LowRankMethod(CompressionMethod):
     if options.criterion == "data":
       t_cal = time.time()
       needed = sorted({_prunable_name(n) for n in chosen})
-      batches = context.dataset(context.calibration_sentences, _BATCH, shuffle=False)
+      batches = context.dataset(context.calibration_sentences, CALIBRATION_BATCH, shuffle=False)
       accumulators = collect_grams(source.model, needed, batches)
       for name in chosen:
         h = accumulators[_prunable_name(name)].gram()

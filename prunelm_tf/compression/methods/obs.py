@@ -17,15 +17,14 @@ import numpy as np
 
 from prunelm_tf.compression.allocation import cached_sensitivity_curves, levels_up_to, \
     targets_for
-from prunelm_tf.compression.calibration import CHAR_WINDOWS, obs_pruner, prune_model_layerwise
+from prunelm_tf.compression.calibration import (CALIBRATION_BATCH, CHAR_WINDOWS, obs_pruner,
+                                               prune_model_layerwise)
 from prunelm_tf.compression.methods.base import CompressedModel, CompressionMethod, Needs
 from prunelm_tf.compression.options import option
 from prunelm_tf.compression.targets import prunable_weights, resolve_targets
 from prunelm_tf.data.corpus import load_corpus
 
 ALLOCATIONS = ("uniform", "sensitivity", "obs_sensitivity")
-# Sentences per calibration batch.
-_BATCH = 32
 
 
 @dataclasses.dataclass(frozen=True)
@@ -145,7 +144,7 @@ class ObsMethod(CompressionMethod):
 
   def compress(self, options, context):
     t = time.time()
-    batches = context.dataset(context.calibration_sentences, _BATCH, shuffle=False)
+    batches = context.dataset(context.calibration_sentences, CALIBRATION_BATCH, shuffle=False)
     curves = None
     if options.allocation == "obs_sensitivity":
       curves = cached_sensitivity_curves(
@@ -153,7 +152,8 @@ class ObsMethod(CompressionMethod):
           max_sentences=options.sensitivity_sentences,
           levels=levels_up_to(options.sensitivity_max_level),
           pruner=lambda model, sentences: obs_pruner(
-              model, context.free_weights, context.dataset(sentences, _BATCH, shuffle=False),
+              model, context.free_weights,
+              context.dataset(sentences, CALIBRATION_BATCH, shuffle=False),
               block_size=options.block_size, damp=options.damp,
               char_windows=options.char_windows))
     targets, record = targets_for(context, options.allocation, curves)

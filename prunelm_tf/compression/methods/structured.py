@@ -29,15 +29,13 @@ import itertools
 import time
 
 from prunelm_tf.compression import structured as lib
-from prunelm_tf.compression.calibration import collect_grams
+from prunelm_tf.compression.calibration import CALIBRATION_BATCH, collect_grams
 from prunelm_tf.compression.finetune import OBJECTIVES, RetrainConfig, finetune_after
 from prunelm_tf.compression.methods.base import CompressedModel, CompressionMethod, Needs
 from prunelm_tf.compression.options import option
 from prunelm_tf.compression.targets import prunable_weights
 
 IMPORTANCES = ("norm", "obs")
-# Sentences per calibration batch.
-_BATCH = 32
 
 
 @dataclasses.dataclass(frozen=True)
@@ -154,7 +152,7 @@ class StructuredMethod(CompressionMethod):
     model = context.copy_source()
     grams = None
     if options.importance == "obs":
-      batches = context.dataset(context.calibration_sentences, _BATCH, shuffle=False)
+      batches = context.dataset(context.calibration_sentences, CALIBRATION_BATCH, shuffle=False)
       grams = collect_grams(model, lib.saliency_matrices(config), batches)
       scores = lib.obs_saliencies(model, config, grams, options.damp)
     else:
