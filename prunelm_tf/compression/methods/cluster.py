@@ -181,12 +181,14 @@ class ClusterMethod(CompressionMethod):
       tie = TieToClusters({n: v for n, v in prunable_weights(model).items() if n in clusters})
       finetune_after(model, context.teacher_model, options.retrain, context, metrics, seconds,
                      callbacks=[tie])
-      after = {n: int(np.unique(v.numpy()[v.numpy() != 0]).size)
-               for n, v in prunable_weights(model).items() if n in clusters}
-      for name, distinct in after.items():
+      for name, variable in prunable_weights(model).items():
+        if name not in clusters:
+          continue
+        values = variable.numpy()
+        distinct = int(np.unique(values[values != 0]).size)
         if distinct > clusters[name]:  # the tie is what the variant promises
-          raise RuntimeError(f"{name} holds {distinct} values after fine-tuning, more than "
-                               f"its {clusters[name]} clusters.")
+          raise RuntimeError(f"{name} holds {distinct} values after fine-tuning, more than its "
+                             f"{clusters[name]} clusters.")
         records[name]["distinct_values_after_finetuning"] = distinct
     return CompressedModel(model, context.source.config, metrics=metrics, seconds=seconds)
 
