@@ -298,7 +298,8 @@ def test_fine_tuned_groups_with_their_own_settings_exist():
 def test_combinations_that_train_learn_from_the_dense_model():
   trained = {name for name, (_, _, method, options, _) in elmo_ptb.COMBINED.items()
              if elmo_ptb.trains(method, options)}
-  assert {"lowrank_data_cluster_ft", "lowrank_data_50_retrain_kd_magnitude_sens_lr10"} <= trained
+  assert {"lowrank_data_cluster_ft", "lowrank_data_cluster_ft_lr3",
+          "lowrank_data_50_retrain_kd_magnitude_sens_lr10"} <= trained
   assert "lowrank_data_cluster" not in trained
   _, variant, method, options, sweep = elmo_ptb.COMBINED["lowrank_data_cluster_ft"]
   assert (variant, method) == ("lowrank_data_50", "cluster") and options.finetune
