@@ -172,25 +172,22 @@ class TieToClusters(keras.callbacks.Callback):
 
   def __init__(self, variables: Dict[str, tf.Variable]):
     super().__init__()
+    # (name, variable, flat ids, segments, 1 for the value segments and 0 for the zeros').
     self._tied = []
     for name, variable in variables.items():
       ids, segments = cluster_ids(variable.numpy())
-      self._tied.append((name, variable, tf.constant(ids.reshape(-1)), segments))
-    # 1 for the value segments, 0 for the zeros' segment.
-    self._keep = {name: tf.constant(np.arange(segments) < segments - 1, tf.float32)
-                  for name, _, _, segments in self._tied}
+      keep = tf.constant(np.arange(segments) < segments - 1, variable.dtype)
+      self._tied.append((name, variable, tf.constant(ids.reshape(-1)), segments, keep))
 
   @property
   def segments(self) -> Dict[str, int]:
     """``{name: distinct nonzero values}`` of the tied matrices."""
-    return {name: segments - 1 for name, _, _, segments in self._tied}
+    return {name: segments - 1 for name, _, _, segments, _ in self._tied}
 
   @tf.function
   def _project(self):
-    for name, variable, ids, segments in self._tied:
-      flat = tf.reshape(variable, [-1])
-      means = tf.math.unsorted_segment_mean(flat, ids, segments) * tf.cast(
-          self._keep[name], flat.dtype)
+    for _, variable, ids, segments, keep in self._tied:
+      means = tf.math.unsorted_segment_mean(tf.reshape(variable, [-1]), ids, segments) * keep
       variable.assign(tf.reshape(tf.gather(means, ids), tf.shape(variable)))
 
   def on_train_begin(self, logs=None):
