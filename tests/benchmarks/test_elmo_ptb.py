@@ -1,5 +1,6 @@
 """Tests for benchmarks.elmo_ptb: the report's targets and the shared sensitivity caches."""
 
+import dataclasses
 import json
 import os
 
@@ -201,6 +202,30 @@ def test_groups_with_their_own_sweep_exist():
   method, options = groups[elmo_ptb.DENSE_CONTROL]
   assert options.init == "dense" and elmo_ptb.RETRAIN_GROUP_SWEEPS[elmo_ptb.DENSE_CONTROL] == (0.0,)
   assert options.retrain == groups["retrain_kd_obs_osens_nodrop_lr10"][1].retrain
+  # The warmed-up recipe: its control trains exactly as its pruned groups do.
+  _, warm = groups[elmo_ptb.DENSE_CONTROL_WARMUP]
+  assert warm.init == "dense" and warm.retrain.warmup_steps == 132
+  assert dataclasses.replace(warm.retrain, warmup_steps=0) == options.retrain
+  for name in ("retrain_kd_obs_osens_nodrop_lr10_wu", "retrain_kd_obs_sens_nodrop_lr10_wu"):
+    assert groups[name][1].retrain == warm.retrain and groups[name][1].init == "obs"
+
+
+def test_each_dense_control_is_set_beside_the_variants_of_its_own_recipe(tmp_path):
+  """Two controls of the same budget: each against the variants trained as it was."""
+  def recipe(warmup):
+    return {"retrain": {"learning_rate": 0.01, "warmup_steps": warmup}}
+  rows = [_row("dense", "dense", "dense", 0.0, 100.0, dynamic=5_000_000)]
+  for group, variant, target, mean, warmup in (
+      ("control", "retrain_00", 0.0, 104.0, 0), ("control_wu", "retrain_00", 0.0, 100.5, 132),
+      ("cold", "retrain_obs_90", 0.9, 109.2, 0), ("warm", "retrain_obs_90", 0.9, 104.52, 132)):
+    rows.append(dict(_row(group, variant, "retrain", target, mean, epochs=1.0),
+                     method_options=recipe(warmup)))
+  text = elmo_ptb.report(rows, EMBEDDER_BYTES, str(tmp_path), "cmd").split("## Dense control")[1]
+  cold, warm = text.split("- control_wu")
+  assert ("best 90% variant of the same recipe (cold): +5.0 % against the control, +9.2 % "
+          "against the dense model") in cold
+  assert ("best 90% variant of the same recipe (warm): +4.0 % against the control, +4.5 % "
+          "against the dense model") in warm
 
 
 def test_embedder_sparsity_leaves_the_softmax_out_and_reads_older_records_sizes(tmp_path):

@@ -195,6 +195,54 @@ def test_retraining_dropout_is_applied_while_training_and_restored(monkeypatch, 
   assert [l.rate for l in layers] == [0.0] * len(layers)  # the tiny model's own rate
 
 
+def test_retraining_warms_its_learning_rate_up(monkeypatch, tiny_run_dir, tiny_text, tmp_path):
+  """--warmup_steps: the rate rises linearly over the first steps, then follows the schedule."""
+  from prunelm_tf.compression import finetune  # pylint: disable=import-outside-toplevel
+  seen = []
+  real = finetune.LearningRate
+
+  def spy(*args, **kwargs):
+    schedule = real(*args, **kwargs)
+    seen.append([float(schedule(step)) for step in range(6)])
+    return schedule
+  monkeypatch.setattr(finetune, "LearningRate", spy)
+  options = RetrainOptions(init="magnitude", retrain=RetrainConfig(
+      num_steps=6, batch_size=2, objective="kd", learning_rate=1e-2, lr_schedule="linear",
+      warmup_steps=2))
+  config = CompressConfig(model_dir=tiny_run_dir, train=tiny_text, eval=tiny_text,
+                          method="retrain", method_options=options, sparsity_sweep=(0.5,),
+                          tflite_quantization=("none",), num_parity_sentences=1)
+  compress(config, str(tmp_path / "r"))
+  (rates,) = seen
+  assert rates == pytest.approx([5e-3, 1e-2, 1e-2, 7.5e-3, 5e-3, 2.5e-3])
+  assert '"warmup_steps": 2' in config.to_json()
+  # Unset, the record leaves it out (run folders made before the field still resume).
+  assert "warmup_steps" not in dataclasses.replace(
+      config, method_options=RetrainOptions(init="magnitude")).to_json()
+
+
+def test_a_warmup_as_long_as_the_retraining_is_refused(tiny_run_dir, tiny_text, tmp_path):
+  with pytest.raises(ValueError, match=r"--warmup_steps \(4\) must be fewer than --num_steps "
+                                       r"\(4\)"):
+    RetrainConfig(num_steps=4, warmup_steps=4)
+  with pytest.raises(ValueError, match="--warmup_steps must be >= 0"):
+    RetrainConfig(warmup_steps=-1)
+  with pytest.raises(ValueError, match=r"--warmup_steps \(3\) must be fewer than the steps of "
+                                       r"one --init_stages stage \(3\)"):
+    RetrainOptions(init="obs", init_stages=3, retrain=RetrainConfig(num_steps=10,
+                                                                      warmup_steps=3))
+  # A budget in epochs is checked once its steps are known, before any pruning.
+  options = RetrainOptions(init="magnitude", retrain=RetrainConfig(
+      num_epochs=0.5, batch_size=2, objective="kd", warmup_steps=100_000))
+  config = CompressConfig(model_dir=tiny_run_dir, train=tiny_text, eval=tiny_text,
+                          method="retrain", method_options=options, sparsity_sweep=(0.5,),
+                          tflite_quantization=("none",), num_parity_sentences=1)
+  with pytest.raises(ValueError, match=r"--warmup_steps \(100000\) must be fewer than the "
+                                       r"steps that --num_epochs=0.5 gives"):
+    compress(config, str(tmp_path / "r"))
+  assert not os.path.exists(tmp_path / "r" / "variants")
+
+
 def test_retraining_dropout_out_of_range_is_refused():
   with pytest.raises(ValueError, match=r"retraining dropout must be in \[0, 1\)"):
     RetrainConfig(dropout=1.0)

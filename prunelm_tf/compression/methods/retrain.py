@@ -27,7 +27,7 @@ import time
 
 import tensorflow_model_optimization as tfmot
 
-from prunelm_tf.compression.finetune import (OBJECTIVES, RetrainConfig, retrain,
+from prunelm_tf.compression.finetune import (OBJECTIVES, RetrainConfig, check_warmup, retrain,
                                              steps_per_epoch, with_steps)
 from prunelm_tf.compression.methods.base import CompressedModel, CompressionMethod, Needs
 from prunelm_tf.compression.options import option
@@ -93,6 +93,9 @@ class RetrainOptions:
     if not self.retrain.num_epochs and self.init_stages > self.retrain.num_steps:
       raise ValueError(f"--init_stages ({self.init_stages}) must not exceed --num_steps "
                        f"({self.retrain.num_steps}): every stage retrains for at least one step.")
+    if not self.retrain.num_epochs and self.init_stages > 1:
+      check_warmup(self.retrain, min(stage_steps(self.retrain.num_steps, self.init_stages)),
+                   "the steps of one --init_stages stage")
     if self.retrain.num_sampled:
       raise ValueError("sampled softmax is not available when retraining with pruning: the "
                        "pruned softmax must be called every step. Use num_sampled=0.")
@@ -184,6 +187,9 @@ class RetrainMethod(CompressionMethod):
       if options.init_stages > steps:
         raise ValueError(f"--num_epochs={options.retrain.num_epochs:g} gives {steps} steps, "
                          f"fewer than --init_stages ({options.init_stages}).")
+      check_warmup(options.retrain, min(stage_steps(steps, options.init_stages)),
+                   f"the steps that --num_epochs={options.retrain.num_epochs:g} gives"
+                   + (" to one stage" if options.init_stages > 1 else ""))
     if options.init_stages > 1:
       return self._compress_in_stages(options, context)
     t = time.time()
