@@ -20,6 +20,7 @@ import argparse
 import dataclasses
 import json
 import os
+import shutil
 import sys
 import time
 
@@ -283,35 +284,54 @@ RETRAIN_GROUP_SWEEPS = {DENSE_CONTROL: (0.0,), DENSE_CONTROL_WARMUP: (0.0,),
                         "retrain_kd_obs_osens_nodrop_lr10_80": (0.8,)}
 
 
-def share_sensitivity_curves(out_dir: str, group_dir: str, config: CompressConfig) -> None:
-  """Seeds a new group's sensitivity caches from the finished groups of this benchmark.
+# CompressConfig fields that do not change the "dense" entry of a group (its export,
+# perplexity and similarity): two groups that agree on all other fields describe the
+# same model on the same text in the same way.
+_NOT_IN_DENSE_ENTRY = ("method", "method_options", "sparsity_sweep", "train", "teacher_dir",
+                       "layer_sparsity", "calibration_sentences")
 
-  Every group compresses the same dense model and calibrates on PTB valid, so
-  the per-matrix sensitivity curves (magnitude:
-  ``sensitivity.json``, about 12 minutes to measure; OBS:
-  ``sensitivity_obs_<windows>.json``, longer) are the same; a new group folder
-  gets its config.json and a copy of each kind of cached curves found, and the
-  pipeline resumes into it.
+
+def share_finished_work(out_dir: str, group_dir: str, config: CompressConfig) -> None:
+  """Seeds a new group folder with what the finished groups of this benchmark already hold.
+
+  - Sensitivity curves: every group compresses the same dense model and
+    calibrates on PTB valid, so the per-matrix curves (magnitude:
+    ``sensitivity.json``, about 12 minutes to measure; OBS:
+    ``sensitivity_obs_<windows>.json``, longer) are the same; each kind found
+    is copied into the new group's cache.
+  - The "dense" entry (its exports, sizes, perplexity, about 3 minutes): copied
+    from a group whose config agrees on every field that describes it (all but
+    ``_NOT_IN_DENSE_ENTRY``), so a combination (another --model_dir) or another
+    eval text describes its own.
+
+  The new folder gets its config.json and the pipeline resumes into it; an
+  existing group folder is never touched.
   """
   if os.path.exists(group_dir):
     return
-  shared = {}
+  shared, dense_from = {}, None
+  wanted = json.loads(config.to_json())
   for group in sorted(os.listdir(out_dir)) if os.path.isdir(out_dir) else ():
     cached = CompressionRunFolder(os.path.join(out_dir, group))
-    if not os.path.isdir(cached.cache_dir) or not os.path.exists(cached.config_json):
+    if not os.path.exists(cached.config_json):
       continue
     previous = files.read_json(cached.config_json)
+    if dense_from is None and cached.dense.is_complete() and all(
+        previous.get(k) == v for k, v in wanted.items() if k not in _NOT_IN_DENSE_ENTRY):
+      dense_from = group
+    if not os.path.isdir(cached.cache_dir):
+      continue
     # Curves measured on another number of sentences are shared too: a method
     # reuses cached curves only when their recorded num_sentences is what it
     # would measure on (`allocation.cached_sensitivity_curves`).
     if (previous.get("calibration") != config.calibration
         or previous.get("model_dir") != config.model_dir
-        or previous.get("layer_sparsity") != json.loads(config.to_json())["layer_sparsity"]):
+        or previous.get("layer_sparsity") != wanted["layer_sparsity"]):
       continue
     for name in sorted(os.listdir(cached.cache_dir)):
       if name.startswith("sensitivity") and name.endswith(".json") and name not in shared:
         shared[name] = (group, os.path.join(cached.cache_dir, name))
-  if not shared:
+  if not shared and dense_from is None:
     return
   folder = CompressionRunFolder(group_dir)
   os.makedirs(folder.cache_dir)
@@ -319,6 +339,10 @@ def share_sensitivity_curves(out_dir: str, group_dir: str, config: CompressConfi
   for name, (group, path) in sorted(shared.items()):
     files.write_json(os.path.join(folder.cache_dir, name), files.read_json(path))
     print(f"{os.path.basename(group_dir)}: {name} shared from {group}", flush=True)
+  if dense_from is not None:
+    with files.atomic_path(folder.dense.path) as tmp:
+      shutil.copytree(CompressionRunFolder(os.path.join(out_dir, dense_from)).dense.path, tmp)
+    print(f"{os.path.basename(group_dir)}: dense entry shared from {dense_from}", flush=True)
 
 
 def embedder_saved_model_bytes(dense_dir: str, out_dir: str) -> int:
@@ -942,7 +966,7 @@ def main():
   rows = []
   for name, config in groups.items():
     t = time.time()
-    share_sensitivity_curves(args.out_dir, os.path.join(args.out_dir, name), config)
+    share_finished_work(args.out_dir, os.path.join(args.out_dir, name), config)
     result = compress(config, os.path.join(args.out_dir, name))
     rows += rows_of(name, result, reference=combined.get(name),
                     group_dir=os.path.join(args.out_dir, name))

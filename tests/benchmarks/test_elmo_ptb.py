@@ -1,4 +1,4 @@
-"""Tests for benchmarks.elmo_ptb: the report's targets and the shared sensitivity caches."""
+"""Tests for benchmarks.elmo_ptb: the report's targets and the work shared between groups."""
 
 import dataclasses
 import json
@@ -76,7 +76,7 @@ def test_sensitivity_caches_of_every_kind_are_shared_from_compatible_groups(tmp_
                                   "sensitivity_obs_all.json": {"from": "b"}})
   # Other free weights: never shared.
   _group(out, "c", config(300, ()), {"sensitivity_obs_max.json": {"from": "c"}})
-  elmo_ptb.share_sensitivity_curves(out, os.path.join(out, "new"), config(300))
+  elmo_ptb.share_finished_work(out, os.path.join(out, "new"), config(300))
   cache = CompressionRunFolder(os.path.join(out, "new")).cache_dir
   assert sorted(os.listdir(cache)) == ["sensitivity.json", "sensitivity_obs_all.json"]
   with open(os.path.join(cache, "sensitivity.json")) as f:
@@ -84,9 +84,43 @@ def test_sensitivity_caches_of_every_kind_are_shared_from_compatible_groups(tmp_
   with open(os.path.join(cache, "sensitivity_obs_all.json")) as f:
     assert json.load(f) == {"from": "b"}
   # An existing group folder is never touched.
-  elmo_ptb.share_sensitivity_curves(out, os.path.join(out, "a"), config(300))
+  elmo_ptb.share_finished_work(out, os.path.join(out, "a"), config(300))
   assert sorted(os.listdir(CompressionRunFolder(os.path.join(out, "a")).cache_dir)) == [
       "sensitivity.json"]
+
+
+def test_the_dense_entry_is_shared_only_by_groups_that_describe_it_alike(tmp_path, tiny_run_dir,
+                                                                        tiny_text):
+  """A finished dense entry is copied whole into a new group of another method and sweep;
+  never into one with another input model or eval text, nor from an unfinished one."""
+  def config(**kw):
+    return CompressConfig(**{**dict(model_dir=tiny_run_dir, eval=tiny_text, calibration=tiny_text,
+                                    method="threshold", sparsity_sweep=(0.5,)), **kw})
+  out = str(tmp_path)
+  _group(out, "a", config(), {})
+  dense = CompressionRunFolder(os.path.join(out, "a")).dense
+  os.makedirs(os.path.join(dense.path, "saved_model"))
+  with open(os.path.join(dense.path, "saved_model", "w.bin"), "wb") as f:
+    f.write(b"weights")
+  # Not finished yet (no metrics.json): nothing to share, no folder made.
+  elmo_ptb.share_finished_work(out, os.path.join(out, "early"), config(method="wanda"))
+  assert not os.path.exists(os.path.join(out, "early"))
+  with open(dense.metrics_json, "w") as f:
+    json.dump({"name": "dense", "perplexity": {"mean": 100.0}}, f)
+  new = config(method="obs", sparsity_sweep=(0.7, 0.9), calibration_sentences=50,
+               layer_sparsity=(("softmax", 0.0),))
+  elmo_ptb.share_finished_work(out, os.path.join(out, "b"), new)
+  copied = CompressionRunFolder(os.path.join(out, "b"))
+  assert copied.dense.is_complete()
+  with open(os.path.join(copied.dense.path, "saved_model", "w.bin"), "rb") as f:
+    assert f.read() == b"weights"
+  with open(copied.config_json) as f:
+    assert json.load(f) == json.loads(new.to_json())
+  for other in (dict(eval=tiny_run_dir + "/vocab.txt"), dict(num_parity_sentences=2),
+                dict(model_dir=os.path.join(out, "a"))):
+    name = "other_" + next(iter(other))
+    elmo_ptb.share_finished_work(out, os.path.join(out, name), config(**other))
+    assert not os.path.exists(os.path.join(out, name)), other
 
 
 def _downstream(tmp_path, group, variant, ner, sst2, *, std=None, mode="none", seeds=None,
