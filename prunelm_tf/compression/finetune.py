@@ -149,6 +149,16 @@ def check_warmup(config: RetrainConfig, num_steps: int, what: str = "") -> None:
                      "leave its warm-up.")
 
 
+def check_finetuning(finetune: bool, config: RetrainConfig, model: str) -> None:
+  """The one check of a shape-changing method's fine-tuning options (lowrank, structured,
+  layers, cluster): the loop calls the whole softmax every step (the KD term and the
+  compressed softmax need it), so a sampled one is refused. ``model`` names the
+  compressed model in the message ("a factorized model")."""
+  if finetune and config.num_sampled:
+    raise ValueError(f"sampled softmax is not available when fine-tuning {model}; "
+                     "use num_sampled=0.")
+
+
 def steps_per_epoch(config: RetrainConfig, context) -> int:
   """Batches of one epoch of the context's training corpus at ``config.batch_size``."""
   return max(1, sum(1 for _ in context.dataset(context.train_sentences, config.batch_size,

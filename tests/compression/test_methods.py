@@ -185,3 +185,20 @@ def test_retrain_from_a_one_shot_start_keeps_its_masks_and_kd_trains(tiny_run_di
     CompressConfig(model_dir="m", eval="e", train="t", method="retrain",
                    method_options=dict(init="retrain")).method_impl.needs(
                        RetrainOptions(init="retrain"))
+
+
+@pytest.mark.parametrize("module,cls,model", [
+    ("cluster", "ClusterOptions", "a clustered model"),
+    ("layers", "LayersOptions", "a model with fewer layers"),
+    ("lowrank", "LowRankOptions", "a factorized model"),
+    ("structured", "StructuredOptions", "a structurally pruned model")])
+def test_fine_tuning_with_a_sampled_softmax_is_refused_by_every_shape_changing_method(
+    module, cls, model):
+  import importlib  # pylint: disable=import-outside-toplevel
+  from prunelm_tf.compression import RetrainConfig  # pylint: disable=import-outside-toplevel
+  options = getattr(importlib.import_module(f"prunelm_tf.compression.methods.{module}"), cls)
+  sampled = RetrainConfig(num_sampled=8)
+  with pytest.raises(ValueError, match=f"sampled softmax is not available when fine-tuning "
+                                       f"{model}; use num_sampled=0"):
+    options(finetune=True, retrain=sampled)
+  options(finetune=False, retrain=sampled)  # not fine-tuned: nothing samples

@@ -41,7 +41,8 @@ import numpy as np
 
 from prunelm_tf.compression.calibration import CALIBRATION_BATCH, collect_grams
 from prunelm_tf.compression.clustering import TieToClusters, cluster_model
-from prunelm_tf.compression.finetune import OBJECTIVES, RetrainConfig, finetune_after
+from prunelm_tf.compression.finetune import (OBJECTIVES, RetrainConfig, check_finetuning,
+                                             finetune_after)
 from prunelm_tf.compression.methods.base import CompressedModel, CompressionMethod, Needs
 from prunelm_tf.compression.options import option
 from prunelm_tf.compression.targets import prunable_weights, resolve_targets
@@ -97,9 +98,7 @@ class ClusterOptions:
     if self.min_weights_per_cluster < 1:
       raise ValueError(f"--cluster_min_weights_per_cluster must be >= 1, got "
                        f"{self.min_weights_per_cluster}.")
-    if self.finetune and self.retrain.num_sampled:
-      raise ValueError("sampled softmax is not available when fine-tuning a clustered model; "
-                       "use num_sampled=0.")
+    check_finetuning(self.finetune, self.retrain, "a clustered model")
 
 
 def clusters_for(targets):

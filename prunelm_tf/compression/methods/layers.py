@@ -31,7 +31,8 @@ import numpy as np
 
 from prunelm_tf.compression import structured as lib
 from prunelm_tf.compression.calibration import CALIBRATION_BATCH
-from prunelm_tf.compression.finetune import OBJECTIVES, RetrainConfig, finetune_after
+from prunelm_tf.compression.finetune import (OBJECTIVES, RetrainConfig, check_finetuning,
+                                             finetune_after)
 from prunelm_tf.compression.methods.base import CompressedModel, CompressionMethod, Needs
 from prunelm_tf.compression.methods.structured import check_finetune
 from prunelm_tf.compression.options import option
@@ -95,8 +96,7 @@ class LayersOptions:
     elif self.scalar_mix_weights:
       raise ValueError(f"--scalar_mix_weights is read only with --layer_criterion=scalar_mix, "
                        f"not {self.criterion}; drop it or change the criterion.")
-    if self.finetune and self.retrain.num_sampled:
-      raise ValueError("sampled softmax is not available for fine-tuning; use num_sampled=0.")
+    check_finetuning(self.finetune, self.retrain, "a model with fewer layers")
 
 
 def _top_states(model, batch) -> np.ndarray:

@@ -33,7 +33,8 @@ from absl import logging
 
 from prunelm_tf.compression import factorization
 from prunelm_tf.compression.calibration import CALIBRATION_BATCH, collect_grams
-from prunelm_tf.compression.finetune import OBJECTIVES, RetrainConfig, finetune_after
+from prunelm_tf.compression.finetune import (OBJECTIVES, RetrainConfig, check_finetuning,
+                                             finetune_after)
 from prunelm_tf.compression.methods.base import CompressedModel, CompressionMethod, Needs
 from prunelm_tf.compression.options import option
 from prunelm_tf.compression.targets import overridden_names, prunable_weights, resolve_targets
@@ -77,9 +78,7 @@ class LowRankOptions:
                        f"{self.allocation!r}.")
     if not self.damp >= 0:
       raise ValueError(f"--lowrank_damp must be >= 0, got {self.damp}.")
-    if self.finetune and self.retrain.num_sampled:
-      raise ValueError("sampled softmax is not available when fine-tuning a factorized model; "
-                       "use num_sampled=0.")
+    check_finetuning(self.finetune, self.retrain, "a factorized model")
 
 
 def _prunable_name(matrix: str) -> str:

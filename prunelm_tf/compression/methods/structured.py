@@ -30,7 +30,8 @@ import time
 
 from prunelm_tf.compression import structured as lib
 from prunelm_tf.compression.calibration import CALIBRATION_BATCH, collect_grams
-from prunelm_tf.compression.finetune import OBJECTIVES, RetrainConfig, finetune_after
+from prunelm_tf.compression.finetune import (OBJECTIVES, RetrainConfig, check_finetuning,
+                                             finetune_after)
 from prunelm_tf.compression.methods.base import CompressedModel, CompressionMethod, Needs
 from prunelm_tf.compression.options import option
 from prunelm_tf.compression.targets import prunable_weights
@@ -82,8 +83,7 @@ class StructuredOptions:
     if not (self.cells or self.filters or self.projection):
       raise ValueError("structured needs at least one kind of unit to remove: set "
                        "--structured_cells, --structured_filters or --structured_projection.")
-    if self.finetune and self.retrain.num_sampled:
-      raise ValueError("sampled softmax is not available for fine-tuning; use num_sampled=0.")
+    check_finetuning(self.finetune, self.retrain, "a structurally pruned model")
 
   def groups(self, char: bool):
     """The enabled kinds of unit for a char (True) or word model."""
