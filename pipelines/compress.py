@@ -80,14 +80,14 @@ _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Delete a --run_dir that hold
 _METHOD_FLAGS = option_flags(list(REGISTRY.values()))
 for _spec in _METHOD_FLAGS:
   _help = f"{_spec.help} [--method={','.join(sorted({m for m, _ in _spec.targets}))}]"
-  if isinstance(_spec.default, bool):
+  if _spec.kind is bool:
     flags.DEFINE_bool(_spec.name, _spec.default, _help)
   elif _spec.choices:
     flags.DEFINE_enum(_spec.name, _spec.default, list(_spec.choices), _help)
-  elif isinstance(_spec.default, int):
+  elif _spec.kind is int:
     flags.DEFINE_integer(_spec.name, _spec.default, _help, lower_bound=_spec.lower,
                          upper_bound=_spec.upper)
-  elif isinstance(_spec.default, float):
+  elif _spec.kind is float:
     flags.DEFINE_float(_spec.name, _spec.default, _help, lower_bound=_spec.lower,
                        upper_bound=_spec.upper)
   else:

@@ -81,7 +81,10 @@ class RetrainConfig:
   # Dropout rate of the model's dropout layers while retraining; None = the
   # model's own (its config's). A pruned model that must recover in one epoch
   # underfits rather than overfits, so less dropout can pay.
-  dropout: Optional[float] = None
+  dropout: Optional[float] = option(None, "Dropout rate of the model's dropout layers while "
+                                    "retraining or fine-tuning, in [0, 1) (unset: the "
+                                    "model's own).", flag="retrain_dropout", lower=0,
+                                    kind=float)
   # Sentences per batch.
   batch_size: int = option(64, "Retraining sentences per batch.", flag="batch_size", lower=1)
   # Checkpoint every this many steps.

@@ -14,7 +14,8 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 def option(default: Any, help: str, *, flag: Optional[str] = None,  # pylint: disable=redefined-builtin
            choices: Optional[Sequence[str]] = None, lower: Optional[float] = None,
-           upper: Optional[float] = None, recorded_when_set: bool = False) -> Any:
+           upper: Optional[float] = None, recorded_when_set: bool = False,
+           kind: Optional[type] = None) -> Any:
   """A method option field; ``flag`` (if given) exposes it as ``--flag``.
 
   Args:
@@ -26,10 +27,15 @@ def option(default: Any, help: str, *, flag: Optional[str] = None,  # pylint: di
     recorded_when_set: left out of the record (`options_record`) at its
       default: for fields added after run folders existed, so that those
       folders, whose records lack the field, still resume.
+    kind: the flag's type when the default is None (unset: the flag is
+      absent and the option keeps None), e.g. ``float``.
   """
+  if default is None and flag and kind is None:
+    raise ValueError(f"option --{flag} defaults to None: give its kind (e.g. kind=float).")
   return dataclasses.field(default=default, metadata={
       "help": help, "flag": flag, "choices": tuple(choices) if choices else None,
-      "lower": lower, "upper": upper, "recorded_when_set": recorded_when_set})
+      "lower": lower, "upper": upper, "recorded_when_set": recorded_when_set,
+      "kind": kind or (type(default) if default is not None else None)})
 
 
 def options_record(options) -> Dict[str, Any]:
@@ -85,6 +91,8 @@ class OptionFlag:
   upper: Optional[float]
   # (method name, path of the field inside its Options, e.g. ("schedule", "kind")).
   targets: Tuple[Tuple[str, Tuple[str, ...]], ...]
+  # The flag's type (the default's, or the field's ``kind`` when it defaults to None).
+  kind: Optional[type] = None
 
 
 def _walk(cls: type, path: Tuple[str, ...] = ()):
@@ -107,10 +115,11 @@ def option_flags(methods: Sequence[Any]) -> List[OptionFlag]:
     for f, default, path in _walk(method.Options):
       name = f.metadata["flag"]
       spec = OptionFlag(name, default, f.metadata["help"], f.metadata["choices"],
-                        f.metadata["lower"], f.metadata["upper"], ((method.name, path),))
+                        f.metadata["lower"], f.metadata["upper"], ((method.name, path),),
+                        f.metadata.get("kind") or type(default))
       if name in flags:
         old = flags[name]
-        if type(old.default) is not type(default) or old.default != default:
+        if old.kind is not spec.kind or old.default != default:
           raise ValueError(f"--{name} is declared by two methods with different defaults "
                            f"({old.default!r} and {default!r}); give one of them another name.")
         spec = dataclasses.replace(old, targets=old.targets + spec.targets)

@@ -94,6 +94,14 @@ def test_option_flags_come_from_the_options_and_shared_names_once():
   assert specs["threshold_scope"].choices == ("layer", "global")
   assert specs["end_step"].targets == (("retrain", ("schedule", "end_step")),)
   assert "final_sparsity" not in specs  # the target is the sweep value, one name
+  # An option that defaults to None carries its flag's type; unset, the option stays None.
+  dropout = specs["retrain_dropout"]
+  assert dropout.kind is float and dropout.default is None and dropout.lower == 0
+  assert {m for m, _ in dropout.targets} == {"retrain", "lowrank", "structured", "layers",
+                                              "cluster"}
+  assert specs["warmup_steps"].kind is int
+  with pytest.raises(ValueError, match="defaults to None: give its kind"):
+    option(None, "no type", flag="nothing")
 
 
 def test_random_method_through_compress_export_and_evaluate(shared_data, tmp_path):

@@ -21,6 +21,11 @@ def _run(*args):
      "error: each --sparsity_sweep (--final_sparsity) value must be in [0, 1), got 1.0"),
     (["pipelines.compress", "--model_dir=m", "--eval=e", "--method=retrain", "--train=t",
       "--frequency=0"], "error: --frequency must be >= 1"),
+    (["pipelines.compress", "--model_dir=m", "--eval=e", "--method=retrain", "--train=t",
+      "--retrain_dropout=1.0"], "error: retraining dropout must be in [0, 1), got 1.0"),
+    (["pipelines.compress", "--model_dir=m", "--eval=e", "--method=retrain", "--train=t",
+      "--num_steps=10", "--warmup_steps=10"],
+     "error: --warmup_steps (10) must be fewer than --num_steps (10)"),
     (["pipelines.compress", "--model_dir=/nonexistent/run", "--eval=e"],
      "error: --model_dir: /nonexistent/run has no config.json"),
 ])
