@@ -49,6 +49,17 @@ class RetrainConfig:
   warmup_steps: int = option(0, "Retraining linear learning-rate warm-up steps (then the "
                              "--lr_schedule decay); must be fewer than the retraining steps.",
                              flag="warmup_steps", lower=0, recorded_when_set=True)
+  # Adam's epsilon (Keras's default 1e-7). Adam divides each step by the root of
+  # the gradient's running square, so a weight whose gradient is tiny still moves
+  # by about the learning rate each step: near a minimum, as in a dense model
+  # distilled from itself, that is a random walk of that size. A larger epsilon
+  # turns the steps of weights whose gradients are below it into plain gradient
+  # steps of rate lr / epsilon and leaves the others as they are.
+  adam_epsilon: float = option(1e-7, "Retraining Adam epsilon (> 0): weights whose gradient's "
+                               "root mean square is below it take gradient steps of rate "
+                               "--learning_rate / epsilon instead of steps of about "
+                               "--learning_rate.", flag="adam_epsilon", lower=0,
+                               recorded_when_set=True)
   # "constant", or "linear" / "cosine" decay to zero at num_steps.
   lr_schedule: str = option("constant", "Retraining learning rate: constant, or linear/cosine "
                             "decay to zero at --num_steps.", flag="lr_schedule",
@@ -109,6 +120,8 @@ class RetrainConfig:
       check_warmup(self, self.num_steps)
     if self.learning_rate <= 0:
       raise ValueError(f"--learning_rate must be > 0, got {self.learning_rate}.")
+    if not 0 < self.adam_epsilon < float("inf"):
+      raise ValueError(f"--adam_epsilon must be a finite number > 0, got {self.adam_epsilon}.")
     if self.lr_schedule not in LR_SCHEDULES:
       raise ValueError(f"--lr_schedule must be one of {LR_SCHEDULES}, "
                        f"got {self.lr_schedule!r}.")
@@ -206,7 +219,7 @@ def retrain(model: keras.Model, teacher: keras.Model, config: RetrainConfig, con
   learning_rate = LearningRate(config.learning_rate, config.num_steps,
                                warmup_steps=config.warmup_steps, schedule=config.lr_schedule)
   with context.training_scope():
-    optimizer = keras.optimizers.Adam(learning_rate)
+    optimizer = keras.optimizers.Adam(learning_rate, epsilon=config.adam_epsilon)
   trainer = Trainer(model, optimizer, loss, clip_norm=config.clip_norm, seed=context.seed,
                     strategy=context.strategy)
   sentences = context.train_sentences

@@ -100,6 +100,10 @@ def test_option_flags_come_from_the_options_and_shared_names_once():
   assert {m for m, _ in dropout.targets} == {"retrain", "lowrank", "structured", "layers",
                                               "cluster"}
   assert specs["warmup_steps"].kind is int
+  # Every method that trains takes the same Adam epsilon under one flag.
+  epsilon = specs["adam_epsilon"]
+  assert epsilon.kind is float and epsilon.default == 1e-7
+  assert {m for m, _ in epsilon.targets} == {m for m, _ in dropout.targets}
   with pytest.raises(ValueError, match="defaults to None: give its kind"):
     option(None, "no type", flag="nothing")
 

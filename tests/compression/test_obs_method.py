@@ -15,6 +15,13 @@ from prunelm_tf.data.corpus import load_corpus
 from prunelm_tf.training.run_folder import load_run
 
 
+def _retraining(model_dir, text, options, sparsity, **settings):
+  """A retraining run of the tiny model on the tiny text at one target sparsity."""
+  return CompressConfig(model_dir=model_dir, train=text, eval=text, method="retrain",
+                        method_options=options, sparsity_sweep=(sparsity,),
+                        tflite_quantization=("none",), num_parity_sentences=1, **settings)
+
+
 @pytest.mark.parametrize("method", ["obs", "wanda"])
 def test_layerwise_method_reaches_exact_targets_and_records_errors(method, tiny_run_dir,
                                                                    tiny_text, tmp_path):
@@ -45,10 +52,8 @@ def test_obs_too_little_calibration_text_is_refused_before_any_work(tiny_run_dir
 def test_retraining_can_start_from_obs(tiny_run_dir, tiny_text, tmp_path):
   options = RetrainOptions(init="obs", schedule=ScheduleConfig(frequency=1, end_step=2),
                            retrain=RetrainConfig(num_steps=2, batch_size=2, objective="kd"))
-  config = CompressConfig(model_dir=tiny_run_dir, train=tiny_text, eval=tiny_text,
-                          calibration=tiny_text, calibration_sentences=50, method="retrain",
-                          method_options=options, sparsity_sweep=(0.7,),
-                          tflite_quantization=("none",), num_parity_sentences=1)
+  config = _retraining(tiny_run_dir, tiny_text, options, 0.7, calibration=tiny_text,
+                       calibration_sentences=50)
   assert config.method_impl.needs(options).calibration
   v = compress(config, str(tmp_path / "r"))["variants"][0]
   assert v["name"] == "retrain_obs_70" and v["init"]["method"] == "obs"
@@ -60,10 +65,8 @@ def test_retraining_from_obs_with_sensitivity_allocation(tiny_run_dir, tiny_text
   options = RetrainOptions(init="obs", init_allocation="sensitivity",
                            schedule=ScheduleConfig(frequency=1, end_step=1),
                            retrain=RetrainConfig(num_steps=1, batch_size=2, objective="kd"))
-  config = CompressConfig(model_dir=tiny_run_dir, train=tiny_text, eval=tiny_text,
-                          calibration=tiny_text, calibration_sentences=50, method="retrain",
-                          method_options=options, sparsity_sweep=(0.6,),
-                          tflite_quantization=("none",), num_parity_sentences=1)
+  config = _retraining(tiny_run_dir, tiny_text, options, 0.6, calibration=tiny_text,
+                       calibration_sentences=50)
   v = compress(config, str(tmp_path / "r"))["variants"][0]
   assert v["name"] == "retrain_obs_sensitivity_60"
   per_weight = v["sparsity"]["per_weight"]
@@ -142,11 +145,8 @@ def test_staged_retraining_prunes_gradually_to_the_exact_target(tiny_run_dir, ti
   """--init_stages=2: OBS to the first ramp value, retrain, OBS to the target, retrain."""
   options = RetrainOptions(init="obs", init_stages=2,
                            retrain=RetrainConfig(num_steps=3, batch_size=2, objective="kd"))
-  config = CompressConfig(model_dir=tiny_run_dir, train=tiny_text, eval=tiny_text,
-                          calibration=tiny_text, calibration_sentences=50, method="retrain",
-                          method_options=options, sparsity_sweep=(0.6,),
-                          layer_sparsity=(("softmax", 0.0),), tflite_quantization=("none",),
-                          num_parity_sentences=1)
+  config = _retraining(tiny_run_dir, tiny_text, options, 0.6, calibration=tiny_text,
+                       calibration_sentences=50, layer_sparsity=(("softmax", 0.0),))
   v = compress(config, str(tmp_path / "r"))["variants"][0]
   assert v["name"] == "retrain_obs_2stages_60"
   assert [s["target_sparsity"] for s in v["stages"]] == pytest.approx([0.6 * 7 / 8, 0.6])
@@ -186,10 +186,7 @@ def test_retraining_dropout_is_applied_while_training_and_restored(monkeypatch, 
   monkeypatch.setattr(finetune, "_run", spy)
   options = RetrainOptions(init="magnitude", retrain=RetrainConfig(
       num_steps=1, batch_size=2, objective="kd", dropout=0.5))
-  compress(CompressConfig(model_dir=tiny_run_dir, train=tiny_text, eval=tiny_text,
-                          method="retrain", method_options=options, sparsity_sweep=(0.5,),
-                          tflite_quantization=("none",), num_parity_sentences=1),
-           str(tmp_path / "r"))
+  compress(_retraining(tiny_run_dir, tiny_text, options, 0.5), str(tmp_path / "r"))
   (layers, rates), = seen
   assert layers and rates == [0.5] * len(layers)
   assert [l.rate for l in layers] == [0.0] * len(layers)  # the tiny model's own rate
@@ -209,9 +206,7 @@ def test_retraining_warms_its_learning_rate_up(monkeypatch, tiny_run_dir, tiny_t
   options = RetrainOptions(init="magnitude", retrain=RetrainConfig(
       num_steps=6, batch_size=2, objective="kd", learning_rate=1e-2, lr_schedule="linear",
       warmup_steps=2))
-  config = CompressConfig(model_dir=tiny_run_dir, train=tiny_text, eval=tiny_text,
-                          method="retrain", method_options=options, sparsity_sweep=(0.5,),
-                          tflite_quantization=("none",), num_parity_sentences=1)
+  config = _retraining(tiny_run_dir, tiny_text, options, 0.5)
   compress(config, str(tmp_path / "r"))
   (rates,) = seen
   assert rates == pytest.approx([5e-3, 1e-2, 1e-2, 7.5e-3, 5e-3, 2.5e-3])
@@ -234,13 +229,37 @@ def test_a_warmup_as_long_as_the_retraining_is_refused(tiny_run_dir, tiny_text, 
   # A budget in epochs is checked once its steps are known, before any pruning.
   options = RetrainOptions(init="magnitude", retrain=RetrainConfig(
       num_epochs=0.5, batch_size=2, objective="kd", warmup_steps=100_000))
-  config = CompressConfig(model_dir=tiny_run_dir, train=tiny_text, eval=tiny_text,
-                          method="retrain", method_options=options, sparsity_sweep=(0.5,),
-                          tflite_quantization=("none",), num_parity_sentences=1)
+  config = _retraining(tiny_run_dir, tiny_text, options, 0.5)
   with pytest.raises(ValueError, match=r"--warmup_steps \(100000\) must be fewer than the "
                                        r"steps that --num_epochs=0.5 gives"):
     compress(config, str(tmp_path / "r"))
   assert not os.path.exists(tmp_path / "r" / "variants")
+
+
+def test_retraining_uses_and_records_its_adam_epsilon(monkeypatch, tiny_run_dir, tiny_text,
+                                                    tmp_path):
+  """--adam_epsilon reaches the optimizer of the retraining; recorded only when set."""
+  from prunelm_tf.compression import finetune  # pylint: disable=import-outside-toplevel
+  seen = []
+  real = finetune.keras.optimizers.Adam
+
+  def spy(*args, **kwargs):
+    optimizer = real(*args, **kwargs)
+    seen.append(optimizer.epsilon)
+    return optimizer
+  monkeypatch.setattr(finetune.keras.optimizers, "Adam", spy)
+  options = RetrainOptions(init="magnitude", retrain=RetrainConfig(
+      num_steps=2, batch_size=2, objective="kd", adam_epsilon=1e-5))
+  config = _retraining(tiny_run_dir, tiny_text, options, 0.5)
+  compress(config, str(tmp_path / "r"))
+  assert seen == [1e-5]
+  assert '"adam_epsilon": 1e-05' in config.to_json()
+  assert "adam_epsilon" not in dataclasses.replace(
+      config, method_options=RetrainOptions(init="magnitude")).to_json()
+  assert RetrainConfig().adam_epsilon == 1e-7  # Keras's own default
+  for bad in (0.0, -1e-5, float("nan"), float("inf")):
+    with pytest.raises(ValueError, match="--adam_epsilon must be a finite number > 0"):
+      RetrainConfig(adam_epsilon=bad)
 
 
 def test_retraining_dropout_out_of_range_is_refused():
@@ -253,9 +272,7 @@ def test_retraining_at_sparsity_zero_is_the_dense_control(tiny_run_dir, tiny_tex
   options = RetrainOptions(schedule=ScheduleConfig(frequency=1, end_step=2),
                            retrain=RetrainConfig(num_steps=3, batch_size=2, objective="kd",
                                                  learning_rate=1e-2))
-  config = CompressConfig(model_dir=tiny_run_dir, train=tiny_text, eval=tiny_text,
-                          method="retrain", method_options=options, sparsity_sweep=(0.0,),
-                          tflite_quantization=("none",), num_parity_sentences=1)
+  config = _retraining(tiny_run_dir, tiny_text, options, 0.0)
   result = compress(config, str(tmp_path / "r"))
   v = result["variants"][0]
   assert v["name"] == "retrain_00" and v["sparsity"]["overall"] == 0.0
@@ -270,9 +287,7 @@ def test_a_retraining_budget_given_in_epochs(tiny_run_dir, tiny_text, tmp_path):
   options = RetrainOptions(init="magnitude", init_stages=2,
                            retrain=RetrainConfig(num_steps=1, num_epochs=1.5, batch_size=8,
                                                  objective="kd"))
-  config = CompressConfig(model_dir=tiny_run_dir, train=tiny_text, eval=tiny_text,
-                          method="retrain", method_options=options, sparsity_sweep=(0.5,),
-                          tflite_quantization=("none",), num_parity_sentences=1)
+  config = _retraining(tiny_run_dir, tiny_text, options, 0.5)
   v = compress(config, str(tmp_path / "r"))["variants"][0]
   budget = v["retraining"]
   per_epoch = budget["steps_per_epoch"]
@@ -291,9 +306,7 @@ def test_an_epoch_budget_too_short_for_the_schedule_is_refused(tiny_run_dir, tin
     RetrainConfig(num_epochs=-1.0)
   options = RetrainOptions(schedule=ScheduleConfig(frequency=1, end_step=10_000),
                            retrain=RetrainConfig(num_epochs=0.5, batch_size=2, objective="kd"))
-  config = CompressConfig(model_dir=tiny_run_dir, train=tiny_text, eval=tiny_text,
-                          method="retrain", method_options=options, sparsity_sweep=(0.5,),
-                          tflite_quantization=("none",), num_parity_sentences=1)
+  config = _retraining(tiny_run_dir, tiny_text, options, 0.5)
   with pytest.raises(ValueError, match=r"--num_epochs=0.5 gives \d+ steps, fewer than "
                                        r"--end_step \(10000\)"):
     compress(config, str(tmp_path / "r"))

@@ -26,6 +26,8 @@ def _run(*args):
     (["pipelines.compress", "--model_dir=m", "--eval=e", "--method=retrain", "--train=t",
       "--num_steps=10", "--warmup_steps=10"],
      "error: --warmup_steps (10) must be fewer than --num_steps (10)"),
+    (["pipelines.compress", "--model_dir=m", "--eval=e", "--method=retrain", "--train=t",
+      "--adam_epsilon=0"], "error: --adam_epsilon must be a finite number > 0, got 0.0"),
     (["pipelines.compress", "--model_dir=/nonexistent/run", "--eval=e"],
      "error: --model_dir: /nonexistent/run has no config.json"),
 ])
