@@ -41,8 +41,11 @@ _TRAIN = flags.DEFINE_string("train", "", "Text to retrain on (file glob or tfds
 _EVAL = flags.DEFINE_string("eval", "", "Text to measure every variant on (perplexity if the model "
                             "has a softmax; similarity to the dense representations; TFLite "
                             "parity and int8 calibration sentences).")
-_MAX_SENT = flags.DEFINE_integer("max_sentences", 0, "Read at most this many sentences of --train "
-                                 "and --eval; 0 = all.", lower_bound=0)
+_VALID = flags.DEFINE_string("valid", "", "Held-out text (e.g. the valid split) whose perplexity "
+                             "every variant also records: what to choose settings by, so that "
+                             "--eval (test) is only reported. Needs a softmax.")
+_MAX_SENT = flags.DEFINE_integer("max_sentences", 0, "Read at most this many sentences of --train, "
+                                 "--eval and --valid; 0 = all.", lower_bound=0)
 _METHOD = flags.DEFINE_enum("method", "threshold", sorted(REGISTRY), " ".join(
     f"{m.name}: {m.summary}." for m in REGISTRY.values()))
 _CALIBRATION = flags.DEFINE_string("calibration", "", "Held-out corpus (e.g. the valid split) for "
@@ -127,7 +130,7 @@ def main(argv):
   strategy = distribute.strategy_from_environment()
   config = CompressConfig(
       model_dir=_MODEL_DIR.value, options_file=_OPTIONS.value, weight_file=_WEIGHTS.value,
-      train=_TRAIN.value, eval=_EVAL.value, max_sentences=_MAX_SENT.value, method=_METHOD.value,
+      train=_TRAIN.value, eval=_EVAL.value, valid=_VALID.value, max_sentences=_MAX_SENT.value, method=_METHOD.value,
       method_options=_method_options(_METHOD.value), calibration=_CALIBRATION.value,
       calibration_sentences=_CALIBRATION_SENT.value, sparsity_sweep=_sweep(),
       layer_sparsity=parse_layer_sparsity(_LAYER_SPARSITY.value),

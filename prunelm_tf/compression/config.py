@@ -18,7 +18,7 @@ from prunelm_tf.export.unrolled import check_max_tokens
 
 # CompressConfig fields left out of config.json at their default (see to_dict);
 # method options mark theirs with option(recorded_when_set=True).
-RECORDED_WHEN_SET = ("teacher_dir",)
+RECORDED_WHEN_SET = ("teacher_dir", "valid")
 
 
 def _check_sparsity(name: str, value: float) -> None:
@@ -40,7 +40,11 @@ class CompressConfig:
   train: str = ""
   # Corpus for perplexity / similarity of every variant.
   eval: str = ""
-  # Read at most this many sentences of train/eval; 0 = all.
+  # Held-out corpus (e.g. PTB valid) whose perplexity every variant records
+  # beside `eval`'s: the figure to choose recipes and settings by, so that the
+  # test split `eval` holds is only reported. Needs a softmax.
+  valid: str = ""
+  # Read at most this many sentences of train/eval/valid; 0 = all.
   max_sentences: int = 0
   # A registered method (prunelm_tf.compression.methods.REGISTRY).
   method: str = "threshold"

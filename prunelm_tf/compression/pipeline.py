@@ -220,6 +220,12 @@ def compress(config: CompressConfig, run_dir: str, *, overwrite: bool = False,
     resolve_targets(names, s, config.layer_sparsity)
   eval_sentences = (load_corpus(config.eval, config.max_sentences, what="--eval")
                     if config.eval else None)
+  if config.valid and not source.config.has_softmax:
+    raise ValueError(f"--valid measures perplexity, which needs a softmax, and "
+                     f"{source.description} has none (ELMo weight files never do); leave "
+                     "--valid unset.")
+  valid_sentences = (load_corpus(config.valid, config.max_sentences, what="--valid")
+                     if config.valid else None)
   train_sentences = (load_corpus(config.train, config.max_sentences, what="--train")
                      if config.train and needs.train else None)
   calibration_sentences = (load_corpus(config.calibration, config.calibration_sentences,
@@ -230,7 +236,8 @@ def compress(config: CompressConfig, run_dir: str, *, overwrite: bool = False,
     int8_sentences = load_corpus(config.calibration, config.calibration_sentences,
                                  what="--calibration")
   if source.vocab is not None:
-    for flag, sentences in (("--eval", eval_sentences), ("--train", train_sentences),
+    for flag, sentences in (("--eval", eval_sentences), ("--valid", valid_sentences),
+                            ("--train", train_sentences),
                             ("--calibration", int8_sentences or calibration_sentences)):
       if sentences is not None:
         check_corpus_fits(sentences, source.vocab, flag, max_oov_rate)
@@ -240,20 +247,20 @@ def compress(config: CompressConfig, run_dir: str, *, overwrite: bool = False,
   folder = CompressionRunFolder(run_dir)
   inputs = {"--model_dir": config.model_dir, "--options_file": config.options_file,
             "--weight_file": config.weight_file, "--train": config.train, "--eval": config.eval,
-            "--calibration": config.calibration, "--teacher_dir": config.teacher_dir}
+            "--valid": config.valid, "--calibration": config.calibration, "--teacher_dir": config.teacher_dir}
   files.check_run_dir_spares_inputs(run_dir, inputs, deleting=False)
   # One process per run folder: a second one is refused, not interleaved.
   with files.run_dir_lock(run_dir):
     return _compress_locked(config, run_dir, folder, inputs, overwrite, flags_text, start, method,
                             options, variant_names, source, names, eval_sentences,
                             train_sentences, calibration_sentences, parity_source,
-                            int8_sentences, strategy, teacher)
+                            int8_sentences, strategy, teacher, valid_sentences)
 
 
 def _compress_locked(config, run_dir, folder, inputs, overwrite, flags_text, start, method,
                      options, variant_names, source, names, eval_sentences, train_sentences,
                      calibration_sentences, parity_source, int8_sentences=None,
-                     strategy=None, teacher=None) -> Dict:
+                     strategy=None, teacher=None, valid_sentences=None) -> Dict:
   """The work of `compress` once its inputs are checked and the run folder is locked."""
   files.prepare_run_dir(run_dir, config.to_json(), overwrite=overwrite, inputs=inputs,
                         canonical=CompressConfig.canonical_json)
@@ -279,6 +286,10 @@ def _compress_locked(config, run_dir, folder, inputs, overwrite, flags_text, sta
     info["perplexity"] = ({k: v for k, v in evaluate_perplexity(
         model, eval_ds(model_config, vocab)()).items() if k != "num_predictions"}
                           if with_ppl else None)
+    if valid_sentences and model_config.has_softmax:
+      info["valid_perplexity"] = {k: v for k, v in evaluate_perplexity(
+          model, _model_dataset(model_config, vocab, valid_sentences)).items()
+                                  if k != "num_predictions"}
     info["representation_similarity"] = (
         representation_similarity(model, source.model, eval_ds(source.config, source.vocab)())
         if eval_ds else {})

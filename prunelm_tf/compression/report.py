@@ -13,7 +13,7 @@ from prunelm_tf.reporting.hparams import Session, options_text
 METRICS = ["perplexity/forward", "perplexity/backward", "perplexity/mean", "sparsity/overall",
            "size/removed_fraction",
            "size/saved_model_zip_bytes", "size/tflite_bytes", "size/tflite_gzip_bytes",
-           "similarity/mean", "tflite/max_abs_diff"]
+           "similarity/mean", "tflite/max_abs_diff", "valid_perplexity/mean"]
 
 
 def _mb(n) -> str:
@@ -29,6 +29,10 @@ def one_line(v: Dict) -> str:
           f"{_ppl(v, 'backward')}  zip {_mb(v['sizes']['saved_model_zip_bytes'])} MB")
 
 
+def _valid(v: Dict) -> str:
+  return text.DASH if not v.get("valid_perplexity") else f"{v['valid_perplexity']['mean']:.2f}"
+
+
 def _mean_similarity(v: Dict):
   sims = v.get("representation_similarity") or {}
   return sum(sims.values()) / len(sims) if sims else None
@@ -39,8 +43,9 @@ def markdown_table(result: Dict) -> str:
   records = [result["dense"]] + result["variants"]
   modes = sorted({m for v in records for m in v["sizes"]["tflite"]},
                  key=QUANTIZATION_MODES.index)
-  head = (["variant", "method", "target", "sparsity", "removed", "ppl fwd", "ppl bwd", "ppl mean",
-           "SavedModel MB", "zip MB"] + [f"tflite {m} MB (gzip)" for m in modes] +
+  with_valid = any(v.get("valid_perplexity") for v in records)
+  head = (["variant", "method", "target", "sparsity", "removed", "ppl fwd", "ppl bwd", "ppl mean"] +
+          (["valid ppl mean"] if with_valid else []) + ["SavedModel MB", "zip MB"] + [f"tflite {m} MB (gzip)" for m in modes] +
           ["cos sim (mean)", "zip ratio vs dense SavedModel", "failed exports",
            "method options"])
   rows: List[List[str]] = []
@@ -54,7 +59,9 @@ def markdown_table(result: Dict) -> str:
                  text.DASH if v.get("removed_fraction") is None
                  else f"{v['removed_fraction']:.3f}",
                  _ppl(v, "forward"), _ppl(v, "backward"),
-                 _ppl(v, "mean"), _mb(v["sizes"]["saved_model_bytes"]),
+                 _ppl(v, "mean")] +
+                ([_valid(v)] if with_valid else []) +
+                [_mb(v["sizes"]["saved_model_bytes"]),
                  _mb(v["sizes"]["saved_model_zip_bytes"])] +
                 [(f"{_mb(tfl[m]['bytes'])} ({_mb(tfl[m]['gzip_bytes'])})" if m in tfl
                   else text.DASH) for m in modes] +
@@ -63,7 +70,8 @@ def markdown_table(result: Dict) -> str:
                  text.failures(E.failures(v)), options_text(v)])
   lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
   lines += ["| " + " | ".join(text.cell(c) for c in r) + " |" for r in rows]
-  notes = ("\nPerplexity is of the Keras model of each variant (the TFLite files export the "
+  notes = ("\nPerplexity (of --eval; valid = of --valid, what to choose settings by) is of the "
+           "Keras model of each variant (the TFLite files export the "
            "representations only, without the softmax). Sparsity is measured on the exported "
            "weights; removed = the fraction of the compressed matrices' parameters a "
            "shape-changing method (lowrank, structured, layers) took out. Sizes in MB = 10^6 bytes.\n")
@@ -84,6 +92,7 @@ def hparam_sessions(result: Dict) -> List[Session]:
                  "similarity/mean": sim}
       for k in ("forward", "backward", "mean"):
         scalars[f"perplexity/{k}"] = E.perplexity(v, k)
+      scalars["valid_perplexity/mean"] = (v.get("valid_perplexity") or {}).get("mean")
       sessions.append(Session(trial_id=f"{v['name']}-{mode}", record=v, quantization=mode,
                               scalars=scalars))
   return sessions

@@ -55,6 +55,15 @@ def test_lm_objective_on_elmo_is_refused_before_training(elmo_files, tmp_path):
   assert not (tmp_path / "c").exists()  # refused before any work
 
 
+def test_valid_perplexity_of_an_elmo_without_softmax_is_refused(elmo_files, tmp_path):
+  options, weights, text = elmo_files
+  config = CompressConfig(options_file=options, weight_file=weights, eval=text, valid=text,
+                          tflite_quantization=("none",), num_parity_sentences=1)
+  with pytest.raises(ValueError, match="--valid measures perplexity, which needs a softmax"):
+    compress(config, str(tmp_path / "c"))
+  assert not (tmp_path / "c").exists()
+
+
 def test_distill_retrain_elmo(elmo_files, tmp_path):
   options, weights, text = elmo_files
   result = compress(CompressConfig(

@@ -86,6 +86,41 @@ def test_retrain_reaches_target_on_every_pruned_matrix(tiny_run_dir, tiny_text, 
   assert events  # per-step loss and sparsity scalars
 
 
+def test_every_variant_records_the_perplexity_of_valid_beside_eval(tiny_run_dir, tiny_text,
+                                                                   tmp_path):
+  """--valid: a held-out perplexity per variant (what settings are chosen by), in the record,
+  the summary and the HParams scalars; not recorded when unset."""
+  lines = open(tiny_text).read().splitlines()
+  valid = tmp_path / "valid.txt"
+  valid.write_text("\n".join(lines[: len(lines) // 3]) + "\n")
+  config = CompressConfig(model_dir=tiny_run_dir, eval=tiny_text, valid=str(valid),
+                          method="threshold", sparsity_sweep=(0.5,),
+                          tflite_quantization=("none",), num_parity_sentences=1)
+  run_dir = str(tmp_path / "c")
+  result = compress(config, run_dir)
+  for v in (result["dense"], result["variants"][0]):
+    assert set(v["valid_perplexity"]) == {"forward", "backward", "mean"}
+    assert v["valid_perplexity"]["mean"] != v["perplexity"]["mean"]  # another text
+  assert (result["variants"][0]["valid_perplexity"]["mean"]
+          > result["dense"]["valid_perplexity"]["mean"])
+  summary = open(os.path.join(run_dir, "summary.md")).read()
+  assert "| valid ppl mean |" in summary
+  assert f"| {result['variants'][0]['valid_perplexity']['mean']:.2f} |" in summary
+  assert json.load(open(os.path.join(run_dir, "config.json")))["valid"] == str(valid)
+  unset = CompressConfig(model_dir=tiny_run_dir, eval=tiny_text)
+  assert "valid" not in json.loads(unset.to_json())  # older run folders still resume
+
+
+def test_a_valid_corpus_that_does_not_fit_the_vocabulary_is_refused(tiny_run_dir, tiny_text,
+                                                                    tmp_path):
+  other = tmp_path / "other.txt"
+  other.write_text("Das ist ein ganz anderer Text .\nNoch ein Satz hier .\n")
+  with pytest.raises(ValueError, match="--valid: .* not in the model's vocabulary"):
+    compress(CompressConfig(model_dir=tiny_run_dir, eval=tiny_text, valid=str(other)),
+             str(tmp_path / "o"))
+  assert not (tmp_path / "o").exists()
+
+
 def test_model_folder_without_model(tmp_path, tiny_text):
   (tmp_path / "m").mkdir()
   (tmp_path / "m" / "config.json").write_text("{}")
