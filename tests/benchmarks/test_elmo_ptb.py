@@ -242,6 +242,56 @@ def test_groups_with_their_own_sweep_exist():
   assert dataclasses.replace(warm.retrain, warmup_steps=0) == options.retrain
   for name in ("retrain_kd_obs_osens_nodrop_lr10_wu", "retrain_kd_obs_sens_nodrop_lr10_wu"):
     assert groups[name][1].retrain == warm.retrain and groups[name][1].init == "obs"
+  # The raised Adam epsilon: the warmed-up recipe with that one change, for both.
+  _, tuned = groups[elmo_ptb.DENSE_CONTROL_EPSILON]
+  assert tuned.init == "dense" and tuned.retrain.adam_epsilon == elmo_ptb.ADAM_EPSILON == 1e-5
+  assert dataclasses.replace(tuned.retrain, adam_epsilon=1e-7) == warm.retrain
+  pruned = groups["retrain_kd_obs_sens_nodrop_lr10_wu_eps5"][1]
+  assert pruned.retrain == tuned.retrain
+  assert dataclasses.replace(pruned, retrain=warm.retrain) == groups[
+      "retrain_kd_obs_sens_nodrop_lr10_wu"][1]
+  assert set(elmo_ptb.DENSE_CONTROLS) <= set(elmo_ptb.RETRAIN_GROUP_SWEEPS)
+
+
+def test_targets_choose_on_valid_and_report_test(tmp_path):
+  """The best variant on PTB valid is the one whose test figure a target line gives, even
+  when another is better on test; without valid for every candidate the line says so."""
+  def row(group, mean, valid):
+    r = _row(group, "retrain_obs_90", "retrain", 0.9, mean, epochs=1.0)
+    if valid is not None:
+      r.update(valid_ppl={"mean": valid}, valid_delta={"mean": valid / 110.0 - 1})
+    return r
+  dense = dict(_row("dense", "dense", "dense", 0.0, 100.0, dynamic=5_000_000),
+               valid_ppl={"mean": 110.0}, valid_delta={"mean": 0.0})
+  rows = [dense, row("a", 104.0, 116.6), row("b", 103.0, 117.7)]
+  text = elmo_ptb.report(rows, EMBEDDER_BYTES, str(tmp_path), "cmd")
+  assert ("retrained 90% within +5%: **met** — best retrain_obs_90 (a) +4.0 %, chosen on valid "
+          "(+6.0 % there); all (test): a +4.0 %, b +3.0 %.") in text
+  assert "| a | retrain_obs_90 | 0.720 (all matrices) | 104.0 / 104.0 / 104.0 | +4.0 % | +6.0 % |" in text
+  text = elmo_ptb.report([dense, row("a", 104.0, 116.6), row("old", 103.0, None)],
+                         EMBEDDER_BYTES, str(tmp_path), "cmd")
+  assert ("best retrain_obs_90 (old) +3.0 %, chosen on test: not every candidate measured "
+          "valid") in text
+
+
+def test_rows_carry_valid_perplexity_against_the_dense_models():
+  """A group's valid Δ is against its own dense entry; a combination's against the
+  benchmark's dense model (its reference)."""
+  def record(name, mean, valid):
+    return {"name": name, "method": "retrain", "target_sparsity": 0.9,
+            "sparsity": {"overall": 0.9, "per_weight": {}},
+            "perplexity": {"mean": mean}, "valid_perplexity": {"mean": valid},
+            "sizes": {"saved_model_zip_bytes": 1, "tflite": {}}}
+  result = {"dense": dict(record("dense", 100.0, 110.0), method="dense"),
+            "variants": [record("retrain_obs_90", 105.0, 121.0)]}
+  dense, variant = elmo_ptb.rows_of("g", result)
+  assert dense["valid_delta"]["mean"] == 0.0 and abs(variant["valid_delta"]["mean"] - 0.1) < 1e-12
+  (combined,) = elmo_ptb.rows_of("g", result, reference={
+      "perplexity": {"mean": 100.0}, "valid_perplexity": {"mean": 100.0}})
+  assert abs(combined["valid_delta"]["mean"] - 0.21) < 1e-12
+  # An older record without valid: no valid figures, nothing invented.
+  del result["variants"][0]["valid_perplexity"]
+  assert elmo_ptb.rows_of("g", result)[1]["valid_delta"] == {}
 
 
 def test_each_dense_control_is_set_beside_the_variants_of_its_own_recipe(tmp_path):
