@@ -16,7 +16,6 @@ well above its epsilon (`--adam_epsilon`), and by lr x rms / epsilon when it is 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from typing import Dict, Iterable
 
@@ -24,6 +23,7 @@ import prunelm_tf  # noqa: F401  (Keras 2 before TensorFlow)
 import numpy as np
 import tensorflow as tf
 
+from benchmarks.elmo_ptb import PTB, is_embedder_matrix
 from prunelm_tf import data as data_lib
 from prunelm_tf.compression.targets import prunable_weights, resolve_targets
 from prunelm_tf.compression.threshold import prune_by_threshold
@@ -34,8 +34,7 @@ from prunelm_tf.training.run_folder import load_run
 from prunelm_tf.utils import files
 
 keras = tf.keras
-PTB_TRAIN = os.path.normpath(os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "ptb",
-                                          "ptb.train.txt"))
+PTB_TRAIN = os.path.join(PTB, "ptb.train.txt")
 
 
 def pruned_student(teacher: keras.Model, config, sparsity: float) -> keras.Model:
@@ -47,7 +46,7 @@ def pruned_student(teacher: keras.Model, config, sparsity: float) -> keras.Model
     if isinstance(layer, keras.layers.Dropout):
       layer.rate = 0.0
   names = list(prunable_weights(student))
-  overrides = (("softmax", 0.0),) if any(n.startswith("softmax/") for n in names) else ()
+  overrides = (("softmax", 0.0),) if not all(map(is_embedder_matrix, names)) else ()
   prune_by_threshold(student, resolve_targets(names, sparsity, overrides))
   return student
 
@@ -56,7 +55,7 @@ def gradient_scale(student: keras.Model, teacher: keras.Model,
                    batches: Iterable[Dict[str, tf.Tensor]]) -> Dict:
   """``{"kd_kl": mean KL, "matrices": {name: statistics of the kept weights' gradients}}``
   over ``batches``, for every prunable matrix of ``student`` but the softmax."""
-  weights = {n: w for n, w in prunable_weights(student).items() if not n.startswith("softmax/")}
+  weights = {n: w for n, w in prunable_weights(student).items() if is_embedder_matrix(n)}
   names = list(weights)
   kept = {n: weights[n].numpy() != 0 for n in names}
   sums = {n: np.zeros(weights[n].shape, np.float64) for n in names}

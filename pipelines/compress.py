@@ -130,7 +130,8 @@ def main(argv):
   strategy = distribute.strategy_from_environment()
   config = CompressConfig(
       model_dir=_MODEL_DIR.value, options_file=_OPTIONS.value, weight_file=_WEIGHTS.value,
-      train=_TRAIN.value, eval=_EVAL.value, valid=_VALID.value, max_sentences=_MAX_SENT.value, method=_METHOD.value,
+      train=_TRAIN.value, eval=_EVAL.value, valid=_VALID.value, max_sentences=_MAX_SENT.value,
+      method=_METHOD.value,
       method_options=_method_options(_METHOD.value), calibration=_CALIBRATION.value,
       calibration_sentences=_CALIBRATION_SENT.value, sparsity_sweep=_sweep(),
       layer_sparsity=parse_layer_sparsity(_LAYER_SPARSITY.value),

@@ -247,7 +247,8 @@ def compress(config: CompressConfig, run_dir: str, *, overwrite: bool = False,
   folder = CompressionRunFolder(run_dir)
   inputs = {"--model_dir": config.model_dir, "--options_file": config.options_file,
             "--weight_file": config.weight_file, "--train": config.train, "--eval": config.eval,
-            "--valid": config.valid, "--calibration": config.calibration, "--teacher_dir": config.teacher_dir}
+            "--valid": config.valid, "--calibration": config.calibration,
+            "--teacher_dir": config.teacher_dir}
   files.check_run_dir_spares_inputs(run_dir, inputs, deleting=False)
   # One process per run folder: a second one is refused, not interleaved.
   with files.run_dir_lock(run_dir):
@@ -283,13 +284,11 @@ def _compress_locked(config, run_dir, folder, inputs, overwrite, flags_text, sta
                           int8_inputs)
     t = time.time()
     with_ppl = model_config.has_softmax and eval_ds is not None
-    info["perplexity"] = ({k: v for k, v in evaluate_perplexity(
-        model, eval_ds(model_config, vocab)()).items() if k != "num_predictions"}
+    info["perplexity"] = (_perplexity(model, eval_ds(model_config, vocab)())
                           if with_ppl else None)
     if valid_sentences and model_config.has_softmax:
-      info["valid_perplexity"] = {k: v for k, v in evaluate_perplexity(
-          model, _model_dataset(model_config, vocab, valid_sentences)).items()
-                                  if k != "num_predictions"}
+      info["valid_perplexity"] = _perplexity(
+          model, _model_dataset(model_config, vocab, valid_sentences))
     info["representation_similarity"] = (
         representation_similarity(model, source.model, eval_ds(source.config, source.vocab)())
         if eval_ds else {})
@@ -349,6 +348,11 @@ def _compress_locked(config, run_dir, folder, inputs, overwrite, flags_text, sta
   # Last: the run's metrics.json says that everything above is in place.
   files.write_json(folder.metrics_json, result)
   return result
+
+
+def _perplexity(model, dataset) -> Dict[str, float]:
+  """Forward, backward and mean perplexity of ``model`` on ``dataset`` (no counts)."""
+  return {k: v for k, v in evaluate_perplexity(model, dataset).items() if k != "num_predictions"}
 
 
 def _model_dataset(model_config: BiLMConfig, vocab, sentences):

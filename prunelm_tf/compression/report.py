@@ -45,7 +45,8 @@ def markdown_table(result: Dict) -> str:
                  key=QUANTIZATION_MODES.index)
   with_valid = any(v.get("valid_perplexity") for v in records)
   head = (["variant", "method", "target", "sparsity", "removed", "ppl fwd", "ppl bwd", "ppl mean"] +
-          (["valid ppl mean"] if with_valid else []) + ["SavedModel MB", "zip MB"] + [f"tflite {m} MB (gzip)" for m in modes] +
+          (["valid ppl mean"] if with_valid else []) + ["SavedModel MB", "zip MB"] +
+          [f"tflite {m} MB (gzip)" for m in modes] +
           ["cos sim (mean)", "zip ratio vs dense SavedModel", "failed exports",
            "method options"])
   rows: List[List[str]] = []
