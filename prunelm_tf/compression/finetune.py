@@ -18,7 +18,8 @@ import tensorflow as tf
 
 from prunelm_tf.compression.options import option
 from prunelm_tf.compression.targets import prunable_weights
-from prunelm_tf.training.loop import LearningRate, LossSpec, Trainer, run_training
+from prunelm_tf.training.loop import (LearningRate, LossSpec, Trainer, WeightAverage,
+                                      run_training)
 
 keras = tf.keras
 
@@ -59,6 +60,15 @@ class RetrainConfig:
                                "root mean square is below it take gradient steps of rate "
                                "--learning_rate / epsilon instead of steps of about "
                                "--learning_rate.", flag="adam_epsilon", lower=0,
+                               recorded_when_set=True)
+  # The weights kept are the uniform average of those after each of the last
+  # this fraction of the steps (stochastic weight averaging; the averaged SGD of
+  # AWD-LSTM), not the last step's: at a high learning rate the steps scatter
+  # around a minimum that their mean is closer to. 0 = the last step's weights.
+  average_last: float = option(0.0, "Fraction of the retraining steps, at their end, whose "
+                               "weights are averaged (uniformly, as in stochastic weight "
+                               "averaging) into the result, in [0, 1); 0 = the last step's "
+                               "weights.", flag="retrain_average_last", lower=0,
                                recorded_when_set=True)
   # "constant", or "linear" / "cosine" decay to zero at num_steps.
   lr_schedule: str = option("constant", "Retraining learning rate: constant, or linear/cosine "
@@ -122,6 +132,8 @@ class RetrainConfig:
       raise ValueError(f"--learning_rate must be > 0, got {self.learning_rate}.")
     if not 0 < self.adam_epsilon < float("inf"):
       raise ValueError(f"--adam_epsilon must be a finite number > 0, got {self.adam_epsilon}.")
+    if not 0.0 <= self.average_last < 1.0:
+      raise ValueError(f"--retrain_average_last must be in [0, 1), got {self.average_last}.")
     if self.lr_schedule not in LR_SCHEDULES:
       raise ValueError(f"--lr_schedule must be one of {LR_SCHEDULES}, "
                        f"got {self.lr_schedule!r}.")
@@ -175,6 +187,22 @@ def check_finetuning(finetune: bool, config: RetrainConfig, model: str) -> None:
                      "use num_sampled=0.")
 
 
+def first_averaged_step(config: RetrainConfig, num_steps: int) -> Optional[int]:
+  """The first (1-based) of the ``num_steps`` steps whose weights are averaged; None = none.
+
+  At least the last step is averaged when ``config.average_last`` > 0.
+  """
+  if not config.average_last:
+    return None
+  return num_steps - max(1, round(config.average_last * num_steps)) + 1
+
+
+def _pruning_masks(model: keras.Model) -> Dict:
+  """``{weight.ref(): mask}`` of every tfmot-wrapped weight of ``model``."""
+  return {weight.ref(): mask for layer in model.layers
+          for weight, mask, _ in getattr(getattr(layer, "pruning_obj", None), "_pruning_vars", ())}
+
+
 def steps_per_epoch(config: RetrainConfig, context) -> int:
   """Batches of one epoch of the context's training corpus at ``config.batch_size``."""
   return max(1, sum(1 for _ in context.dataset(context.train_sentences, config.batch_size,
@@ -220,6 +248,9 @@ def retrain(model: keras.Model, teacher: keras.Model, config: RetrainConfig, con
                                warmup_steps=config.warmup_steps, schedule=config.lr_schedule)
   with context.training_scope():
     optimizer = keras.optimizers.Adam(learning_rate, epsilon=config.adam_epsilon)
+    first = first_averaged_step(config, config.num_steps)
+    average = (None if first is None else
+               WeightAverage(model.trainable_variables, first, masks=_pruning_masks(model)))
   trainer = Trainer(model, optimizer, loss, clip_norm=config.clip_norm, seed=context.seed,
                     strategy=context.strategy)
   sentences = context.train_sentences
@@ -239,7 +270,8 @@ def retrain(model: keras.Model, teacher: keras.Model, config: RetrainConfig, con
     for layer in dropouts:
       layer.rate = config.dropout
   try:
-    result = _run(trainer, sentences, config, context, per_epoch, callbacks, sparsity_scalars)
+    result = _run(trainer, sentences, config, context, per_epoch, callbacks, sparsity_scalars,
+                  average)
   finally:  # the model keeps its own rates (they are in its config)
     for layer, rate in zip(dropouts, rates):
       layer.rate = rate
@@ -249,14 +281,21 @@ def retrain(model: keras.Model, teacher: keras.Model, config: RetrainConfig, con
           "num_replicas": trainer.num_replicas}
 
 
-def _run(trainer, sentences, config, context, steps_per_epoch, callbacks, sparsity_scalars):
+def _run(trainer, sentences, config, context, steps_per_epoch, callbacks, sparsity_scalars,
+         average):
   return run_training(
       trainer, lambda epoch: context.dataset(sentences, config.batch_size, shuffle=True,
                                              seed=context.seed + epoch),
       run_dir=context.variant_dir, steps_per_epoch=steps_per_epoch, total_steps=config.num_steps,
       log_every_steps=config.log_every_steps,
       checkpoint_every_steps=config.checkpoint_every_steps, callbacks=list(callbacks),
-      extra_scalars=sparsity_scalars, tensorboard_dir=context.tensorboard_dir)
+      extra_scalars=sparsity_scalars, tensorboard_dir=context.tensorboard_dir, average=average)
+
+
+def budget_record(budget: Dict, keys: Sequence[str]) -> Dict:
+  """The ``keys`` of `retrain`'s result that a variant records, and ``averaged_steps``
+  when its weights are an average (--retrain_average_last)."""
+  return {k: budget[k] for k in (*keys, "averaged_steps") if k in budget}
 
 
 def finetune_after(model: keras.Model, teacher: keras.Model, config: RetrainConfig, context,
@@ -271,6 +310,6 @@ def finetune_after(model: keras.Model, teacher: keras.Model, config: RetrainConf
   """
   t = time.time()
   budget = retrain(model, teacher, config, context, callbacks=callbacks)
-  metrics["finetuning"] = {k: budget[k] for k in (
-      "num_train_steps", "steps_per_epoch", "num_train_epochs", "budget_given_in")}
+  metrics["finetuning"] = budget_record(budget, (
+      "num_train_steps", "steps_per_epoch", "num_train_epochs", "budget_given_in"))
   seconds["finetune"] = time.time() - t

@@ -265,6 +265,54 @@ class Trainer:
     return self._step_fn(model_input(self.model, batch), batch["token_ids"])
 
 
+class WeightAverage(tf.Module):
+  """The uniform average of a model's trainable weights over its last training steps.
+
+  Stochastic weight averaging (Izmailov et al., 2018) and the averaged SGD of
+  AWD-LSTM (Merity et al., 2018) in one form: after every step from
+  ``first_step`` on (1-based, the step just taken) the weights are added to a
+  running sum; `apply` writes their mean into the model. ``masks`` maps a
+  weight (``weight.ref()``) to its pruning mask: that weight is summed as
+  ``weight * mask``, the matrix the step's forward pass used (tfmot re-applies
+  its masks only before the next step), so averaged zeros stay zeros. The sums
+  are variables of this module and go into the loop's checkpoint: a resumed run
+  averages the same steps.
+  """
+
+  def __init__(self, variables: Sequence[tf.Variable], first_step: int,
+               masks: Optional[Dict] = None):
+    super().__init__(name="weight_average")
+    if first_step < 1:
+      raise ValueError(f"the first averaged step must be >= 1, got {first_step}.")
+    self.first_step = int(first_step)
+    self._variables = list(variables)
+    masks = masks or {}
+    self._masks = [masks.get(v.ref()) for v in self._variables]
+    self.sums = [tf.Variable(tf.zeros(v.shape, v.dtype), trainable=False,
+                             name=f"sum_{i}") for i, v in enumerate(self._variables)]
+    self.count = tf.Variable(0, dtype=tf.int64, trainable=False, name="count")
+    self._add = tf.function(self._add_now)
+
+  def _add_now(self):
+    for total, variable, mask in zip(self.sums, self._variables, self._masks):
+      value = variable if mask is None else variable * tf.cast(mask, variable.dtype)
+      total.assign_add(value)
+    self.count.assign_add(1)
+
+  def update(self, step: int) -> None:
+    """Adds the weights after ``step`` (1-based) if it is one of the averaged steps."""
+    if step >= self.first_step:
+      self._add()
+
+  def apply(self) -> int:
+    """Writes the average into the model's weights; returns how many steps it holds."""
+    count = int(self.count)
+    if count:
+      for total, variable in zip(self.sums, self._variables):
+        variable.assign(total / tf.cast(count, total.dtype))
+    return count
+
+
 # model -> its traced per-batch NLL: traced once per model, not once per call
 # (sensitivity curves evaluate the same model, with other weights, ~100 times).
 _BATCH_NLL_FNS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
@@ -331,7 +379,8 @@ def _check_same_step_everywhere(strategy: tf.distribute.Strategy, step: int,
 def run_training(trainer: Trainer, make_epoch_dataset, *, run_dir: str, steps_per_epoch: int,
                  total_steps: int, log_every_steps: int, checkpoint_every_steps: int,
                  eval_fn=None, callbacks=(), extra_scalars=None,
-                 tensorboard_dir: Optional[str] = None) -> Dict:
+                 tensorboard_dir: Optional[str] = None,
+                 average: Optional[WeightAverage] = None) -> Dict:
   """The resumable step loop over epochs; returns throughput figures.
 
   Args:
@@ -347,10 +396,16 @@ def run_training(trainer: Trainer, make_epoch_dataset, *, run_dir: str, steps_pe
       ``on_epoch_end``, and ``on_epoch_end`` once more after the last step.
     extra_scalars: ``step -> {name: value}`` written with each log (e.g. sparsity).
     tensorboard_dir: where scalars go; default ``run_dir/tensorboard``.
+    average: a `WeightAverage` updated after every step, checkpointed with the
+      run and written into the model after the last step (before the callbacks'
+      last ``on_epoch_end``, which re-applies tfmot's masks).
   """
   model, optimizer = trainer.model, trainer.optimizer
   step = tf.Variable(0, dtype=tf.int64, name="global_step")
-  checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step)
+  state = dict(model=model, optimizer=optimizer, step=step)
+  if average is not None:
+    state["average"] = average
+  checkpoint = tf.train.Checkpoint(**state)
   manager = tf.train.CheckpointManager(checkpoint, os.path.join(run_dir, "checkpoints"),
                                        max_to_keep=2)
   if manager.latest_checkpoint:
@@ -383,6 +438,9 @@ def run_training(trainer: Trainer, make_epoch_dataset, *, run_dir: str, steps_pe
           cb.on_train_batch_begin(batch=int(step))
       terms = trainer.step(batch)
       step.assign_add(1)
+      if average is not None:
+        with scope():
+          average.update(int(step))
       loss = float(terms["loss"])
       if not np.isfinite(loss):
         raise FloatingPointError(f"the training loss became {loss} at step {int(step)}; "
@@ -430,6 +488,12 @@ def run_training(trainer: Trainer, make_epoch_dataset, *, run_dir: str, steps_pe
         for k in ("forward", "backward", "mean"):
           tf.summary.scalar(f"valid/perplexity_{k}", ppl[k])
     epoch += 1
+  averaged_steps = None
+  if average is not None:
+    with scope():
+      averaged_steps = average.apply()
+    logging.info("The weights are the average of the last %d steps (from step %d).",
+                 averaged_steps, average.first_step)
   # Once more after the last step, also when a resumed run had no step left:
   # the checkpoint of the last step may have been written before the previous
   # process reached its epoch end (tfmot's UpdatePruningStep re-applies the
@@ -439,4 +503,5 @@ def run_training(trainer: Trainer, make_epoch_dataset, *, run_dir: str, steps_pe
       cb.on_epoch_end(max(epoch - 1, 0))
   writer.flush()
   return {"tokens_per_second": trained_tokens / train_seconds if train_seconds else None,
-          "train_seconds": train_seconds, "resumed_from_step": resumed_from}
+          "train_seconds": train_seconds, "resumed_from_step": resumed_from,
+          **({} if average is None else {"averaged_steps": averaged_steps})}

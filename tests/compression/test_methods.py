@@ -104,6 +104,9 @@ def test_option_flags_come_from_the_options_and_shared_names_once():
   epsilon = specs["adam_epsilon"]
   assert epsilon.kind is float and epsilon.default == 1e-7
   assert {m for m, _ in epsilon.targets} == {m for m, _ in dropout.targets}
+  average = specs["retrain_average_last"]
+  assert average.kind is float and average.default == 0.0
+  assert {m for m, _ in average.targets} == {m for m, _ in dropout.targets}
   with pytest.raises(ValueError, match="defaults to None: give its kind"):
     option(None, "no type", flag="nothing")
 

@@ -10,6 +10,7 @@ from prunelm_tf.compression.methods.retrain import RetrainOptions
 from prunelm_tf.compression.methods.obs import ObsOptions
 from prunelm_tf.compression import RetrainConfig, ScheduleConfig
 from prunelm_tf.compression.allocation import calibration_loss_fn, sensitivity_curves
+from prunelm_tf.compression.finetune import first_averaged_step
 from prunelm_tf.compression.source import Source
 from prunelm_tf.data.corpus import load_corpus
 from prunelm_tf.training.run_folder import load_run
@@ -260,6 +261,30 @@ def test_retraining_uses_and_records_its_adam_epsilon(monkeypatch, tiny_run_dir,
   for bad in (0.0, -1e-5, float("nan"), float("inf")):
     with pytest.raises(ValueError, match="--adam_epsilon must be a finite number > 0"):
       RetrainConfig(adam_epsilon=bad)
+
+
+def test_retraining_keeps_the_average_of_its_last_steps_and_records_it(tiny_run_dir, tiny_text,
+                                                                       tmp_path):
+  """--retrain_average_last: the variant records how many steps its weights average (and
+  config.json the fraction, only when set); the masks stay exact; out of [0, 1) refused."""
+  options = RetrainOptions(init="magnitude", retrain=RetrainConfig(
+      num_steps=4, batch_size=2, objective="kd", learning_rate=1e-2, average_last=0.5))
+  config = _retraining(tiny_run_dir, tiny_text, options, 0.5,
+                       layer_sparsity=(("softmax", 0.0),))
+  assert '"average_last": 0.5' in config.to_json()
+  v = compress(config, str(tmp_path / "r"))["variants"][0]
+  assert v["retraining"]["averaged_steps"] == 2 and v["retraining"]["num_train_steps"] == 4
+  for name, value in v["sparsity"]["per_weight"].items():
+    assert abs(value - (0.0 if name.startswith("softmax") else 0.5)) < 0.01, name
+  plain = dataclasses.replace(options, retrain=dataclasses.replace(options.retrain,
+                                                                   average_last=0.0))
+  assert "average_last" not in dataclasses.replace(config, method_options=plain).to_json()
+  assert first_averaged_step(plain.retrain, 4) is None
+  assert first_averaged_step(options.retrain, 4) == 3
+  assert first_averaged_step(dataclasses.replace(options.retrain, average_last=0.01), 4) == 4
+  for bad in (1.0, -0.1, float("nan")):
+    with pytest.raises(ValueError, match=r"--retrain_average_last must be in \[0, 1\)"):
+      RetrainConfig(average_last=bad)
 
 
 def test_retraining_dropout_out_of_range_is_refused():

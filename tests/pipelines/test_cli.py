@@ -28,6 +28,8 @@ def _run(*args):
      "error: --warmup_steps (10) must be fewer than --num_steps (10)"),
     (["pipelines.compress", "--model_dir=m", "--eval=e", "--method=retrain", "--train=t",
       "--adam_epsilon=0"], "error: --adam_epsilon must be a finite number > 0, got 0.0"),
+    (["pipelines.compress", "--model_dir=m", "--eval=e", "--method=retrain", "--train=t",
+      "--retrain_average_last=1"], "error: --retrain_average_last must be in [0, 1), got 1.0"),
     (["pipelines.compress", "--model_dir=/nonexistent/run", "--eval=e"],
      "error: --model_dir: /nonexistent/run has no config.json"),
 ])

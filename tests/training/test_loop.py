@@ -1,12 +1,14 @@
-"""run_training's resume edge: a run resumed with no step left still ends its callbacks."""
+"""run_training: its resume edge (a run resumed with no step left still ends its callbacks),
+the loss terms, and the weight average of the last steps."""
 
+import numpy as np
 import pytest
 import tensorflow as tf
 
 from prunelm_tf import data as data_lib
 from prunelm_tf.models import BiLMConfig
 from prunelm_tf.models.bilm import build_bilm
-from prunelm_tf.training.loop import LossSpec, Trainer, run_training
+from prunelm_tf.training.loop import LossSpec, Trainer, WeightAverage, run_training
 
 SENTENCES = [["the", "cat"], ["a", "dog", "runs"]]
 
@@ -70,3 +72,73 @@ def test_kd_and_distill_terms_add_up_in_one_step():
   assert terms["kd"]["kd_kl"] > 0 and terms["distill"]["distill_mse"] > 0
   assert terms["both"]["loss"] == pytest.approx(
       terms["kd"]["loss"] + terms["distill"]["loss"], rel=1e-5)
+
+
+class WeightsAfterEachStep(tf.keras.callbacks.Callback):
+  """The model's weights at every epoch end (one step per epoch here)."""
+
+  def __init__(self):
+    super().__init__()
+    self.weights = []
+
+  def on_epoch_end(self, epoch, logs=None):
+    self.weights.append([w.numpy().copy() for w in self.model.trainable_weights])
+
+
+def _averaged_run(run_dir, callback, total_steps, first_step, masks=None):
+  tf.keras.utils.set_random_seed(0)
+  vocab = data_lib.Vocabulary.build(SENTENCES)
+  model = build_bilm(BiLMConfig(vocab_size=len(vocab), token_encoder="word", lstm_dim=8,
+                                projection_dim=4, n_layers=1, dropout=0.0))
+  trainer = Trainer(model, tf.keras.optimizers.Adam(0.05), LossSpec())
+  masks = masks(model) if masks else None
+  average = WeightAverage(model.trainable_variables, first_step, masks=masks)
+  dataset = lambda epoch: data_lib.make_dataset(SENTENCES, vocab, batch_size=2,
+                                                char_inputs=False, shuffle=False)
+  result = run_training(trainer, dataset, run_dir=run_dir, steps_per_epoch=1,
+                        total_steps=total_steps, log_every_steps=1, checkpoint_every_steps=1,
+                        callbacks=[callback], average=average)
+  return model, result
+
+
+def test_the_weights_are_the_mean_of_the_last_steps_and_a_resumed_run_averages_the_same(
+    tmp_path):
+  seen = WeightsAfterEachStep()
+  model, result = _averaged_run(str(tmp_path / "straight"), seen, total_steps=4, first_step=3)
+  assert result["averaged_steps"] == 2
+  after = seen.weights[:4]  # after steps 1..4; the last epoch end sees the average
+  assert not np.allclose(after[2][0], after[3][0])  # the steps moved the weights
+  for i, w in enumerate(model.trainable_weights):
+    np.testing.assert_allclose(w.numpy(), (after[2][i] + after[3][i]) / 2, rtol=1e-6,
+                               atol=1e-7)
+    np.testing.assert_allclose(seen.weights[-1][i], w.numpy())
+  # Stopped after step 3 (its checkpoint holds the last step's weights, not the average)
+  # and resumed to step 4: the same average.
+  _averaged_run(str(tmp_path / "resumed"), WeightsAfterEachStep(), total_steps=3, first_step=3)
+  resumed, result = _averaged_run(str(tmp_path / "resumed"), WeightsAfterEachStep(),
+                                  total_steps=4, first_step=3)
+  assert result["averaged_steps"] == 2 and result["resumed_from_step"] == 3
+  for a, b in zip(resumed.trainable_weights, model.trainable_weights):
+    np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_a_masked_weight_is_averaged_as_the_matrix_its_steps_used(tmp_path):
+  """A weight with a mask is summed as weight * mask: its masked entries average to zero."""
+  holder = {}
+
+  def masks(model):
+    kernel = model.trainable_variables[0]
+    mask = tf.Variable(np.random.RandomState(0).rand(*kernel.shape) > 0.5, dtype=tf.float32)
+    holder.update(kernel=kernel, mask=mask.numpy())
+    return {kernel.ref(): mask}
+  seen = WeightsAfterEachStep()
+  _averaged_run(str(tmp_path), seen, total_steps=3, first_step=2, masks=masks)
+  kernel = holder["kernel"].numpy()
+  assert np.all(kernel[holder["mask"] == 0] == 0)
+  np.testing.assert_allclose(kernel, (seen.weights[1][0] + seen.weights[2][0]) / 2
+                             * holder["mask"], rtol=1e-6, atol=1e-7)
+
+
+def test_an_average_from_before_the_first_step_is_refused():
+  with pytest.raises(ValueError, match="first averaged step must be >= 1"):
+    WeightAverage([tf.Variable(1.0)], 0)

@@ -27,8 +27,9 @@ import time
 
 import tensorflow_model_optimization as tfmot
 
-from prunelm_tf.compression.finetune import (OBJECTIVES, RetrainConfig, check_warmup, retrain,
-                                             steps_per_epoch, with_steps)
+from prunelm_tf.compression.finetune import (OBJECTIVES, RetrainConfig, budget_record,
+                                             check_warmup, retrain, steps_per_epoch,
+                                             with_steps)
 from prunelm_tf.compression.methods.base import CompressedModel, CompressionMethod, Needs
 from prunelm_tf.compression.options import option
 from prunelm_tf.compression.retrain import (SCHEDULES, ScheduleConfig, strip, wrap_for_pruning,
@@ -205,9 +206,9 @@ class RetrainMethod(CompressionMethod):
                 else wrap_for_pruning(start, options.schedule, context.targets))
     budget = retrain(pruned, context.teacher_model, options.retrain, context,
                      callbacks=[tfmot.sparsity.keras.UpdatePruningStep()])
-    metrics["retraining"] = {k: budget[k] for k in (
+    metrics["retraining"] = budget_record(budget, (
         "num_train_steps", "steps_per_epoch", "num_train_epochs", "budget_given_in",
-        "num_replicas")}
+        "num_replicas"))
     return CompressedModel(strip(pruned), context.source.config, metrics=metrics,
                            seconds={"retrain": time.time() - t})
 
@@ -239,6 +240,7 @@ class RetrainMethod(CompressionMethod):
       current = dataclasses.replace(context.source, model=strip(pruned),
                                     description=f"{context.source.description}, {name}")
       stages.append({"target_sparsity": sparsity, "num_train_steps": num_steps,
+                     **budget_record(budget, ()),
                      "init": {"method": init.name, **done.metrics, "seconds": done.seconds}})
     metrics = {"stages": stages, "init": stages[-1]["init"], "retraining": {
         "num_train_steps": total, "steps_per_epoch": budget["steps_per_epoch"],
