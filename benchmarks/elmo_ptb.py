@@ -285,6 +285,16 @@ def retrain_groups(steps: int):
   groups[DENSE_CONTROL_EPSILON] = ("retrain", options("kd", "dense", **tuned))
   groups["retrain_kd_obs_sens_nodrop_lr10_wu_eps5"] = (
       "retrain", options("kd", "obs", "sensitivity", **tuned))
+  # Neither changed where the steps end up. The kept weights as the average of the
+  # last steps instead (--retrain_average_last; SWA, AWD-LSTM's averaged SGD): after the
+  # warmed-up cosine recipe, the last quarter; and at a constant 5e-3 after the same
+  # warm-up (the cosine's mean rate), the last half, where the steps scatter around a
+  # minimum rather than descend into it.
+  groups["retrain_kd_obs_sens_nodrop_lr10_wu_avg25"] = (
+      "retrain", options("kd", "obs", "sensitivity", **warm, average_last=0.25))
+  constant = dict(warm, learning_rate=5e-3, lr_schedule="constant", average_last=0.5)
+  groups["retrain_kd_obs_sens_nodrop_lr5c_wu_avg50"] = (
+      "retrain", options("kd", "obs", "sensitivity", **constant))
   return groups
 
 

@@ -251,6 +251,16 @@ def test_groups_with_their_own_sweep_exist():
   assert dataclasses.replace(pruned, retrain=warm.retrain) == groups[
       "retrain_kd_obs_sens_nodrop_lr10_wu"][1]
   assert set(elmo_ptb.DENSE_CONTROLS) <= set(elmo_ptb.RETRAIN_GROUP_SWEEPS)
+  # Weight averaging: the warmed-up recipe averaging its last quarter, and the same warm-up
+  # to a constant 5e-3 averaging its last half; the same start as the warmed-up obs_sens.
+  start = groups["retrain_kd_obs_sens_nodrop_lr10_wu"][1]
+  avg25 = groups["retrain_kd_obs_sens_nodrop_lr10_wu_avg25"][1]
+  assert avg25.retrain == dataclasses.replace(warm.retrain, average_last=0.25)
+  constant = groups["retrain_kd_obs_sens_nodrop_lr5c_wu_avg50"][1]
+  assert constant.retrain == dataclasses.replace(
+      warm.retrain, learning_rate=5e-3, lr_schedule="constant", average_last=0.5)
+  for averaged in (avg25, constant):
+    assert dataclasses.replace(averaged, retrain=start.retrain) == start
 
 
 def test_targets_choose_on_valid_and_report_test(tmp_path):
