@@ -66,8 +66,9 @@ QUICK = SweepSettings(threshold_sweep=(0.5, 0.9), retrain_sweep=(0.9,), retrain_
 
 def compression_configs(model_dir: str, settings: SweepSettings = FULL) -> Dict[str, CompressConfig]:
   """``{group: CompressConfig}`` for the three groups of the sweep."""
+  # Every variant records PTB valid too (what a recipe is chosen on); test is reported.
   common = dict(model_dir=model_dir, eval=os.path.join(PTB, "ptb.test.txt"),
-                max_sentences=settings.eval_sentences,
+                valid=os.path.join(PTB, "ptb.valid.txt"), max_sentences=settings.eval_sentences,
                 tflite_quantization=tuple(settings.tflite_quantization), num_parity_sentences=4)
   end_step = max(1, int(settings.retrain_steps * settings.ramp_fraction))
   return {
