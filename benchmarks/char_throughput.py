@@ -23,9 +23,7 @@ from prunelm_tf.elmo.embedder import ElmoEmbedder
 from prunelm_tf.models.bilm import build_bilm
 from prunelm_tf.training.loop import LossSpec, Trainer
 from prunelm_tf.training.run_folder import load_run
-
-PTB = os.path.normpath(os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data",
-                                    "ptb"))
+from benchmarks.paths import PTB
 
 
 def main():

@@ -38,9 +38,8 @@ from prunelm_tf.models.config import BiLMConfig
 from prunelm_tf.reporting import plots as plots_lib
 from prunelm_tf.training.run_folder import load_run
 from prunelm_tf.utils import files
+from benchmarks.paths import PTB, SHARED_DATA as SHARED
 
-SHARED = os.path.normpath(os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data"))
-PTB = os.path.join(SHARED, "ptb")
 # The downstream tasks of issue #12 (frozen features; see prunelm_tf/evaluation).
 DOWNSTREAM_DATA = {"sst2_dir": os.path.join(SHARED, "sst2"),
                    "ner_dir": os.path.join(SHARED, "conll2003"),

@@ -35,6 +35,7 @@ from prunelm_tf.elmo import ElmoEmbedder, config_to_options, export_elmo, load_e
 from prunelm_tf.export.saved_model import export_saved_model
 from prunelm_tf.export.sizes import path_bytes
 from prunelm_tf.export.tflite import export_tflite
+from benchmarks.paths import PTB_TEST, PTB_VALID
 
 ORIGINAL_OPTIONS = {
     "lstm": {"dim": 4096, "projection_dim": 512, "n_layers": 2, "cell_clip": 3, "proj_clip": 3,
@@ -44,9 +45,6 @@ ORIGINAL_OPTIONS = {
                  "n_highway": 2, "n_characters": 262, "max_characters_per_token": 50,
                  "activation": "relu"},
 }
-PTB_TEST = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "ptb",
-                        "ptb.test.txt")
-PTB_VALID = os.path.join(os.path.dirname(PTB_TEST), "ptb.valid.txt")
 METHODS = ("threshold", "obs")
 
 

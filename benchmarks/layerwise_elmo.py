@@ -31,8 +31,8 @@ from prunelm_tf.compression.calibration import prune_model_layerwise
 from prunelm_tf.compression.pipeline import representation_similarity
 from prunelm_tf.elmo import load_elmo
 from prunelm_tf.utils import files
+from benchmarks.paths import SHARED_DATA
 
-SHARED_DATA = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data")
 TARGET_RATIO = {0.5: 1 / 5, 0.8: 1 / 3}
 VARIANTS = [
     ["magnitude", "magnitude", {}],

@@ -28,8 +28,8 @@ from prunelm_tf.elmo import ElmoEmbedder
 from prunelm_tf.evaluation.feature_cache import fingerprint_weights
 from prunelm_tf.evaluation.ner import NerConfig, evaluate_ner
 from prunelm_tf.models import BiLMConfig, CharCNNConfig, build_bilm
+from benchmarks.paths import CONLL2003 as CONLL_DIR
 
-CONLL_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "conll2003")
 BENCHMARK_BILM = BiLMConfig(vocab_size=0, token_encoder="char", lstm_dim=1024,
                             projection_dim=128, n_layers=2,
                             char_cnn=CharCNNConfig(filters=((1, 32), (2, 32), (3, 64), (4, 128),

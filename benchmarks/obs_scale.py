@@ -33,9 +33,7 @@ from prunelm_tf.compression import prunable_weights
 from prunelm_tf.compression.calibration import prune_model_layerwise
 from prunelm_tf.compression.layerwise import prune_obs, prune_wanda
 from prunelm_tf.elmo import load_elmo
-
-PTB_VALID = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "ptb",
-                         "ptb.valid.txt")
+from benchmarks.paths import PTB_VALID
 
 
 def peak_rss_gb() -> float:

@@ -20,10 +20,8 @@ from typing import Dict
 
 from prunelm_tf.compression import CompressConfig, RetrainConfig, ScheduleConfig
 from prunelm_tf.compression.methods.retrain import RetrainOptions
+from benchmarks.paths import PTB
 
-SHARED_DATA = os.path.normpath(os.path.join(os.path.dirname(__file__), "..", "..", "shared",
-                                            "data"))
-PTB = os.path.join(SHARED_DATA, "ptb")
 
 # The sweep's groups: labels of its run folders (OUT/compress/<group>). The report's
 # targets name these groups; what a group is (method and options) is in compression_configs.

@@ -32,6 +32,7 @@ import time
 import prunelm_tf  # noqa: F401  (Keras 2 before TensorFlow)
 import tensorflow as tf
 
+from benchmarks import paths
 from benchmarks import ptb_sweep
 from benchmarks import report as report_lib
 from prunelm_tf.compression import compress
@@ -114,13 +115,13 @@ def main():
   if sst2_train is None:
     sst2_train = 2000 if args.quick else 20000
   eval_config = dict(
-      perplexity_corpus=os.path.join(ptb_sweep.PTB, "ptb.test.txt"),
-      max_sentences=settings.eval_sentences, sst2_dir=os.path.join(ptb_sweep.SHARED_DATA, "sst2"),
+      perplexity_corpus=paths.PTB_TEST,
+      max_sentences=settings.eval_sentences, sst2_dir=os.path.join(paths.SHARED_DATA, "sst2"),
       probe=ProbeConfig(max_train_sentences=sst2_train), ner_dir=args.ner_dir,
       mrpc_dir=args.mrpc_dir,
       latency=LatencyConfig(runs=30 if args.quick else 100, warmup=5 if args.quick else 10),
       # Words per second of each TFLite file on 1,000 PTB test sentences (latency pass).
-      throughput_corpus=os.path.join(ptb_sweep.PTB, "ptb.test.txt"),
+      throughput_corpus=paths.PTB_TEST,
       throughput_sentences=200 if args.quick else 1000)
   # Two passes: quality first (perplexity, SST-2, sizes), then every latency in one
   # pass of its own, so that all latencies are measured under the same conditions.
