@@ -628,6 +628,7 @@ def report(rows, embedder_bytes: int, out_dir: str, command: str,
     label = f"retrained {target:.0%} within +{limit:.0%}:"
     lines.append(_target_line(label, limit, best) if best else f"- {label} not run.")
   lines += dense_control_lines(rows)
+  lines += averaging_lines(rows)
   lines.append("\n## Size\n")
   within = [r for r in rows if r["ppl_delta"] and r["ppl_delta"]["mean"] <= 0.05
             and "dynamic" in r["tflite_zip_bytes"]]
@@ -644,6 +645,25 @@ def report(rows, embedder_bytes: int, out_dir: str, command: str,
   _plot_size(rows, embedder_bytes, out_dir)
   _plot_downstream(rows, embedder_bytes, out_dir)
   return text
+
+
+def averaging_lines(rows) -> list:
+  """Each variant whose weights average its last steps (--retrain_average_last) and that
+  recorded the valid perplexity of its last step: valid Δ mean of the last step against
+  that of the average, both against the row's dense valid (one run, the same steps)."""
+  lines = []
+  for r in rows:
+    budget = r.get("retraining") or {}
+    before = budget.get("valid_perplexity_before_average")
+    if not before or not r.get("valid_delta"):
+      continue
+    dense_valid = r["valid_ppl"]["mean"] / (1 + r["valid_delta"]["mean"])
+    last = before["mean"] / dense_valid - 1
+    lines.append(f"- {r['variant']} ({r['group']}): valid Δ mean {last:+.2%} with the last "
+                 f"step's weights, {r['valid_delta']['mean']:+.2%} with the "
+                 f"average of the last {budget.get('averaged_steps', '?')} steps.")
+  return (["\n## Weight averaging (PTB valid: the last step against the average)\n"] + lines
+          if lines else [])
 
 
 def dense_control_lines(rows) -> list:

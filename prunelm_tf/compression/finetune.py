@@ -18,8 +18,9 @@ import tensorflow as tf
 
 from prunelm_tf.compression.options import option
 from prunelm_tf.compression.targets import prunable_weights
+from prunelm_tf.compression.source import EVAL_BATCH_SIZE
 from prunelm_tf.training.loop import (LearningRate, LossSpec, Trainer, WeightAverage,
-                                      run_training)
+                                      evaluate_perplexity, run_training)
 
 keras = tf.keras
 
@@ -234,7 +235,10 @@ def retrain(model: keras.Model, teacher: keras.Model, config: RetrainConfig, con
 
   Returns:
     Throughput figures of `run_training` plus ``num_train_steps`` and
-    ``steps_per_epoch`` (the budget in both units).
+    ``steps_per_epoch`` (the budget in both units). When the weights are
+    averaged (``config.average_last``) and the context has --valid text, also
+    ``valid_perplexity_before_average``: the perplexity there of the last
+    step's weights, so that one run shows what the averaging changed.
   """
   per_epoch = steps_per_epoch(config, context)
   config = with_steps(config, per_epoch)
@@ -269,9 +273,14 @@ def retrain(model: keras.Model, teacher: keras.Model, config: RetrainConfig, con
   if config.dropout is not None:
     for layer in dropouts:
       layer.rate = config.dropout
+  eval_fn = None
+  if average is not None and context.valid_sentences and context.source.config.has_softmax:
+    valid = context.valid_sentences
+    eval_fn = lambda: evaluate_perplexity(  # pylint: disable=unnecessary-lambda-assignment
+        model, context.dataset(valid, EVAL_BATCH_SIZE, shuffle=False))
   try:
     result = _run(trainer, sentences, config, context, per_epoch, callbacks, sparsity_scalars,
-                  average)
+                  average, eval_fn)
   finally:  # the model keeps its own rates (they are in its config)
     for layer, rate in zip(dropouts, rates):
       layer.rate = rate
@@ -282,20 +291,26 @@ def retrain(model: keras.Model, teacher: keras.Model, config: RetrainConfig, con
 
 
 def _run(trainer, sentences, config, context, steps_per_epoch, callbacks, sparsity_scalars,
-         average):
-  return run_training(
+         average, eval_fn=None):
+  result = run_training(
       trainer, lambda epoch: context.dataset(sentences, config.batch_size, shuffle=True,
                                              seed=context.seed + epoch),
       run_dir=context.variant_dir, steps_per_epoch=steps_per_epoch, total_steps=config.num_steps,
       log_every_steps=config.log_every_steps,
       checkpoint_every_steps=config.checkpoint_every_steps, callbacks=list(callbacks),
-      extra_scalars=sparsity_scalars, tensorboard_dir=context.tensorboard_dir, average=average)
+      extra_scalars=sparsity_scalars, tensorboard_dir=context.tensorboard_dir, average=average,
+      eval_fn=eval_fn)
+  if "valid_perplexity" in result:  # measured at the epoch end, before the averaging
+    result["valid_perplexity_before_average"] = result.pop("valid_perplexity")
+  return result
 
 
 def budget_record(budget: Dict, keys: Sequence[str]) -> Dict:
   """The ``keys`` of `retrain`'s result that a variant records, and ``averaged_steps``
-  when its weights are an average (--retrain_average_last)."""
-  return {k: budget[k] for k in (*keys, "averaged_steps") if k in budget}
+  (and ``valid_perplexity_before_average`` with --valid) when its weights are an
+  average (--retrain_average_last)."""
+  return {k: budget[k] for k in (*keys, "averaged_steps", "valid_perplexity_before_average")
+          if k in budget}
 
 
 def finetune_after(model: keras.Model, teacher: keras.Model, config: RetrainConfig, context,

@@ -326,7 +326,7 @@ def _compress_locked(config, run_dir, folder, inputs, overwrite, flags_text, sta
         seed=config.seed,
         make_dataset=lambda sentences, batch_size, shuffle, seed=0: source.dataset(
             sentences, batch_size, shuffle=shuffle, seed=seed),
-        strategy=strategy, teacher=teacher)
+        strategy=strategy, teacher=teacher, valid_sentences=valid_sentences)
     compressed = method.compress(options, context)
     record = {"name": name, "method": config.method, "method_options": record_options,
               "target_sparsity": s}
@@ -356,5 +356,6 @@ def _perplexity(model, dataset) -> Dict[str, float]:
 
 
 def _model_dataset(model_config: BiLMConfig, vocab, sentences):
-  from prunelm_tf.compression.source import model_dataset  # pylint: disable=import-outside-toplevel
-  return model_dataset(model_config, vocab, sentences, 64, shuffle=False)
+  from prunelm_tf.compression.source import (  # pylint: disable=import-outside-toplevel
+      EVAL_BATCH_SIZE, model_dataset)
+  return model_dataset(model_config, vocab, sentences, EVAL_BATCH_SIZE, shuffle=False)

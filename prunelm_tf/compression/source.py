@@ -40,6 +40,10 @@ class Source:
                          seed=seed)
 
 
+# The batch size of every perplexity a compression run measures (--eval, --valid).
+EVAL_BATCH_SIZE = 64
+
+
 def model_dataset(config: BiLMConfig, vocab: Optional[data_lib.Vocabulary], sentences,
                   batch_size: int, *, shuffle: bool, seed: int = 0) -> tf.data.Dataset:
   """Batches for a biLM of architecture ``config`` (``vocab`` None: framing tokens only)."""

@@ -383,6 +383,10 @@ def run_training(trainer: Trainer, make_epoch_dataset, *, run_dir: str, steps_pe
                  average: Optional[WeightAverage] = None) -> Dict:
   """The resumable step loop over epochs; returns throughput figures.
 
+  With ``eval_fn``, the result also holds ``valid_perplexity``: its figures at
+  the last epoch end this process reached, taken before ``average`` is applied
+  (the weights of the last step).
+
   Args:
     trainer: the model, optimizer and loss.
     make_epoch_dataset: ``epoch -> tf.data.Dataset``, deterministic per epoch
@@ -390,7 +394,8 @@ def run_training(trainer: Trainer, make_epoch_dataset, *, run_dir: str, steps_pe
     run_dir: holds ``checkpoints/`` and ``tensorboard/``.
     steps_per_epoch, total_steps: loop length.
     log_every_steps, checkpoint_every_steps: cadence of scalars and checkpoints.
-    eval_fn: ``() -> {"forward", "backward", "mean"}`` run at each epoch end.
+    eval_fn: ``() -> {"forward", "backward", "mean"}`` run at each epoch end
+      (after the callbacks' ``on_epoch_end``).
     callbacks: Keras callbacks driven as for a custom loop (tfmot's
       ``UpdatePruningStep``): ``on_train_begin``, ``on_train_batch_begin``,
       ``on_epoch_end``, and ``on_epoch_end`` once more after the last step.
@@ -412,6 +417,7 @@ def run_training(trainer: Trainer, make_epoch_dataset, *, run_dir: str, steps_pe
     checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
     logging.info("Resumed from %s at step %d.", manager.latest_checkpoint, int(step))
   resumed_from = int(step)
+  last_eval = None
   if trainer.strategy is not None:
     _check_same_step_everywhere(trainer.strategy, resumed_from, run_dir)
   writer = tf.summary.create_file_writer(tensorboard_dir or os.path.join(run_dir, "tensorboard"))
@@ -481,7 +487,7 @@ def run_training(trainer: Trainer, make_epoch_dataset, *, run_dir: str, steps_pe
         cb.on_epoch_end(epoch)
     manager.save(checkpoint_number=int(step))
     if eval_fn is not None:
-      ppl = eval_fn()
+      ppl = last_eval = eval_fn()
       logging.info("epoch %d step %d: valid perplexity forward %.2f backward %.2f mean %.2f",
                    epoch + 1, int(step), ppl["forward"], ppl["backward"], ppl["mean"])
       with writer.as_default(step=int(step)):
@@ -504,4 +510,6 @@ def run_training(trainer: Trainer, make_epoch_dataset, *, run_dir: str, steps_pe
   writer.flush()
   return {"tokens_per_second": trained_tokens / train_seconds if train_seconds else None,
           "train_seconds": train_seconds, "resumed_from_step": resumed_from,
-          **({} if average is None else {"averaged_steps": averaged_steps})}
+          **({} if average is None else {"averaged_steps": averaged_steps}),
+          **({} if last_eval is None else {"valid_perplexity": {
+              k: float(last_eval[k]) for k in ("forward", "backward", "mean")}})}

@@ -424,3 +424,23 @@ def test_combinations_that_train_learn_from_the_dense_model():
   assert (variant, method) == ("lowrank_data_50", "cluster") and options.finetune
   assert options.retrain.objective == "kd" and options.retrain.num_steps == 330
   assert sweep == (0.5, 0.625)  # 16 and 8 values
+
+
+def test_report_sets_the_last_step_beside_the_average_on_valid(tmp_path):
+  """An averaged variant that recorded its last step's valid perplexity gets a line with
+  both valid Δs (against the dense valid); a variant without that record gets none."""
+  dense = dict(_row("dense", "dense", "dense", 0.0, 100.0, dynamic=5_000_000),
+               valid_ppl={"mean": 110.0}, valid_delta={"mean": 0.0})
+  averaged = _row("avg", "retrain_obs_90", "retrain", 0.9, 104.0, epochs=1.0)
+  averaged.update(valid_ppl={"mean": 115.5}, valid_delta={"mean": 0.05})
+  averaged["retraining"].update(averaged_steps=660,
+                                valid_perplexity_before_average={"mean": 117.7})
+  plain = dict(_row("plain", "retrain_obs_90", "retrain", 0.9, 105.0, epochs=1.0),
+               valid_ppl={"mean": 116.0}, valid_delta={"mean": 116.0 / 110.0 - 1})
+  text = elmo_ptb.report([dense, averaged, plain], EMBEDDER_BYTES, str(tmp_path), "cmd")
+  assert "## Weight averaging" in text
+  assert ("- retrain_obs_90 (avg): valid Δ mean +7.00% with the last step's weights, +5.00% "
+          "with the average of the last 660 steps.") in text
+  assert "(plain): valid Δ" not in text
+  assert "## Weight averaging" not in elmo_ptb.report([dense, plain], EMBEDDER_BYTES,
+                                                      str(tmp_path), "cmd")

@@ -3,6 +3,7 @@
 import dataclasses
 import os
 
+import numpy as np
 import pytest
 
 from prunelm_tf.compression import CompressConfig, compress
@@ -285,6 +286,34 @@ def test_retraining_keeps_the_average_of_its_last_steps_and_records_it(tiny_run_
   for bad in (1.0, -0.1, float("nan")):
     with pytest.raises(ValueError, match=r"--retrain_average_last must be in \[0, 1\)"):
       RetrainConfig(average_last=bad)
+
+
+def test_an_averaged_retraining_records_its_last_step_on_valid(tiny_run_dir, tiny_text,
+                                                                tmp_path):
+  """With --valid, an averaged retraining also records the valid perplexity of its last
+  step's weights: one run shows what the averaging changed. Averaging the last step only
+  keeps that step's weights (the two figures agree); averaging two steps moves them."""
+  def run(average_last, folder, valid=tiny_text):
+    options = RetrainOptions(init="magnitude", retrain=RetrainConfig(
+        num_steps=4, batch_size=2, objective="kd", learning_rate=1e-2,
+        average_last=average_last))
+    config = _retraining(tiny_run_dir, tiny_text, options, 0.5, valid=valid,
+                         layer_sparsity=(("softmax", 0.0),))
+    return compress(config, str(tmp_path / folder))["variants"][0]
+
+  last_only = run(0.01, "last_only")
+  assert last_only["retraining"]["averaged_steps"] == 1
+  before = last_only["retraining"]["valid_perplexity_before_average"]
+  for k in ("forward", "backward", "mean"):
+    assert np.isfinite(before[k]) and before[k] > 1.0
+    np.testing.assert_allclose(before[k], last_only["valid_perplexity"][k], rtol=1e-5)
+  two = run(0.5, "two")
+  assert two["retraining"]["averaged_steps"] == 2
+  moved = two["retraining"]["valid_perplexity_before_average"]["mean"]
+  assert abs(moved / two["valid_perplexity"]["mean"] - 1) > 1e-5
+  # The last two steps' figure is the last_only run's (same steps, same seed).
+  np.testing.assert_allclose(moved, before["mean"], rtol=1e-5)
+  assert "valid_perplexity_before_average" not in run(0.5, "no_valid", valid=None)["retraining"]
 
 
 def test_retraining_dropout_out_of_range_is_refused():

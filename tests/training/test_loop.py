@@ -8,7 +8,8 @@ import tensorflow as tf
 from prunelm_tf import data as data_lib
 from prunelm_tf.models import BiLMConfig
 from prunelm_tf.models.bilm import build_bilm
-from prunelm_tf.training.loop import LossSpec, Trainer, WeightAverage, run_training
+from prunelm_tf.training.loop import (LossSpec, Trainer, WeightAverage, evaluate_perplexity,
+                                      run_training)
 
 SENTENCES = [["the", "cat"], ["a", "dog", "runs"]]
 
@@ -85,7 +86,7 @@ class WeightsAfterEachStep(tf.keras.callbacks.Callback):
     self.weights.append([w.numpy().copy() for w in self.model.trainable_weights])
 
 
-def _averaged_run(run_dir, callback, total_steps, first_step, masks=None):
+def _averaged_run(run_dir, callback, total_steps, first_step, masks=None, eval_of=None):
   tf.keras.utils.set_random_seed(0)
   vocab = data_lib.Vocabulary.build(SENTENCES)
   model = build_bilm(BiLMConfig(vocab_size=len(vocab), token_encoder="word", lstm_dim=8,
@@ -97,7 +98,8 @@ def _averaged_run(run_dir, callback, total_steps, first_step, masks=None):
                                                 char_inputs=False, shuffle=False)
   result = run_training(trainer, dataset, run_dir=run_dir, steps_per_epoch=1,
                         total_steps=total_steps, log_every_steps=1, checkpoint_every_steps=1,
-                        callbacks=[callback], average=average)
+                        callbacks=[callback], average=average,
+                        eval_fn=(lambda: eval_of(model)) if eval_of else None)
   return model, result
 
 
@@ -120,6 +122,36 @@ def test_the_weights_are_the_mean_of_the_last_steps_and_a_resumed_run_averages_t
   assert result["averaged_steps"] == 2 and result["resumed_from_step"] == 3
   for a, b in zip(resumed.trainable_weights, model.trainable_weights):
     np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_the_last_evaluation_is_of_the_last_step_not_of_the_average(tmp_path):
+  """With eval_fn, the result holds its last epoch-end figures: those of the last step's
+  weights, taken before the average is written into the model."""
+  vocab = data_lib.Vocabulary.build(SENTENCES)
+  valid = lambda: data_lib.make_dataset(SENTENCES, vocab, batch_size=2, char_inputs=False,
+                                        shuffle=False)
+  seen, evaluated = WeightsAfterEachStep(), []
+
+  def eval_of(model):
+    evaluated.append([w.numpy().copy() for w in model.trainable_weights])
+    return evaluate_perplexity(model, valid())
+  model, result = _averaged_run(str(tmp_path / "run"), seen, total_steps=4, first_step=3,
+                                eval_of=eval_of)
+  assert len(evaluated) == 4  # one epoch per step
+  for a, b in zip(evaluated[-1], seen.weights[3]):  # the weights after step 4
+    np.testing.assert_array_equal(a, b)
+  averaged = evaluate_perplexity(model, valid())
+  last = result["valid_perplexity"]
+  assert set(last) == {"forward", "backward", "mean"}
+  for w, raw in zip(model.trainable_weights, seen.weights[3]):
+    w.assign(raw)
+  again = evaluate_perplexity(model, valid())
+  for k in last:
+    np.testing.assert_allclose(last[k], again[k], rtol=1e-6)
+  assert abs(last["mean"] / averaged["mean"] - 1) > 1e-6
+  _, plain = _averaged_run(str(tmp_path / "plain"), WeightsAfterEachStep(), total_steps=2,
+                           first_step=1)
+  assert "valid_perplexity" not in plain
 
 
 def test_a_masked_weight_is_averaged_as_the_matrix_its_steps_used(tmp_path):

@@ -96,6 +96,9 @@ class MethodContext:
   strategy: Optional[tf.distribute.Strategy] = None
   # The model KD / distillation learns from (--teacher_dir), None = the source.
   teacher: Optional[keras.Model] = None
+  # The --valid text (models with a softmax), None when not given: what a method
+  # may measure its intermediate states on (never the evaluation text).
+  valid_sentences: Optional[List[List[str]]] = None
 
   @property
   def teacher_model(self) -> keras.Model:
