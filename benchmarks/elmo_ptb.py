@@ -485,6 +485,11 @@ def is_embedder_matrix(name: str) -> bool:
   return not name.startswith("softmax/")
 
 
+def _deltas(ppl: dict, dense: dict) -> dict:
+  """Relative change of each of ``ppl``'s perplexities against ``dense``'s ({} if either is missing)."""
+  return {k: ppl[k] / dense[k] - 1 for k in ppl} if ppl and dense else {}
+
+
 def rows_of(group: str, result, reference=None, group_dir: str = "") -> list:
   """Report rows of one group's result (``compress``'s return value).
 
@@ -519,8 +524,10 @@ def rows_of(group: str, result, reference=None, group_dir: str = "") -> list:
         "num_parameters": v.get("num_parameters"),
         "ppl": ppl, "ppl_delta": {k: ppl[k] / dense_ppl[k] - 1 for k in ppl} if ppl else {},
         # PTB valid (what recipes are chosen by), when the group measured it.
-        "valid_ppl": valid, "valid_delta": ({k: valid[k] / dense_valid[k] - 1 for k in valid}
-                                            if valid and dense_valid else {}),
+        "valid_ppl": valid, "valid_delta": _deltas(valid, dense_valid),
+        # An averaged retraining's last step on valid (before the average was written).
+        "valid_delta_before_average": _deltas(
+            (v.get("retraining") or {}).get("valid_perplexity_before_average") or {}, dense_valid),
         "cosine_similarity": sum(sims.values()) / len(sims) if sims else None,
         "saved_model_zip_bytes": v["sizes"]["saved_model_zip_bytes"],
         "tflite_zip_bytes": {m: s["gzip_bytes"] for m, s in v["sizes"]["tflite"].items()},
@@ -654,11 +661,9 @@ def averaging_lines(rows) -> list:
   lines = []
   for r in rows:
     budget = r.get("retraining") or {}
-    before = budget.get("valid_perplexity_before_average")
-    if not before or not r.get("valid_delta"):
+    last = (r.get("valid_delta_before_average") or {}).get("mean")
+    if last is None or not r.get("valid_delta"):
       continue
-    dense_valid = r["valid_ppl"]["mean"] / (1 + r["valid_delta"]["mean"])
-    last = before["mean"] / dense_valid - 1
     lines.append(f"- {r['variant']} ({r['group']}): valid Δ mean {last:+.2%} with the last "
                  f"step's weights, {r['valid_delta']['mean']:+.2%} with the "
                  f"average of the last {budget.get('averaged_steps', '?')} steps.")

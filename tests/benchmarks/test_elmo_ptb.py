@@ -299,6 +299,12 @@ def test_rows_carry_valid_perplexity_against_the_dense_models():
   (combined,) = elmo_ptb.rows_of("g", result, reference={
       "perplexity": {"mean": 100.0}, "valid_perplexity": {"mean": 100.0}})
   assert abs(combined["valid_delta"]["mean"] - 0.21) < 1e-12
+  assert variant["valid_delta_before_average"] == {}
+  # An averaged retraining's last step on valid, against the same dense valid.
+  result["variants"][0]["retraining"] = {"averaged_steps": 660,
+                                         "valid_perplexity_before_average": {"mean": 123.2}}
+  averaged = elmo_ptb.rows_of("g", result)[1]
+  assert abs(averaged["valid_delta_before_average"]["mean"] - 0.12) < 1e-12
   # An older record without valid: no valid figures, nothing invented.
   del result["variants"][0]["valid_perplexity"]
   assert elmo_ptb.rows_of("g", result)[1]["valid_delta"] == {}
@@ -432,7 +438,8 @@ def test_report_sets_the_last_step_beside_the_average_on_valid(tmp_path):
   dense = dict(_row("dense", "dense", "dense", 0.0, 100.0, dynamic=5_000_000),
                valid_ppl={"mean": 110.0}, valid_delta={"mean": 0.0})
   averaged = _row("avg", "retrain_obs_90", "retrain", 0.9, 104.0, epochs=1.0)
-  averaged.update(valid_ppl={"mean": 115.5}, valid_delta={"mean": 0.05})
+  averaged.update(valid_ppl={"mean": 115.5}, valid_delta={"mean": 0.05},
+                  valid_delta_before_average={"mean": 117.7 / 110.0 - 1})
   averaged["retraining"].update(averaged_steps=660,
                                 valid_perplexity_before_average={"mean": 117.7})
   plain = dict(_row("plain", "retrain_obs_90", "retrain", 0.9, 105.0, epochs=1.0),
