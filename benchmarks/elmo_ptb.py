@@ -298,6 +298,15 @@ def retrain_groups(steps: int):
   constant = dict(warm, learning_rate=5e-3, lr_schedule="constant", average_last=0.5)
   groups["retrain_kd_obs_sens_nodrop_lr5c_wu_avg50"] = (
       "retrain", options("kd", "obs", "sensitivity", **constant))
+  # The softmax frozen (--retrain_frozen=softmax): the embedder is what is compressed and
+  # shipped; its softmax (1.28M weights, kept dense) only measures perplexity. Trained at
+  # 1e-2 it moves too, most of all the rows of rare words whose tiny gradients Adam
+  # normalizes to steps of about the rate. Frozen, the retraining changes only the
+  # embedder, and the KD term asks it for representations the teacher's own softmax reads.
+  frozen = dict(warm, frozen="softmax")
+  groups[DENSE_CONTROL_FROZEN] = ("retrain", options("kd", "dense", **frozen))
+  groups["retrain_kd_obs_sens_nodrop_lr10_wu_fs"] = (
+      "retrain", options("kd", "obs", "sensitivity", **frozen))
   return groups
 
 
@@ -305,10 +314,11 @@ def retrain_groups(steps: int):
 DENSE_CONTROL = "retrain_kd_dense_control_nodrop_lr10"
 DENSE_CONTROL_WARMUP = "retrain_kd_dense_control_nodrop_lr10_wu"
 DENSE_CONTROL_EPSILON = "retrain_kd_dense_control_nodrop_lr10_wu_eps5"
+DENSE_CONTROL_FROZEN = "retrain_kd_dense_control_nodrop_lr10_wu_fs"
 ADAM_EPSILON = 1e-5
 # Each control and its marker colour in the perplexity plot.
 DENSE_CONTROLS = {DENSE_CONTROL: "red", DENSE_CONTROL_WARMUP: "darkorange",
-                  DENSE_CONTROL_EPSILON: "purple"}
+                  DENSE_CONTROL_EPSILON: "purple", DENSE_CONTROL_FROZEN: "brown"}
 # Retraining groups whose sweep is part of what they are (--retrain_sweep does not apply).
 RETRAIN_GROUP_SWEEPS = {**{control: (0.0,) for control in DENSE_CONTROLS},
                         "retrain_kd_obs_osens_nodrop_lr10_80": (0.8,)}

@@ -11,7 +11,7 @@ import dataclasses
 import math
 import os
 import time
-from typing import Callable, Dict, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -71,6 +71,16 @@ class RetrainConfig:
                                "averaging) into the result, in [0, 1); 0 = the last step's "
                                "weights.", flag="retrain_average_last", lower=0,
                                recorded_when_set=True)
+  # Layers whose weights the retraining leaves as they are, by name (comma-separated).
+  # The benchmark compresses the embedder and keeps the softmax dense; trained at the
+  # rates a pruned model needs, a softmax moves too (Adam moves the rows of rare words,
+  # whose gradients are tiny, by about the rate each step), so freezing it makes the
+  # retraining change only what was compressed, against the teacher's own softmax.
+  frozen: str = option("", "Comma-separated layers whose weights the retraining leaves as "
+                       "they are, e.g. softmax (names as in --layer_sparsity: char_cnn, "
+                       "highway_0, token_projection, word_embedding, forward_lstm_0, "
+                       "backward_lstm_1, softmax).", flag="retrain_frozen",
+                       recorded_when_set=True)
   # "constant", or "linear" / "cosine" decay to zero at num_steps.
   lr_schedule: str = option("constant", "Retraining learning rate: constant, or linear/cosine "
                             "decay to zero at --num_steps.", flag="lr_schedule",
@@ -148,6 +158,15 @@ class RetrainConfig:
       raise ValueError(f"retraining dropout must be in [0, 1), got {self.dropout}.")
     if self.checkpoint_every_steps < 1 or self.log_every_steps < 1:
       raise ValueError("--checkpoint_every_steps and log_every_steps must be >= 1.")
+    names = self.frozen.split(",") if self.frozen else []
+    if any(not n.strip() for n in names) or len(set(names)) != len(names):
+      raise ValueError(f"--retrain_frozen must be distinct comma-separated layer names, got "
+                       f"{self.frozen!r}.")
+
+  @property
+  def frozen_layers(self) -> Tuple[str, ...]:
+    """The names of the layers --retrain_frozen keeps as they are."""
+    return tuple(n.strip() for n in self.frozen.split(",")) if self.frozen else ()
 
   @property
   def uses_lm(self) -> bool:
@@ -186,6 +205,31 @@ def check_finetuning(finetune: bool, config: RetrainConfig, model: str) -> None:
   if finetune and config.num_sampled:
     raise ValueError(f"sampled softmax is not available when fine-tuning {model}; "
                      "use num_sampled=0.")
+
+
+def _layer_name(layer) -> str:
+  """A layer's own name, also when tfmot wraps it (``prune_low_magnitude_<name>``)."""
+  return getattr(layer, "layer", layer).name
+
+
+def frozen_layers(config: RetrainConfig, model: keras.Model) -> List:
+  """The layers of ``model`` that --retrain_frozen names.
+
+  Raises:
+    ValueError: a name that is no layer with weights of ``model`` (the message lists
+      those), or every layer with weights frozen (nothing would be retrained).
+  """
+  if not config.frozen_layers:
+    return []
+  layers = {_layer_name(layer): layer for layer in model.layers if layer.trainable_weights}
+  unknown = [n for n in config.frozen_layers if n not in layers]
+  if unknown:
+    raise ValueError(f"--retrain_frozen: {', '.join(unknown)} is not a layer with weights of "
+                     f"this model; its layers are {', '.join(sorted(layers))}.")
+  if set(config.frozen_layers) == set(layers):
+    raise ValueError("--retrain_frozen names every layer with weights: nothing would be "
+                     "retrained.")
+  return [layers[n] for n in config.frozen_layers]
 
 
 def first_averaged_step(config: RetrainConfig, num_steps: int) -> Optional[int]:
@@ -248,6 +292,18 @@ def retrain(model: keras.Model, teacher: keras.Model, config: RetrainConfig, con
                   temperature=config.kd_temperature,
                   teacher=teacher if (config.uses_distill or config.uses_kd) else None)
   check_warmup(config, config.num_steps, "the retraining steps")
+  frozen = frozen_layers(config, model)
+  trainable = [layer.trainable for layer in frozen]
+  for layer in frozen:  # before the optimizer, the average and the traced step see the weights
+    layer.trainable = False
+  try:
+    return _retrain(model, config, context, callbacks, per_epoch, loss)
+  finally:
+    for layer, was in zip(frozen, trainable):
+      layer.trainable = was
+
+
+def _retrain(model, config, context, callbacks, per_epoch, loss):
   learning_rate = LearningRate(config.learning_rate, config.num_steps,
                                warmup_steps=config.warmup_steps, schedule=config.lr_schedule)
   with context.training_scope():

@@ -20,6 +20,7 @@ import tensorflow as tf
 from prunelm_tf import data as data_lib
 from prunelm_tf.compression import report
 from prunelm_tf.compression.config import CompressConfig
+from prunelm_tf.compression.finetune import frozen_layers
 from prunelm_tf.compression.methods import MethodContext
 from prunelm_tf.compression.options import options_record
 from prunelm_tf.compression.run_folder import CompressionRunFolder, VariantFolder, locate_variant
@@ -212,6 +213,8 @@ def compress(config: CompressConfig, run_dir: str, *, overwrite: bool = False,
                      "(--retrain_objective=distill).")
   method.check(options, config, source)
   retrain_config = getattr(options, "retrain", None)
+  if retrain_config is not None:  # --retrain_frozen names layers of this model
+    frozen_layers(retrain_config, source.model)
   teacher = load_teacher(config, source,
                          needs_softmax=bool(retrain_config and retrain_config.uses_kd),
                          needs_distill=bool(retrain_config and retrain_config.uses_distill))

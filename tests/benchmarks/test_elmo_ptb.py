@@ -251,6 +251,14 @@ def test_groups_with_their_own_sweep_exist():
   assert dataclasses.replace(pruned, retrain=warm.retrain) == groups[
       "retrain_kd_obs_sens_nodrop_lr10_wu"][1]
   assert set(elmo_ptb.DENSE_CONTROLS) <= set(elmo_ptb.RETRAIN_GROUP_SWEEPS)
+  # The softmax frozen: the warmed-up recipe with that one change, for both.
+  _, frozen = groups[elmo_ptb.DENSE_CONTROL_FROZEN]
+  assert frozen.init == "dense" and frozen.retrain.frozen_layers == ("softmax",)
+  assert dataclasses.replace(frozen.retrain, frozen="") == warm.retrain
+  pruned = groups["retrain_kd_obs_sens_nodrop_lr10_wu_fs"][1]
+  assert pruned.retrain == frozen.retrain
+  assert dataclasses.replace(pruned, retrain=warm.retrain) == groups[
+      "retrain_kd_obs_sens_nodrop_lr10_wu"][1]
   # Weight averaging: the warmed-up recipe averaging its last quarter, and the same warm-up
   # to a constant 5e-3 averaging its last half; the same start as the warmed-up obs_sens.
   start = groups["retrain_kd_obs_sens_nodrop_lr10_wu"][1]

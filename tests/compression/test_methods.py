@@ -107,6 +107,9 @@ def test_option_flags_come_from_the_options_and_shared_names_once():
   average = specs["retrain_average_last"]
   assert average.kind is float and average.default == 0.0
   assert {m for m, _ in average.targets} == {m for m, _ in dropout.targets}
+  frozen = specs["retrain_frozen"]
+  assert frozen.kind is str and frozen.default == ""
+  assert {m for m, _ in frozen.targets} == {m for m, _ in dropout.targets}
   with pytest.raises(ValueError, match="defaults to None: give its kind"):
     option(None, "no type", flag="nothing")
 

@@ -316,6 +316,50 @@ def test_an_averaged_retraining_records_its_last_step_on_valid(tiny_run_dir, tin
   assert "valid_perplexity_before_average" not in run(0.5, "no_valid", valid=None)["retraining"]
 
 
+def test_a_frozen_layer_keeps_its_weights_through_the_retraining(tiny_run_dir, tiny_text,
+                                                                 tmp_path):
+  """--retrain_frozen=softmax: the dense control (nothing pruned) trains every other layer
+  and leaves the softmax bit-equal to the dense model's; recorded only when set; names
+  that are no layer with weights, or every such layer, are refused before any work."""
+  from prunelm_tf.compression.pipeline import _variant_source  # pylint: disable=import-outside-toplevel
+  from prunelm_tf.compression.run_folder import CompressionRunFolder  # pylint: disable=import-outside-toplevel
+  dense, _, _ = load_run(tiny_run_dir)
+
+  def control(frozen, folder):
+    options = RetrainOptions(schedule=ScheduleConfig(frequency=1, end_step=2),
+                             retrain=RetrainConfig(num_steps=3, batch_size=2, objective="kd",
+                                                   learning_rate=1e-2, frozen=frozen))
+    config = _retraining(tiny_run_dir, tiny_text, options, 0.0)
+    compress(config, str(tmp_path / folder))
+    variant = CompressionRunFolder(str(tmp_path / folder)).variant("retrain_00")
+    return config, _variant_source(variant).model
+
+  def moved(model, layer):
+    return [not np.array_equal(a, b) for a, b in zip(model.get_layer(layer).get_weights(),
+                                                     dense.get_layer(layer).get_weights())]
+  config, frozen = control("softmax", "frozen")
+  assert '"frozen": "softmax"' in config.to_json()
+  assert not any(moved(frozen, "softmax"))
+  assert all(moved(frozen, "forward_lstm_0")) and any(moved(frozen, "backward_lstm_1"))
+  config, trained = control("", "trained")
+  assert "frozen" not in config.to_json()
+  assert any(moved(trained, "softmax"))
+  assert RetrainConfig(frozen="softmax, forward_lstm_0").frozen_layers == (
+      "softmax", "forward_lstm_0")
+  for bad in ("softmax,softmax", "softmax,", ","):
+    with pytest.raises(ValueError, match="--retrain_frozen must be distinct comma-separated"):
+      RetrainConfig(frozen=bad)
+  names = [layer.name for layer in dense.layers if layer.trainable_weights]
+  for bad, message in (("softmx", r"--retrain_frozen: softmx is not a layer with weights of "
+                                  r"this model; its layers are .*softmax"),
+                       (",".join(names), "names every layer with weights")):
+    options = RetrainOptions(init="magnitude", retrain=RetrainConfig(
+        num_steps=2, batch_size=2, objective="kd", frozen=bad))
+    with pytest.raises(ValueError, match=message):
+      compress(_retraining(tiny_run_dir, tiny_text, options, 0.5), str(tmp_path / "bad"))
+    assert not os.path.exists(tmp_path / "bad")
+
+
 def test_retraining_dropout_out_of_range_is_refused():
   with pytest.raises(ValueError, match=r"retraining dropout must be in \[0, 1\)"):
     RetrainConfig(dropout=1.0)

@@ -30,6 +30,9 @@ def _run(*args):
       "--adam_epsilon=0"], "error: --adam_epsilon must be a finite number > 0, got 0.0"),
     (["pipelines.compress", "--model_dir=m", "--eval=e", "--method=retrain", "--train=t",
       "--retrain_average_last=1"], "error: --retrain_average_last must be in [0, 1), got 1.0"),
+    (["pipelines.compress", "--model_dir=m", "--eval=e", "--method=retrain", "--train=t",
+      "--retrain_frozen=softmax,softmax"],
+     "error: --retrain_frozen must be distinct comma-separated layer names, got 'softmax,softmax'"),
     (["pipelines.compress", "--model_dir=/nonexistent/run", "--eval=e"],
      "error: --model_dir: /nonexistent/run has no config.json"),
 ])
