@@ -355,7 +355,7 @@ def _run(trainer, sentences, config, context, steps_per_epoch, callbacks, sparsi
       log_every_steps=config.log_every_steps,
       checkpoint_every_steps=config.checkpoint_every_steps, callbacks=list(callbacks),
       extra_scalars=sparsity_scalars, tensorboard_dir=context.tensorboard_dir, average=average,
-      eval_fn=eval_fn)
+      eval_fn=eval_fn, eval_every_epoch=False)  # only the last step's figures are recorded
   if "valid_perplexity" in result:  # measured at the epoch end, before the averaging
     result["valid_perplexity_before_average"] = result.pop("valid_perplexity")
   return result

@@ -380,7 +380,8 @@ def run_training(trainer: Trainer, make_epoch_dataset, *, run_dir: str, steps_pe
                  total_steps: int, log_every_steps: int, checkpoint_every_steps: int,
                  eval_fn=None, callbacks=(), extra_scalars=None,
                  tensorboard_dir: Optional[str] = None,
-                 average: Optional[WeightAverage] = None) -> Dict:
+                 average: Optional[WeightAverage] = None,
+                 eval_every_epoch: bool = True) -> Dict:
   """The resumable step loop over epochs; returns throughput figures.
 
   With ``eval_fn``, the result also holds ``valid_perplexity``: its figures at
@@ -396,6 +397,8 @@ def run_training(trainer: Trainer, make_epoch_dataset, *, run_dir: str, steps_pe
     log_every_steps, checkpoint_every_steps: cadence of scalars and checkpoints.
     eval_fn: ``() -> {"forward", "backward", "mean"}`` run at each epoch end
       (after the callbacks' ``on_epoch_end``).
+    eval_every_epoch: False runs ``eval_fn`` only at the end of the last epoch
+      (when only the last figures are wanted, as a retraining's).
     callbacks: Keras callbacks driven as for a custom loop (tfmot's
       ``UpdatePruningStep``): ``on_train_begin``, ``on_train_batch_begin``,
       ``on_epoch_end``, and ``on_epoch_end`` once more after the last step.
@@ -486,7 +489,7 @@ def run_training(trainer: Trainer, make_epoch_dataset, *, run_dir: str, steps_pe
       for cb in callbacks:
         cb.on_epoch_end(epoch)
     manager.save(checkpoint_number=int(step))
-    if eval_fn is not None:
+    if eval_fn is not None and (eval_every_epoch or int(step) >= total_steps):
       ppl = last_eval = eval_fn()
       logging.info("epoch %d step %d: valid perplexity forward %.2f backward %.2f mean %.2f",
                    epoch + 1, int(step), ppl["forward"], ppl["backward"], ppl["mean"])

@@ -86,7 +86,8 @@ class WeightsAfterEachStep(tf.keras.callbacks.Callback):
     self.weights.append([w.numpy().copy() for w in self.model.trainable_weights])
 
 
-def _averaged_run(run_dir, callback, total_steps, first_step, masks=None, eval_of=None):
+def _averaged_run(run_dir, callback, total_steps, first_step, masks=None, eval_of=None,
+                  eval_every_epoch=True):
   tf.keras.utils.set_random_seed(0)
   vocab = data_lib.Vocabulary.build(SENTENCES)
   model = build_bilm(BiLMConfig(vocab_size=len(vocab), token_encoder="word", lstm_dim=8,
@@ -99,7 +100,8 @@ def _averaged_run(run_dir, callback, total_steps, first_step, masks=None, eval_o
   result = run_training(trainer, dataset, run_dir=run_dir, steps_per_epoch=1,
                         total_steps=total_steps, log_every_steps=1, checkpoint_every_steps=1,
                         callbacks=[callback], average=average,
-                        eval_fn=(lambda: eval_of(model)) if eval_of else None)
+                        eval_fn=(lambda: eval_of(model)) if eval_of else None,
+                        eval_every_epoch=eval_every_epoch)
   return model, result
 
 
@@ -152,6 +154,13 @@ def test_the_last_evaluation_is_of_the_last_step_not_of_the_average(tmp_path):
   _, plain = _averaged_run(str(tmp_path / "plain"), WeightsAfterEachStep(), total_steps=2,
                            first_step=1)
   assert "valid_perplexity" not in plain
+  # Only at the end of the last epoch: one evaluation, the same figures.
+  evaluated.clear()
+  _, once = _averaged_run(str(tmp_path / "once"), WeightsAfterEachStep(), total_steps=4,
+                          first_step=3, eval_of=eval_of, eval_every_epoch=False)
+  assert len(evaluated) == 1
+  for k in last:
+    np.testing.assert_allclose(once["valid_perplexity"][k], last[k], rtol=1e-6)
 
 
 def test_a_masked_weight_is_averaged_as_the_matrix_its_steps_used(tmp_path):
