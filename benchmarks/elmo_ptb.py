@@ -532,7 +532,7 @@ def rows_of(group: str, result, reference=None, group_dir: str = "") -> list:
         # Shape-changing methods: the fraction of the compressed matrices' parameters removed.
         "removed_fraction": v.get("removed_fraction"),
         "num_parameters": v.get("num_parameters"),
-        "ppl": ppl, "ppl_delta": {k: ppl[k] / dense_ppl[k] - 1 for k in ppl} if ppl else {},
+        "ppl": ppl, "ppl_delta": _deltas(ppl, dense_ppl),
         # PTB valid (what recipes are chosen by), when the group measured it.
         "valid_ppl": valid, "valid_delta": _deltas(valid, dense_valid),
         # An averaged retraining's last step on valid (before the average was written).

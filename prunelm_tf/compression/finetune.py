@@ -158,8 +158,8 @@ class RetrainConfig:
       raise ValueError(f"retraining dropout must be in [0, 1), got {self.dropout}.")
     if self.checkpoint_every_steps < 1 or self.log_every_steps < 1:
       raise ValueError("--checkpoint_every_steps and log_every_steps must be >= 1.")
-    names = self.frozen.split(",") if self.frozen else []
-    if any(not n.strip() for n in names) or len(set(names)) != len(names):
+    names = self.frozen_layers
+    if not all(names) or len(set(names)) != len(names):
       raise ValueError(f"--retrain_frozen must be distinct comma-separated layer names, got "
                        f"{self.frozen!r}.")
 

@@ -346,7 +346,7 @@ def test_a_frozen_layer_keeps_its_weights_through_the_retraining(tiny_run_dir, t
   assert any(moved(trained, "softmax"))
   assert RetrainConfig(frozen="softmax, forward_lstm_0").frozen_layers == (
       "softmax", "forward_lstm_0")
-  for bad in ("softmax,softmax", "softmax,", ","):
+  for bad in ("softmax,softmax", "softmax, softmax", "softmax,", ","):
     with pytest.raises(ValueError, match="--retrain_frozen must be distinct comma-separated"):
       RetrainConfig(frozen=bad)
   names = [layer.name for layer in dense.layers if layer.trainable_weights]
