@@ -269,6 +269,11 @@ def test_groups_with_their_own_sweep_exist():
       warm.retrain, learning_rate=5e-3, lr_schedule="constant", average_last=0.5)
   for averaged in (avg25, constant):
     assert dataclasses.replace(averaged, retrain=start.retrain) == start
+  # Gradual OBS: the warmed-up obs_sens group in 2 or 3 prune-and-retrain stages.
+  for stages in (2, 3):
+    staged = groups[f"retrain_kd_obs_sens_nodrop_lr10_wu_{stages}st"][1]
+    assert staged.init_stages == stages
+    assert dataclasses.replace(staged, init_stages=1) == start
 
 
 def test_targets_choose_on_valid_and_report_test(tmp_path):
