@@ -7,6 +7,7 @@ structured compression tomorrow.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
@@ -292,15 +293,30 @@ def retrain(model: keras.Model, teacher: keras.Model, config: RetrainConfig, con
                   temperature=config.kd_temperature,
                   teacher=teacher if (config.uses_distill or config.uses_kd) else None)
   check_warmup(config, config.num_steps, "the retraining steps")
-  frozen = frozen_layers(config, model)
-  trainable = [layer.trainable for layer in frozen]
-  for layer in frozen:  # before the optimizer, the average and the traced step see the weights
-    layer.trainable = False
-  try:
+  # Before the optimizer, the average and the traced step see the weights and the rates.
+  with _retraining_settings(model, config):
     return _retrain(model, config, context, callbacks, per_epoch, loss)
+
+
+@contextlib.contextmanager
+def _retraining_settings(model: keras.Model, config: RetrainConfig):
+  """``model`` as ``config`` retrains it (--retrain_frozen layers not trainable, dropout
+  layers at --retrain_dropout); restores the model's own settings (they are in its config)
+  afterwards, also when the retraining fails."""
+  frozen = frozen_layers(config, model)
+  dropouts = ([layer for layer in model.layers if isinstance(layer, keras.layers.Dropout)]
+              if config.dropout is not None else [])
+  saved = [(layer, "trainable", layer.trainable) for layer in frozen] + [
+      (layer, "rate", layer.rate) for layer in dropouts]
+  try:
+    for layer in frozen:
+      layer.trainable = False
+    for layer in dropouts:
+      layer.rate = config.dropout
+    yield
   finally:
-    for layer, was in zip(frozen, trainable):
-      layer.trainable = was
+    for layer, name, value in saved:
+      setattr(layer, name, value)
 
 
 def _retrain(model, config, context, callbacks, per_epoch, loss):
@@ -324,22 +340,13 @@ def _retrain(model, config, context, callbacks, per_epoch, loss):
     return out
 
   os.makedirs(context.variant_dir, exist_ok=True)
-  dropouts = [layer for layer in model.layers if isinstance(layer, keras.layers.Dropout)]
-  rates = [layer.rate for layer in dropouts]
-  if config.dropout is not None:
-    for layer in dropouts:
-      layer.rate = config.dropout
   eval_fn = None
   if average is not None and context.valid_sentences and context.source.config.has_softmax:
     valid = context.valid_sentences
     eval_fn = lambda: evaluate_perplexity(  # pylint: disable=unnecessary-lambda-assignment
         model, context.dataset(valid, EVAL_BATCH_SIZE, shuffle=False))
-  try:
-    result = _run(trainer, sentences, config, context, per_epoch, callbacks, sparsity_scalars,
-                  average, eval_fn)
-  finally:  # the model keeps its own rates (they are in its config)
-    for layer, rate in zip(dropouts, rates):
-      layer.rate = rate
+  result = _run(trainer, sentences, config, context, per_epoch, callbacks, sparsity_scalars,
+                average, eval_fn)
   return {**result, "num_train_steps": config.num_steps, "steps_per_epoch": per_epoch,
           "num_train_epochs": config.num_steps / per_epoch,
           "budget_given_in": "epochs" if config.num_epochs else "steps",

@@ -45,3 +45,23 @@ def test_schedules_round_trip_through_config():
     clone = schedule.__class__.from_config(schedule.get_config()["config"])
     assert clone.get_config() == schedule.get_config()
   assert poly.get_config()["config"]["final_sparsity"] == 0.8
+
+
+def test_retraining_settings_are_restored_when_the_retraining_fails():
+  """--retrain_frozen and --retrain_dropout hold inside the retraining only, also when it
+  raises: the model keeps its own trainable flags and rates (they are in its config)."""
+  from prunelm_tf.compression import finetune  # pylint: disable=import-outside-toplevel
+  model = build_bilm(BiLMConfig(vocab_size=20, token_encoder="word", lstm_dim=8,
+                                projection_dim=4, n_layers=1, dropout=0.2))
+  dropouts = [l for l in model.layers if isinstance(l, tf.keras.layers.Dropout)]
+  softmax = model.get_layer("softmax")
+  config = finetune.RetrainConfig(frozen="softmax", dropout=0.0)
+  with pytest.raises(RuntimeError, match="interrupted"):
+    with finetune._retraining_settings(model, config):  # pylint: disable=protected-access
+      assert not softmax.trainable and dropouts
+      assert [l.rate for l in dropouts] == [0.0] * len(dropouts)
+      raise RuntimeError("interrupted")
+  assert softmax.trainable and [l.rate for l in dropouts] == [0.2] * len(dropouts)
+  # Unset: the model's own rates, nothing frozen.
+  with finetune._retraining_settings(model, finetune.RetrainConfig()):  # pylint: disable=protected-access
+    assert softmax.trainable and [l.rate for l in dropouts] == [0.2] * len(dropouts)
