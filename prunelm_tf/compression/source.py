@@ -11,7 +11,7 @@ import tensorflow as tf
 from prunelm_tf import data as data_lib
 from prunelm_tf.models.bilm import build_bilm
 from prunelm_tf.models.config import BiLMConfig
-from prunelm_tf.training.loop import model_input
+from prunelm_tf.training.loop import model_input, representations_fn
 
 keras = tf.keras
 
@@ -80,9 +80,11 @@ def representation_similarity(model, reference, dataset) -> Dict[str, float]:
   nothing is comparable and the result is empty.
   """
   sums, count, keys = None, 0.0, None
+  model_fn, reference_fn = representations_fn(model), representations_fn(reference)
   for batch in dataset:
-    a = model(model_input(model, batch), training=False)["representations"].numpy()
-    b = reference(model_input(reference, batch), training=False)["representations"].numpy()
+    a = model_fn(model_input(model, batch)).numpy()
+    # The dense entry is compared with itself: its representations once.
+    b = a if reference is model else reference_fn(model_input(reference, batch)).numpy()
     if a.shape[-1] != b.shape[-1]:
       return {}
     if a.shape[1] != b.shape[1]:

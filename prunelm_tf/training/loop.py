@@ -333,6 +333,28 @@ def _batch_nll_fn(model: keras.Model):
   return fn
 
 
+# model -> its traced representations: the similarity to the dense model is
+# measured for every variant, over every batch of the eval text.
+_REPRESENTATION_FNS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def representations_fn(model: keras.Model):
+  """``inputs -> representations`` [batch, layers, words, dim], traced once per model.
+
+  Only the representations are computed (a model with a softmax skips its logits).
+  """
+  fn = _REPRESENTATION_FNS.get(model)
+  if fn is None:
+    view = output_model(model, ["representations"])
+    spec = model.inputs[0].type_spec
+
+    @tf.function(input_signature=[tf.TensorSpec([None] + spec.shape[1:].as_list(), tf.int32)])
+    def fn(inputs):
+      return view(inputs, training=False)["representations"]
+    _REPRESENTATION_FNS[model] = fn
+  return fn
+
+
 def evaluate_perplexity(model: keras.Model, dataset: tf.data.Dataset) -> Dict[str, float]:
   """Full-softmax perplexity per direction over every sentence of ``dataset``.
 

@@ -87,13 +87,13 @@ def test_cluster_refuses_before_any_work(tiny_run_dir, tiny_text, tmp_path):
     run_dir = str(tmp_path / f"bad_{sweep[0]}")
     with pytest.raises(ValueError, match=match):
       compress(CompressConfig(model_dir=tiny_run_dir, eval=tiny_text, method="cluster",
-                              sparsity_sweep=sweep, tflite_quantization=("none",)), run_dir)
+                              sparsity_sweep=sweep, tflite_quantization=()), run_dir)
     assert not os.path.exists(os.path.join(run_dir, "config.json"))
   run_dir = str(tmp_path / "too_small")
   with pytest.raises(ValueError, match="nonzero weights, fewer than"):
     compress(CompressConfig(model_dir=tiny_run_dir, eval=tiny_text, method="cluster",
                             method_options={"min_weights_per_cluster": 10_000},
-                            sparsity_sweep=(0.5,), tflite_quantization=("none",)), run_dir)
+                            sparsity_sweep=(0.5,), tflite_quantization=()), run_dir)
   assert not os.path.exists(os.path.join(run_dir, "config.json"))
 
 
@@ -172,7 +172,7 @@ def test_data_weighting_needs_calibration_and_full_matrices(tiny_run_dir, tiny_t
   result = compress(CompressConfig(
       model_dir=tiny_run_dir, eval=tiny_text, calibration=tiny_text, calibration_sentences=20,
       method="cluster", method_options={"weighting": "data"}, sparsity_sweep=(0.75,),
-      layer_sparsity=(("softmax", 0.0),), tflite_quantization=("none",),
+      layer_sparsity=(("softmax", 0.0),), tflite_quantization=(),
       num_parity_sentences=1), str(tmp_path / "data"))
   (v,) = result["variants"]
   assert v["name"] == "cluster_data_4" and v["calibration_tokens"] > 0
@@ -208,10 +208,10 @@ def test_finetuning_trains_the_shared_values_and_keeps_k_of_them(tiny_run_dir, t
   pruned_run = str(tmp_path / "pruned")
   compress(CompressConfig(model_dir=tiny_run_dir, eval=tiny_text, method="threshold",
                           sparsity_sweep=(0.4,), layer_sparsity=(("softmax", 0.0),),
-                          tflite_quantization=("none",), num_parity_sentences=1), pruned_run)
+                          tflite_quantization=(), num_parity_sentences=1), pruned_run)
   vdir = os.path.join(pruned_run, "variants", "threshold_40")
   base = dict(model_dir=vdir, eval=tiny_text, method="cluster", sparsity_sweep=(0.75,),
-              layer_sparsity=(("softmax", 0.0),), tflite_quantization=("none",),
+              layer_sparsity=(("softmax", 0.0),), tflite_quantization=(),
               num_parity_sentences=1)
   one_shot = compress(CompressConfig(**base), str(tmp_path / "one_shot"))["variants"][0]
   tuned = compress(CompressConfig(**base, train=tiny_text, method_options={

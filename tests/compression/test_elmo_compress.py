@@ -26,7 +26,7 @@ def test_threshold_elmo_exports_hdf5_that_embeds_like_the_variant(elmo_files, tm
   run_dir = str(tmp_path / "c")
   result = compress(CompressConfig(options_file=options, weight_file=weights, eval=text,
                                    method="threshold", sparsity_sweep=(0.7,),
-                                   tflite_quantization=("none",), num_parity_sentences=2,
+                                   tflite_quantization=(), num_parity_sentences=2,
                                    export_elmo=True), run_dir)
   v = result["variants"][0]
   assert v["perplexity"] is None  # ELMo files have no softmax
@@ -49,7 +49,7 @@ def test_lm_objective_on_elmo_is_refused_before_training(elmo_files, tmp_path):
   config = CompressConfig(options_file=options, weight_file=weights, train=text, eval=text,
                           method="retrain", method_options=RetrainOptions(schedule=ScheduleConfig(end_step=2, frequency=1),
                           retrain=RetrainConfig(num_steps=2, objective="lm", batch_size=4)),
-                          tflite_quantization=("none",), num_parity_sentences=1)
+                          tflite_quantization=(), num_parity_sentences=1)
   with pytest.raises(ValueError, match="needs a softmax.*--retrain_objective=distill"):
     compress(config, str(tmp_path / "c"))
   assert not (tmp_path / "c").exists()  # refused before any work
@@ -58,7 +58,7 @@ def test_lm_objective_on_elmo_is_refused_before_training(elmo_files, tmp_path):
 def test_valid_perplexity_of_an_elmo_without_softmax_is_refused(elmo_files, tmp_path):
   options, weights, text = elmo_files
   config = CompressConfig(options_file=options, weight_file=weights, eval=text, valid=text,
-                          tflite_quantization=("none",), num_parity_sentences=1)
+                          tflite_quantization=(), num_parity_sentences=1)
   with pytest.raises(ValueError, match="--valid measures perplexity, which needs a softmax"):
     compress(config, str(tmp_path / "c"))
   assert not (tmp_path / "c").exists()

@@ -162,7 +162,7 @@ def test_lowrank_flags_come_from_its_options():
 def test_bad_input_is_refused_before_any_work(tiny_run_dir, tiny_text, tmp_path):
   def config(**kw):
     return CompressConfig(**{**dict(model_dir=tiny_run_dir, eval=tiny_text, method="lowrank",
-                                     tflite_quantization=("none",)), **kw})
+                                     tflite_quantization=()), **kw})
   with pytest.raises(ValueError, match="measures on --calibration"):
     config(method_options=LowRankOptions(criterion="data"))
   with pytest.raises(ValueError, match="--lowrank_criterion must be one of"):
@@ -340,7 +340,7 @@ def test_a_variant_retrained_further_learns_from_the_teacher_dir(tiny_run_dir, t
   compress(CompressConfig(
       model_dir=tiny_run_dir, eval=tiny_text, method="lowrank",
       method_options=LowRankOptions(criterion="svd"), sparsity_sweep=(0.4,),
-      layer_sparsity=(("softmax", 0.0),), tflite_quantization=("none",),
+      layer_sparsity=(("softmax", 0.0),), tflite_quantization=(),
       num_parity_sentences=1), low_run)
   vdir = os.path.join(low_run, "variants", "lowrank_svd_40")
   teachers = []
@@ -356,7 +356,7 @@ def test_a_variant_retrained_further_learns_from_the_teacher_dir(tiny_run_dir, t
   obs = CompressConfig(model_dir=vdir, teacher_dir=tiny_run_dir, train=tiny_text,
                        eval=tiny_text, calibration=tiny_text, calibration_sentences=50,
                        method="retrain", method_options=options, sparsity_sweep=(0.5,),
-                       layer_sparsity=(("softmax", 0.0),), tflite_quantization=("none",))
+                       layer_sparsity=(("softmax", 0.0),), tflite_quantization=())
   with pytest.raises(ValueError, match="--method=obs reconstructs the full matrices.*low-rank "
                                        "factors"):  # refused before any work
     compress(obs, str(tmp_path / "obs"))
@@ -365,7 +365,7 @@ def test_a_variant_retrained_further_learns_from_the_teacher_dir(tiny_run_dir, t
   config = CompressConfig(model_dir=vdir, teacher_dir=tiny_run_dir, train=tiny_text,
                           eval=tiny_text, calibration=tiny_text, calibration_sentences=50,
                           method="retrain", method_options=options, sparsity_sweep=(0.5,),
-                          layer_sparsity=(("softmax", 0.0),), tflite_quantization=("none",),
+                          layer_sparsity=(("softmax", 0.0),), tflite_quantization=(),
                           num_parity_sentences=1)
   result = compress(config, str(tmp_path / "chain"))
   dense, _, _ = load_run(tiny_run_dir)
@@ -394,6 +394,6 @@ def test_a_teacher_dir_is_refused_where_it_cannot_teach(tiny_run_dir, tiny_text,
   with pytest.raises(FileNotFoundError, match="nowhere"):
     compress(CompressConfig(model_dir=tiny_run_dir, teacher_dir=missing, train=tiny_text,
                             eval=tiny_text, method="retrain", method_options=options,
-                            sparsity_sweep=(0.5,), tflite_quantization=("none",)),
+                            sparsity_sweep=(0.5,), tflite_quantization=()),
              str(tmp_path / "r"))
   assert not os.path.exists(tmp_path / "r")

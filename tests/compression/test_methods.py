@@ -193,7 +193,7 @@ def test_retrain_from_a_one_shot_start_keeps_its_masks_and_kd_trains(tiny_run_di
   result = compress(CompressConfig(
       model_dir=tiny_run_dir, train=tiny_text, eval=tiny_text, method="retrain",
       method_options=options, sparsity_sweep=(0.6,), layer_sparsity=(("softmax", 0.0),),
-      tflite_quantization=("none",), num_parity_sentences=1), str(tmp_path / "r"))
+      tflite_quantization=(), num_parity_sentences=1), str(tmp_path / "r"))
   v = result["variants"][0]
   assert v["name"] == "retrain_threshold_60" and v["init"]["method"] == "threshold"
   assert v["retraining"]["num_train_steps"] == 3 and v["retraining"]["num_train_epochs"] > 0

@@ -21,7 +21,7 @@ def _retraining(model_dir, text, options, sparsity, **settings):
   """A retraining run of the tiny model on the tiny text at one target sparsity."""
   return CompressConfig(model_dir=model_dir, train=text, eval=text, method="retrain",
                         method_options=options, sparsity_sweep=(sparsity,),
-                        tflite_quantization=("none",), num_parity_sentences=1, **settings)
+                        tflite_quantization=(), num_parity_sentences=1, **settings)
 
 
 @pytest.mark.parametrize("method", ["obs", "wanda"])
@@ -30,7 +30,7 @@ def test_layerwise_method_reaches_exact_targets_and_records_errors(method, tiny_
   result = compress(CompressConfig(
       model_dir=tiny_run_dir, eval=tiny_text, calibration=tiny_text, calibration_sentences=50,
       method=method, sparsity_sweep=(0.5,), layer_sparsity=(("softmax", 0.0),),
-      tflite_quantization=("none",), num_parity_sentences=1), str(tmp_path / "c"))
+      tflite_quantization=(), num_parity_sentences=1), str(tmp_path / "c"))
   v = result["variants"][0]
   assert v["name"] == f"{method}_50"
   for name, value in v["sparsity"]["per_weight"].items():
@@ -44,7 +44,7 @@ def test_obs_too_little_calibration_text_is_refused_before_any_work(tiny_run_dir
                                                                     tmp_path):
   config = CompressConfig(model_dir=tiny_run_dir, eval=tiny_text, calibration=tiny_text,
                           calibration_sentences=1, method="obs", method_options=dict(
-                              min_tokens_factor=100.0), tflite_quantization=("none",))
+                              min_tokens_factor=100.0), tflite_quantization=())
   with pytest.raises(ValueError, match=r"--calibration: 1 sentences give \d+ tokens.*needs at "
                                        r"least \d+"):
     compress(config, str(tmp_path / "c"))
@@ -106,7 +106,7 @@ def test_obs_sensitivity_allocation_measures_obs_costs(tiny_run_dir, tiny_text, 
                           method_options=dict(allocation="obs_sensitivity",
                                               sensitivity_sentences=3),
                           sparsity_sweep=(0.6,), layer_sparsity=(("softmax", 0.0),),
-                          tflite_quantization=("none",), num_parity_sentences=1)
+                          tflite_quantization=(), num_parity_sentences=1)
   v = compress(config, str(out))["variants"][0]
   assert v["name"] == "obs_osens_60" and v["allocation"] == "obs_sensitivity"
   per_weight = {n: s for n, s in v["sparsity"]["per_weight"].items()
@@ -430,7 +430,7 @@ def test_magnitude_sensitivity_curves_reach_higher_levels(tiny_run_dir, tiny_tex
       model_dir=tiny_run_dir, eval=tiny_text, calibration=tiny_text, calibration_sentences=20,
       method="threshold", method_options=ThresholdOptions(allocation="sensitivity",
                                                           sensitivity_max_level=0.99),
-      sparsity_sweep=(0.95,), tflite_quantization=("none",), num_parity_sentences=1),
+      sparsity_sweep=(0.95,), tflite_quantization=(), num_parity_sentences=1),
       str(tmp_path / "t"))
   allocated = result["variants"][0]["allocated_targets"]
   assert max(allocated.values()) > 0.95 and min(allocated.values()) < 0.95

@@ -95,7 +95,7 @@ def test_every_variant_records_the_perplexity_of_valid_beside_eval(tiny_run_dir,
   valid.write_text("\n".join(lines[: len(lines) // 3]) + "\n")
   config = CompressConfig(model_dir=tiny_run_dir, eval=tiny_text, valid=str(valid),
                           method="threshold", sparsity_sweep=(0.5,),
-                          tflite_quantization=("none",), num_parity_sentences=1)
+                          tflite_quantization=(), num_parity_sentences=1)
   run_dir = str(tmp_path / "c")
   result = compress(config, run_dir)
   for v in (result["dense"], result["variants"][0]):
@@ -146,7 +146,7 @@ def test_pattern_matching_nothing_fails_before_work(tiny_run_dir, tiny_text, tmp
 
 def test_run_folder_of_another_run_is_refused(tiny_run_dir, tiny_text, tmp_path):
   run_dir = str(tmp_path / "o")
-  base = dict(model_dir=tiny_run_dir, eval=tiny_text, tflite_quantization=("none",),
+  base = dict(model_dir=tiny_run_dir, eval=tiny_text, tflite_quantization=(),
               num_parity_sentences=1)
   compress(CompressConfig(**base, sparsity_sweep=(0.5,)), run_dir)
   with pytest.raises(ValueError, match="holds a different run"):
@@ -158,7 +158,7 @@ def test_sensitivity_allocation_keeps_overall_sparsity(tiny_run_dir, tiny_text, 
   config = CompressConfig(model_dir=tiny_run_dir, eval=tiny_text, method="threshold",
                           sparsity_sweep=(0.6,), method_options=ThresholdOptions(allocation="sensitivity"),
                           calibration=tiny_text, calibration_sentences=4,
-                          layer_sparsity=(("softmax", 0.0),), tflite_quantization=("none",),
+                          layer_sparsity=(("softmax", 0.0),), tflite_quantization=(),
                           num_parity_sentences=1)
   run_dir = str(tmp_path / "s")
   result = compress(config, run_dir)
@@ -182,7 +182,7 @@ def test_overwrite_never_deletes_the_input_model(tiny_run_dir, tiny_text):
   """--model_dir=X --run_dir=X --overwrite used to delete the trained model."""
   before = sorted(os.listdir(tiny_run_dir))
   config = CompressConfig(model_dir=tiny_run_dir, eval=tiny_text, method="threshold",
-                          sparsity_sweep=(0.5,), tflite_quantization=("none",))
+                          sparsity_sweep=(0.5,), tflite_quantization=())
   with pytest.raises(ValueError, match="is or holds the input --model_dir"):
     compress(config, tiny_run_dir, overwrite=True)
   assert sorted(os.listdir(tiny_run_dir)) == before

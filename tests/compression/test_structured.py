@@ -186,7 +186,7 @@ def test_options_and_checks_refuse_bad_input_before_any_work(tiny_run_dir, tiny_
     StructuredOptions(cells=False, filters=False, projection=False)
   run_dir = str(tmp_path / "r")
   base = dict(model_dir=tiny_run_dir, eval=tiny_text, method="structured",
-              tflite_quantization=("none",))
+              tflite_quantization=())
   with pytest.raises(ValueError, match="--sparsity_sweep value 0.95: .*every unit of a layer"):
     compress(CompressConfig(**base, sparsity_sweep=(0.5, 0.95)), run_dir)
   with pytest.raises(ValueError, match="--structured_filters alone removes nothing"):
