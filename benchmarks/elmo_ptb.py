@@ -28,7 +28,7 @@ import prunelm_tf  # noqa: F401  (Keras 2 before TensorFlow)
 from prunelm_tf.compression import CompressConfig, RetrainConfig, ScheduleConfig, compress
 from prunelm_tf.compression.methods.cluster import ClusterOptions
 from prunelm_tf.compression.methods.retrain import RetrainOptions
-from prunelm_tf.compression.run_folder import CompressionRunFolder
+from prunelm_tf.compression.run_folder import CompressionRunFolder, dense_settings
 from prunelm_tf.compression.targets import prunable_weights, subset_sparsity
 from prunelm_tf.evaluation.evaluate import EvaluateConfig, evaluate
 from prunelm_tf.export.saved_model import export_saved_model
@@ -333,13 +333,6 @@ RETRAIN_GROUP_SWEEPS = {**{control: (0.0,) for control in DENSE_CONTROLS},
                         "retrain_kd_obs_osens_nodrop_lr10_80": (0.8,)}
 
 
-# CompressConfig fields that do not change the "dense" entry of a group (its export,
-# perplexity and similarity): two groups that agree on all other fields describe the
-# same model on the same text in the same way.
-_NOT_IN_DENSE_ENTRY = ("method", "method_options", "sparsity_sweep", "train", "teacher_dir",
-                       "layer_sparsity", "calibration_sentences")
-
-
 def share_finished_work(out_dir: str, group_dir: str, config: CompressConfig) -> None:
   """Seeds a new group folder with what the finished groups of this benchmark already hold.
 
@@ -349,8 +342,8 @@ def share_finished_work(out_dir: str, group_dir: str, config: CompressConfig) ->
     ``sensitivity_obs_<windows>.json``, longer) are the same; each kind found
     is copied into the new group's cache.
   - The "dense" entry (its exports, sizes, perplexity, about 3 minutes): copied
-    from a group whose config agrees on every field that describes it (all but
-    ``_NOT_IN_DENSE_ENTRY``), so a combination (another --model_dir) or another
+    from a group whose config agrees on every field that describes it
+    (`run_folder.dense_settings`), so a combination (another --model_dir) or another
     eval text describes its own.
 
   The new folder gets its config.json and the pipeline resumes into it; an
@@ -365,8 +358,8 @@ def share_finished_work(out_dir: str, group_dir: str, config: CompressConfig) ->
     if not os.path.exists(cached.config_json):
       continue
     previous = files.read_json(cached.config_json)
-    if dense_from is None and cached.dense.is_complete() and all(
-        previous.get(k) == v for k, v in wanted.items() if k not in _NOT_IN_DENSE_ENTRY):
+    if (dense_from is None and cached.dense.is_complete()
+        and dense_settings(previous) == dense_settings(wanted)):
       dense_from = group
     if not os.path.isdir(cached.cache_dir):
       continue

@@ -63,7 +63,8 @@ _LAYER_SPARSITY = flags.DEFINE_string(
     "names like softmax/kernel, forward_lstm_0/projection, char_cnn/kernel_2 (a layer name matches "
     "all its weights). 0 skips. A pattern that matches nothing is an error.")
 _QUANT = flags.DEFINE_list("tflite_quantization", ["none", "dynamic"], "TFLite files per variant: "
-                           "none, dynamic, float16, int8 (int8 calibrated on --eval sentences).")
+                           "none, dynamic, float16, int8 (int8 calibrated on --eval sentences); "
+                           "empty (--tflite_quantization=) writes the SavedModel only.")
 _PARITY = flags.DEFINE_integer("num_parity_sentences", 8, "Sentences for TFLite parity and int8 "
                                "calibration.", lower_bound=1)
 _INT8_TOKENS = flags.DEFINE_integer(
@@ -78,6 +79,10 @@ _RUN_DIR = flags.DEFINE_string("run_dir", os.path.join("saved_models", "compress
                                "a run folder of this same run resumes (finished variants kept).")
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Delete a --run_dir that holds a different "
                                "run (never one that is or holds an input).")
+_REUSE_DENSE = flags.DEFINE_list("reuse_dense", [], "Other compression run folders of the same "
+                                 "input model: the first whose finished dense entry has this "
+                                 "run's dense settings (model, corpora, TFLite modes, parity "
+                                 "sentences; any method) is copied instead of measured again.")
 
 # Every option of every registered method, as a flag (shared names defined once).
 _METHOD_FLAGS = option_flags(list(REGISTRY.values()))
@@ -139,7 +144,8 @@ def main(argv):
       tflite_int8_max_tokens=_INT8_TOKENS.value,
       export_elmo=_EXPORT_ELMO.value, seed=_SEED.value, teacher_dir=_TEACHER.value)
   result = compress(config, _RUN_DIR.value, overwrite=_OVERWRITE.value,
-                    flags_text=flags.FLAGS.flags_into_string(), strategy=strategy)
+                    flags_text=flags.FLAGS.flags_into_string(), strategy=strategy,
+                    reuse_dense=tuple(_REUSE_DENSE.value))
   with open(os.path.join(_RUN_DIR.value, "summary.md"), encoding="utf-8") as f:
     print(f.read())
   print(f"run folder {_RUN_DIR.value}  wall {result['wall_seconds']:.0f} s")

@@ -9,9 +9,10 @@ and exports and measures every variant the same way.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import time
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
 from absl import logging
 import numpy as np
@@ -23,7 +24,9 @@ from prunelm_tf.compression.config import CompressConfig
 from prunelm_tf.compression.finetune import frozen_layers
 from prunelm_tf.compression.methods import MethodContext
 from prunelm_tf.compression.options import options_record
-from prunelm_tf.compression.run_folder import CompressionRunFolder, VariantFolder, locate_variant
+from prunelm_tf.compression.run_folder import (CompressionRunFolder, VariantFolder,
+                                               check_dense_donors, locate_variant,
+                                               reuse_dense_entry)
 from prunelm_tf.compression.source import (Source, check_corpus_fits,
                                            representation_similarity)
 from prunelm_tf.compression.targets import (measure_sparsity, overridden_names, prunable_weights,
@@ -190,7 +193,8 @@ def _check_variant_names(method, options, sweep) -> List[str]:
 
 def compress(config: CompressConfig, run_dir: str, *, overwrite: bool = False,
              flags_text: Optional[str] = None, max_oov_rate: float = 0.2,
-             strategy: Optional[tf.distribute.Strategy] = None) -> Dict:
+             strategy: Optional[tf.distribute.Strategy] = None,
+             reuse_dense: Sequence[str] = ()) -> Dict:
   """Runs every variant of ``config`` into ``run_dir``; returns the report dict.
 
   All inputs are checked before any work: the input model, the corpora and
@@ -200,6 +204,11 @@ def compress(config: CompressConfig, run_dir: str, *, overwrite: bool = False,
   ``strategy`` (`prunelm_tf.training.distribute.strategy_from_environment`)
   makes retraining data-parallel over several workers; each worker runs this
   same call with its own ``run_dir`` and gets the same result.
+
+  ``reuse_dense`` (--reuse_dense): other compression run folders; the first
+  whose finished "dense" entry has the same settings (`run_folder.dense_settings`:
+  the same input model, corpora, TFLite modes and parity sentences, whatever the
+  method) is copied instead of being exported and measured again.
   """
   start = time.time()
   method, options = config.method_impl, config.method_options
@@ -253,24 +262,34 @@ def compress(config: CompressConfig, run_dir: str, *, overwrite: bool = False,
             "--valid": config.valid, "--calibration": config.calibration,
             "--teacher_dir": config.teacher_dir}
   files.check_run_dir_spares_inputs(run_dir, inputs, deleting=False)
+  check_dense_donors(reuse_dense)
   # One process per run folder: a second one is refused, not interleaved.
   with files.run_dir_lock(run_dir):
     return _compress_locked(config, run_dir, folder, inputs, overwrite, flags_text, start, method,
                             options, variant_names, source, names, eval_sentences,
                             train_sentences, calibration_sentences, parity_source,
-                            int8_sentences, strategy, teacher, valid_sentences)
+                            int8_sentences, strategy, teacher, valid_sentences,
+                            reuse_dense=reuse_dense)
 
 
 def _compress_locked(config, run_dir, folder, inputs, overwrite, flags_text, start, method,
                      options, variant_names, source, names, eval_sentences, train_sentences,
                      calibration_sentences, parity_source, int8_sentences=None,
-                     strategy=None, teacher=None, valid_sentences=None) -> Dict:
+                     strategy=None, teacher=None, valid_sentences=None,
+                     reuse_dense=()) -> Dict:
   """The work of `compress` once its inputs are checked and the run folder is locked."""
   files.prepare_run_dir(run_dir, config.to_json(), overwrite=overwrite, inputs=inputs,
                         canonical=CompressConfig.canonical_json)
   files.write_text(folder.config_json, config.to_json() + "\n")
   if flags_text is not None:
     files.write_text(folder.flags_txt, flags_text)
+  if reuse_dense and not folder.dense.is_complete():
+    donor, refused = reuse_dense_entry(folder, json.loads(config.to_json()), reuse_dense)
+    for other, why in refused.items():
+      logging.warning("--reuse_dense: the dense entry of %s is not this run's (%s); not used.",
+                      other, ", ".join(why))
+    if donor is not None:
+      logging.info("dense entry copied from %s (the same model and dense settings).", donor)
 
   parity_inputs = [next(iter(source.dataset([s], 1, shuffle=False)))[input_name(source.config)]
                    .numpy() for s in parity_source[:config.num_parity_sentences]]

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import glob
 import os
+import shutil
 from typing import Any, Dict, List, Optional, Tuple
 
 from prunelm_tf import data as data_lib
@@ -32,6 +33,10 @@ METRICS_FILE = "metrics.json"
 VOCAB_FILE = "vocab.txt"
 # The value of "kind" in a variant's config.json.
 VARIANT_KIND = "compression_variant"
+# CompressConfig fields that the "dense" entry (the input model's exports, sizes,
+# perplexities) does not depend on: what is done to the model. See `dense_settings`.
+_NOT_IN_DENSE_ENTRY = ("method", "method_options", "sparsity_sweep", "teacher_dir",
+                       "layer_sparsity")
 
 
 class VariantFolder:
@@ -139,3 +144,55 @@ def locate_variant(path: str) -> Optional[Tuple[CompressionRunFolder, VariantFol
   if os.path.exists(folder.config_json) and os.path.exists(os.path.join(path, CONFIG_FILE)):
     return folder, VariantFolder(path)
   return None
+
+
+def dense_settings(config: Dict[str, Any]) -> Dict[str, Any]:
+  """The fields of a parsed compression config.json that its "dense" entry depends on.
+
+  Two runs whose dense settings are equal describe the input model identically.
+  --calibration counts only when an int8 TFLite is written (it calibrates on
+  it), --train only when there is no --eval (its sentences are then the parity
+  sentences).
+  """
+  ignored = set(_NOT_IN_DENSE_ENTRY)
+  if "int8" not in config.get("tflite_quantization", ()):
+    ignored |= {"calibration", "calibration_sentences"}
+  if config.get("eval"):
+    ignored.add("train")
+  return {k: v for k, v in config.items() if k not in ignored}
+
+
+def check_dense_donors(donors) -> None:
+  """Refuses a --reuse_dense folder that is not a compression run folder."""
+  for donor in donors:
+    path = os.path.join(donor, CONFIG_FILE)
+    if not os.path.isfile(path):
+      raise ValueError(f"--reuse_dense: {donor} is not a compression run folder (no {CONFIG_FILE}).")
+    if not CompressionRunFolder.holds_compression_config(files.read_json(path)):
+      raise ValueError(f"--reuse_dense: {donor} is not a compression run folder (its "
+                       f"{CONFIG_FILE} is not a pipelines.compress config).")
+
+
+def reuse_dense_entry(folder: CompressionRunFolder, config: Dict[str, Any],
+                      donors) -> Tuple[Optional[str], Dict[str, List[str]]]:
+  """Copies the finished dense entry of the first donor run whose dense settings agree.
+
+  Returns ``(donor, refused)``: the run folder it was copied from (None if
+  none agreed) and, per donor not used, why (the differing fields, or
+  "unfinished"). The copy is atomic; ``folder``'s own is replaced only whole.
+  """
+  wanted = dense_settings(config)
+  refused: Dict[str, List[str]] = {}
+  for donor in donors:
+    if os.path.realpath(donor) == os.path.realpath(folder.path):
+      continue
+    source = CompressionRunFolder(donor)
+    theirs = dense_settings(files.read_json(source.config_json))
+    differ = sorted(k for k in set(wanted) | set(theirs) if wanted.get(k) != theirs.get(k))
+    if differ or not source.dense.is_complete():
+      refused[donor] = differ or ["unfinished"]
+      continue
+    with files.atomic_path(folder.dense.path) as tmp:
+      shutil.copytree(source.dense.path, tmp)
+    return donor, refused
+  return None, refused

@@ -6,7 +6,8 @@ import os
 import numpy as np
 import pytest
 
-from prunelm_tf.compression import CompressConfig, compress
+from prunelm_tf.compression import CompressConfig
+from tests.dense_reuse import compress
 from prunelm_tf.compression.clustering import (TieToClusters, cluster_ids, cluster_values,
                                                kmeans_1d)
 from prunelm_tf.compression.methods.cluster import bits_for

@@ -6,13 +6,14 @@ import os
 import numpy as np
 import pytest
 
-from prunelm_tf.compression import CompressConfig, RetrainConfig, ScheduleConfig, compress, \
+from prunelm_tf.compression import CompressConfig, RetrainConfig, ScheduleConfig, \
     prunable_weights
 from prunelm_tf.data import open_corpus, read_sentences
 from prunelm_tf.elmo import ElmoEmbedder, load_elmo
 from prunelm_tf.compression.methods.retrain import RetrainOptions
 from prunelm_tf.compression.methods.threshold import ThresholdOptions
 from prunelm_tf.export.saved_model import load_saved_model
+from tests.dense_reuse import compress
 
 
 @pytest.fixture

@@ -7,7 +7,8 @@ import os
 import numpy as np
 import pytest
 
-from prunelm_tf.compression import CompressConfig, compress
+from prunelm_tf.compression import CompressConfig
+from tests.dense_reuse import compress
 from prunelm_tf.compression.calibration import collect_grams
 from prunelm_tf.compression.factorization import (allocate_ranks, errors, max_saving_rank,
                                                   min_kept_fraction, spectrum)

@@ -7,7 +7,8 @@ import os
 import numpy as np
 import pytest
 
-from prunelm_tf.compression import CompressConfig, compress, prunable_weights
+from prunelm_tf.compression import CompressConfig, prunable_weights
+from tests.dense_reuse import compress
 from prunelm_tf.compression.methods import (REGISTRY, CompressedModel, CompressionMethod,
                                             registered)
 from prunelm_tf.compression.options import option, option_flags

@@ -6,7 +6,8 @@ import os
 import numpy as np
 import pytest
 
-from prunelm_tf.compression import CompressConfig, compress
+from prunelm_tf.compression import CompressConfig
+from tests.dense_reuse import compress
 from prunelm_tf.compression.methods.retrain import RetrainOptions
 from prunelm_tf.compression.methods.obs import ObsOptions
 from prunelm_tf.compression import RetrainConfig, ScheduleConfig

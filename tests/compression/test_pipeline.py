@@ -187,3 +187,53 @@ def test_overwrite_never_deletes_the_input_model(tiny_run_dir, tiny_text):
     compress(config, tiny_run_dir, overwrite=True)
   assert sorted(os.listdir(tiny_run_dir)) == before
   load_run(tiny_run_dir)  # still loads
+
+
+def test_reuse_dense_copies_an_agreeing_dense_entry_instead_of_measuring_it(monkeypatch,
+                                                                           tiny_run_dir,
+                                                                           tiny_text, tmp_path):
+  """--reuse_dense: another method on the same model and settings copies the dense entry
+  (nothing of it exported again, the same figures); other settings measure their own."""
+  from prunelm_tf.compression import pipeline  # pylint: disable=import-outside-toplevel
+  from prunelm_tf.compression.run_folder import (CompressionRunFolder,  # pylint: disable=import-outside-toplevel
+                                                 reuse_dense_entry)
+  exported = []
+  real_export = pipeline.export_saved_model
+  monkeypatch.setattr(pipeline, "export_saved_model",
+                      lambda model, path: (exported.append(path), real_export(model, path))[1])
+  base = dict(model_dir=tiny_run_dir, eval=tiny_text, tflite_quantization=(),
+              num_parity_sentences=1)
+  donor = str(tmp_path / "threshold")
+  first = compress(CompressConfig(**base, method="threshold", sparsity_sweep=(0.5,)), donor)
+  exported.clear()
+  other = CompressConfig(**base, method="threshold", sparsity_sweep=(0.6,),
+                         method_options=ThresholdOptions(allocation="sensitivity"),
+                         calibration=tiny_text, calibration_sentences=4)
+  second = compress(other, str(tmp_path / "sens"), reuse_dense=(donor,))
+  assert [os.path.basename(os.path.dirname(p)) for p in exported] == ["threshold_sens_60"]
+  assert second["dense"] == first["dense"]
+  for name in ("saved_model/saved_model.pb", "saved_model.zip", "metrics.json", "config.json"):
+    assert os.path.exists(tmp_path / "sens" / "dense" / name), name
+  # Other parity sentences describe the dense model otherwise: not copied, measured.
+  exported.clear()
+  parity2 = dict(base, num_parity_sentences=2)
+  compress(CompressConfig(**parity2, method="threshold", sparsity_sweep=(0.5,)),
+           str(tmp_path / "parity2"), reuse_dense=(donor,))
+  assert sorted(os.path.basename(os.path.dirname(p)) for p in exported) == ["dense",
+                                                                            "threshold_50"]
+  folder = CompressionRunFolder(str(tmp_path / "unused"))
+  used, refused = reuse_dense_entry(folder, json.loads(CompressConfig(**parity2).to_json()),
+                                    [donor, str(tmp_path / "parity2")])
+  assert used == str(tmp_path / "parity2")
+  assert refused == {donor: ["num_parity_sentences"]}
+
+
+def test_reuse_dense_of_a_folder_that_is_no_compression_run_is_refused(tiny_run_dir, tiny_text,
+                                                                       tmp_path):
+  config = CompressConfig(model_dir=tiny_run_dir, eval=tiny_text, tflite_quantization=())
+  for donor, why in ((str(tmp_path / "missing"), "no config.json"),
+                     (tiny_run_dir, "not a pipelines.compress config")):
+    with pytest.raises(ValueError, match=f"--reuse_dense: .* is not a compression run folder "
+                                         f"\\(.*{why}"):
+      compress(config, str(tmp_path / "c"), reuse_dense=(donor,))
+    assert not os.path.exists(tmp_path / "c")

@@ -6,7 +6,8 @@ import os
 import numpy as np
 import pytest
 
-from prunelm_tf.compression import CompressConfig, compress
+from prunelm_tf.compression import CompressConfig
+from tests.dense_reuse import compress
 from prunelm_tf.compression import structured as lib
 from prunelm_tf.compression.calibration import collect_grams
 from prunelm_tf.compression.methods.structured import StructuredOptions

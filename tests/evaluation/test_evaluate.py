@@ -7,7 +7,8 @@ import os
 import numpy as np
 import pytest
 
-from prunelm_tf.compression import CompressConfig, compress
+from prunelm_tf.compression import CompressConfig
+from tests.dense_reuse import compress
 from prunelm_tf.evaluation import LatencyConfig, ProbeConfig
 from prunelm_tf.evaluation.evaluate import EvaluateConfig, evaluate
 from prunelm_tf.evaluation.variants import find_variants
