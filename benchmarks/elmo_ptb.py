@@ -33,7 +33,7 @@ from prunelm_tf.compression.targets import prunable_weights, subset_sparsity
 from prunelm_tf.evaluation.evaluate import EvaluateConfig, evaluate
 from prunelm_tf.export.saved_model import export_saved_model
 from prunelm_tf.export.sizes import path_bytes, zip_directory
-from prunelm_tf.models.bilm import build_bilm
+from prunelm_tf.models.bilm import build_bilm, output_model
 from prunelm_tf.models.config import BiLMConfig
 from prunelm_tf.reporting import plots as plots_lib
 from prunelm_tf.training.run_folder import load_run
@@ -392,10 +392,16 @@ def embedder_saved_model_bytes(dense_dir: str, out_dir: str) -> int:
   path = os.path.join(out_dir, "dense_embedder", "saved_model")
   if not os.path.isdir(path):
     model, config, _ = load_run(dense_dir)
-    # The same biLM without its softmax (what a released ELMo file holds).
-    embedder = build_bilm(dataclasses.replace(config, vocab_size=0))
-    for layer in embedder.layers:
-      layer.set_weights(model.get_layer(layer.name).get_weights())
+    if config.token_encoder == "word":
+      # The word model's embedding table is sized by the vocabulary that also sizes
+      # its softmax: its embedder is the model's representation view, the same
+      # layers without the softmax.
+      embedder = output_model(model, ["representations"])
+    else:
+      # The same biLM without its softmax (what a released ELMo file holds).
+      embedder = build_bilm(dataclasses.replace(config, vocab_size=0))
+      for layer in embedder.layers:
+        layer.set_weights(model.get_layer(layer.name).get_weights())
     export_saved_model(embedder, path)
   zip_directory(path, os.path.join(out_dir, "dense_embedder", "saved_model.zip"))
   return path_bytes(path)

@@ -464,3 +464,21 @@ def test_report_sets_the_last_step_beside_the_average_on_valid(tmp_path):
   assert "(plain): valid Δ" not in text
   assert "## Weight averaging" not in elmo_ptb.report([dense, plain], EMBEDDER_BYTES,
                                                       str(tmp_path), "cmd")
+
+
+def test_a_word_models_embedder_is_the_model_without_its_softmax(tiny_run_dir, tmp_path):
+  """The size reference of the word model's rows: its embedding and LSTMs, not its softmax."""
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  from prunelm_tf.training.run_folder import load_run  # pylint: disable=import-outside-toplevel
+  size = elmo_ptb.embedder_saved_model_bytes(tiny_run_dir, str(tmp_path))
+  loaded = tf.saved_model.load(str(tmp_path / "dense_embedder" / "saved_model"))
+  names = [v.name for v in loaded.variables]
+  assert any("word_embedding" in n for n in names) and not any("softmax" in n for n in names)
+  model, _, _ = load_run(tiny_run_dir)
+  ids = tf.constant([[1, 5, 6, 2]], tf.int32)
+  (got,) = loaded.signatures["serving_default"](ids).values()
+  np.testing.assert_allclose(got.numpy(), model(ids, training=False)["representations"].numpy(),
+                             atol=1e-6)
+  assert 0 < size < sum(os.path.getsize(os.path.join(r, f)) for r, _, fs in
+                        os.walk(os.path.join(tiny_run_dir, "saved_model")) for f in fs)
