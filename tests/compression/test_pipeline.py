@@ -214,18 +214,19 @@ def test_reuse_dense_copies_an_agreeing_dense_entry_instead_of_measuring_it(monk
   assert second["dense"] == first["dense"]
   for name in ("saved_model/saved_model.pb", "saved_model.zip", "metrics.json", "config.json"):
     assert os.path.exists(tmp_path / "sens" / "dense" / name), name
-  # Other parity sentences describe the dense model otherwise: not copied, measured.
-  exported.clear()
-  parity2 = dict(base, num_parity_sentences=2)
-  compress(CompressConfig(**parity2, method="threshold", sparsity_sweep=(0.5,)),
-           str(tmp_path / "parity2"), reuse_dense=(donor,))
-  assert sorted(os.path.basename(os.path.dirname(p)) for p in exported) == ["dense",
-                                                                            "threshold_50"]
-  folder = CompressionRunFolder(str(tmp_path / "unused"))
-  used, refused = reuse_dense_entry(folder, json.loads(CompressConfig(**parity2).to_json()),
-                                    [donor, str(tmp_path / "parity2")])
-  assert used == str(tmp_path / "parity2")
-  assert refused == {donor: ["num_parity_sentences"]}
+  # Other parity sentences describe the dense model otherwise: that donor is not used.
+  parity2 = json.loads(CompressConfig(**dict(base, num_parity_sentences=2)).to_json())
+  used, refused = reuse_dense_entry(CompressionRunFolder(str(tmp_path / "parity2")), parity2,
+                                    [donor, str(tmp_path / "sens")])
+  assert used is None and not os.path.exists(tmp_path / "parity2" / "dense")
+  assert refused == {donor: ["num_parity_sentences"],
+                     str(tmp_path / "sens"): ["num_parity_sentences"]}
+  # --train and --calibration do not describe the dense entry (with --eval, without int8).
+  other_train = json.loads(CompressConfig(**base, train=tiny_text, calibration=tiny_text,
+                                          calibration_sentences=3).to_json())
+  used, _ = reuse_dense_entry(CompressionRunFolder(str(tmp_path / "train")), other_train,
+                              [donor])
+  assert used == donor and os.path.exists(tmp_path / "train" / "dense" / "metrics.json")
 
 
 def test_reuse_dense_of_a_folder_that_is_no_compression_run_is_refused(tiny_run_dir, tiny_text,
