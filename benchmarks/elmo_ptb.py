@@ -20,7 +20,6 @@ import argparse
 import dataclasses
 import json
 import os
-import shutil
 import sys
 import time
 
@@ -28,7 +27,8 @@ import prunelm_tf  # noqa: F401  (Keras 2 before TensorFlow)
 from prunelm_tf.compression import CompressConfig, RetrainConfig, ScheduleConfig, compress
 from prunelm_tf.compression.methods.cluster import ClusterOptions
 from prunelm_tf.compression.methods.retrain import RetrainOptions
-from prunelm_tf.compression.run_folder import CompressionRunFolder, dense_settings
+from prunelm_tf.compression.run_folder import (CompressionRunFolder, dense_settings,
+                                               reuse_dense_entry)
 from prunelm_tf.compression.targets import prunable_weights, subset_sparsity
 from prunelm_tf.evaluation.evaluate import EvaluateConfig, evaluate
 from prunelm_tf.export.saved_model import export_saved_model
@@ -382,8 +382,7 @@ def share_finished_work(out_dir: str, group_dir: str, config: CompressConfig) ->
     files.write_json(os.path.join(folder.cache_dir, name), files.read_json(path))
     print(f"{os.path.basename(group_dir)}: {name} shared from {group}", flush=True)
   if dense_from is not None:
-    with files.atomic_path(folder.dense.path) as tmp:
-      shutil.copytree(CompressionRunFolder(os.path.join(out_dir, dense_from)).dense.path, tmp)
+    reuse_dense_entry(folder, wanted, [os.path.join(out_dir, dense_from)])
     print(f"{os.path.basename(group_dir)}: dense entry shared from {dense_from}", flush=True)
 
 

@@ -21,7 +21,8 @@ from absl import logging
 import numpy as np
 import tensorflow as tf
 
-from prunelm_tf.models.bilm import lm_targets, lm_token_losses, output_model
+from prunelm_tf.models.bilm import (lm_targets, lm_token_losses, output_model,
+                                    representation_model)
 from prunelm_tf.utils.progress import Progress
 
 keras = tf.keras
@@ -318,15 +319,18 @@ class WeightAverage(tf.Module):
 _BATCH_NLL_FNS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
+def _batch_input_spec(model: keras.Model) -> tf.TensorSpec:
+  """The model's id input (char or token ids) with any batch size."""
+  return tf.TensorSpec([None] + model.inputs[0].type_spec.shape[1:].as_list(), tf.int32)
+
+
 def _batch_nll_fn(model: keras.Model):
   """``(inputs, token_ids) -> (forward NLL sum, backward NLL sum, count)``, traced once per model."""
   fn = _BATCH_NLL_FNS.get(model)
   if fn is None:
     view = output_model(model, ["forward_logits", "backward_logits"])
-    spec = model.inputs[0].type_spec
 
-    @tf.function(input_signature=[tf.TensorSpec([None] + spec.shape[1:].as_list(), tf.int32),
-                                  tf.TensorSpec([None, None], tf.int32)])
+    @tf.function(input_signature=[_batch_input_spec(model), tf.TensorSpec([None, None], tf.int32)])
     def fn(inputs, token_ids):
       return lm_token_losses(view(inputs, training=False), token_ids)
     _BATCH_NLL_FNS[model] = fn
@@ -345,12 +349,11 @@ def representations_fn(model: keras.Model):
   """
   fn = _REPRESENTATION_FNS.get(model)
   if fn is None:
-    view = output_model(model, ["representations"])
-    spec = model.inputs[0].type_spec
+    view = representation_model(model)
 
-    @tf.function(input_signature=[tf.TensorSpec([None] + spec.shape[1:].as_list(), tf.int32)])
+    @tf.function(input_signature=[_batch_input_spec(model)])
     def fn(inputs):
-      return view(inputs, training=False)["representations"]
+      return view(inputs, training=False)
     _REPRESENTATION_FNS[model] = fn
   return fn
 
