@@ -27,6 +27,7 @@ keras = tf.keras
 
 OBJECTIVES = ("lm", "kd", "lm+kd", "distill", "lm+distill", "kd+distill")
 LR_SCHEDULES = ("constant", "linear", "cosine")
+OPTIMIZERS = ("adam", "sgd")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,7 +44,7 @@ class RetrainConfig:
                              "epoch, rounded up; every variant records both.",
                              flag="num_epochs", lower=0, recorded_when_set=True)
   # Adam learning rate (pruning-aware fine-tuning wants it small).
-  learning_rate: float = option(5e-4, "Retraining Adam learning rate.", flag="learning_rate",
+  learning_rate: float = option(5e-4, "Retraining learning rate (of --retrain_optimizer).", flag="learning_rate",
                                 lower=0)
   # Linear warm-up of the learning rate over the first steps. A fresh Adam's
   # first updates are about +-lr on every weight whatever its gradient's size, at
@@ -63,6 +64,21 @@ class RetrainConfig:
                                "--learning_rate / epsilon instead of steps of about "
                                "--learning_rate.", flag="adam_epsilon", lower=0,
                                recorded_when_set=True)
+  # "adam", or "sgd": (heavy-ball) momentum SGD. Adam divides each step by the
+  # root of the gradient's running square, so every weight moves by about the
+  # rate whatever its gradient: a model at its teacher (the dense control, whose KD
+  # gradient starts at zero) takes steps of that size in random directions and
+  # drifts away. SGD steps are the rate times the gradient: weights whose gradient
+  # is small stay, those of a pruned matrix far from its teacher move. Its rates are
+  # those of SGD-trained LSTM LMs (AWD-LSTM: 30 without momentum), not Adam's.
+  optimizer: str = option("adam", "Retraining optimizer: adam, or sgd (momentum SGD, steps "
+                          "proportional to the gradient: --learning_rate then wants SGD's "
+                          "scale, about 1 with --retrain_momentum 0.9).",
+                          flag="retrain_optimizer", choices=OPTIMIZERS, recorded_when_set=True)
+  # Momentum of --retrain_optimizer=sgd (0 = plain SGD).
+  momentum: float = option(0.9, "Momentum of --retrain_optimizer=sgd, in [0, 1) (0 = plain "
+                           "SGD).", flag="retrain_momentum", lower=0, upper=1,
+                           recorded_when_set=True)
   # The weights kept are the uniform average of those after each of the last
   # this fraction of the steps (stochastic weight averaging; the averaged SGD of
   # AWD-LSTM), not the last step's: at a high learning rate the steps scatter
@@ -144,6 +160,17 @@ class RetrainConfig:
       raise ValueError(f"--learning_rate must be > 0, got {self.learning_rate}.")
     if not 0 < self.adam_epsilon < float("inf"):
       raise ValueError(f"--adam_epsilon must be a finite number > 0, got {self.adam_epsilon}.")
+    if self.optimizer not in OPTIMIZERS:
+      raise ValueError(f"--retrain_optimizer must be one of {OPTIMIZERS}, "
+                       f"got {self.optimizer!r}.")
+    if not 0.0 <= self.momentum < 1.0:
+      raise ValueError(f"--retrain_momentum must be in [0, 1), got {self.momentum}.")
+    if self.optimizer != "sgd" and self.momentum != 0.9:
+      raise ValueError("--retrain_momentum is an option of --retrain_optimizer=sgd; "
+                       f"--retrain_optimizer is {self.optimizer!r}.")
+    if self.optimizer != "adam" and self.adam_epsilon != 1e-7:
+      raise ValueError("--adam_epsilon is an option of --retrain_optimizer=adam; "
+                       f"--retrain_optimizer is {self.optimizer!r}.")
     if not 0.0 <= self.average_last < 1.0:
       raise ValueError(f"--retrain_average_last must be in [0, 1), got {self.average_last}.")
     if self.lr_schedule not in LR_SCHEDULES:
@@ -243,6 +270,14 @@ def first_averaged_step(config: RetrainConfig, num_steps: int) -> Optional[int]:
   return num_steps - max(1, round(config.average_last * num_steps)) + 1
 
 
+def make_optimizer(config: RetrainConfig, learning_rate) -> keras.optimizers.Optimizer:
+  """The retraining's optimizer (--retrain_optimizer) at ``learning_rate`` (a rate or a
+  schedule)."""
+  if config.optimizer == "sgd":
+    return keras.optimizers.SGD(learning_rate, momentum=config.momentum)
+  return keras.optimizers.Adam(learning_rate, epsilon=config.adam_epsilon)
+
+
 def _pruning_masks(model: keras.Model) -> Dict:
   """``{weight.ref(): mask}`` of every tfmot-wrapped weight of ``model``."""
   return {weight.ref(): mask for layer in model.layers
@@ -323,7 +358,7 @@ def _retrain(model, config, context, callbacks, per_epoch, loss):
   learning_rate = LearningRate(config.learning_rate, config.num_steps,
                                warmup_steps=config.warmup_steps, schedule=config.lr_schedule)
   with context.training_scope():
-    optimizer = keras.optimizers.Adam(learning_rate, epsilon=config.adam_epsilon)
+    optimizer = make_optimizer(config, learning_rate)
     first = first_averaged_step(config, config.num_steps)
     average = (None if first is None else
                WeightAverage(model.trainable_variables, first, masks=_pruning_masks(model)))

@@ -274,6 +274,14 @@ def test_groups_with_their_own_sweep_exist():
     staged = groups[f"retrain_kd_obs_sens_nodrop_lr10_wu_{stages}st"][1]
     assert staged.init_stages == stages
     assert dataclasses.replace(staged, init_stages=1) == start
+  # Momentum SGD: the averaged recipe with that optimizer at its own rates, and its control.
+  for lr in elmo_ptb.SGD_RATES:
+    sgd = groups[f"retrain_kd_obs_sens_nodrop_sgd{lr}_wu_avg25"][1]
+    assert sgd.retrain == dataclasses.replace(avg25.retrain, optimizer="sgd",
+                                              learning_rate=float(lr))
+    assert dataclasses.replace(sgd, retrain=avg25.retrain) == avg25
+    _, control = groups[elmo_ptb.sgd_control(lr)]
+    assert control.init == "dense" and control.retrain == sgd.retrain
 
 
 def test_targets_choose_on_valid_and_report_test(tmp_path):
