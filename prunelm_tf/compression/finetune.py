@@ -43,9 +43,9 @@ class RetrainConfig:
                              "gives it): the steps are this many times the batches of one "
                              "epoch, rounded up; every variant records both.",
                              flag="num_epochs", lower=0, recorded_when_set=True)
-  # Adam learning rate (pruning-aware fine-tuning wants it small).
-  learning_rate: float = option(5e-4, "Retraining learning rate (of --retrain_optimizer).", flag="learning_rate",
-                                lower=0)
+  # The optimizer's learning rate (pruning-aware fine-tuning with Adam wants it small).
+  learning_rate: float = option(5e-4, "Retraining learning rate (of --retrain_optimizer).",
+                                flag="learning_rate", lower=0)
   # Linear warm-up of the learning rate over the first steps. A fresh Adam's
   # first updates are about +-lr on every weight whatever its gradient's size, at
   # the rates a pruned model needs (1e-2) a large move for a trained model (the
