@@ -111,6 +111,11 @@ def test_option_flags_come_from_the_options_and_shared_names_once():
   frozen = specs["retrain_frozen"]
   assert frozen.kind is str and frozen.default == ""
   assert {m for m, _ in frozen.targets} == {m for m, _ in dropout.targets}
+  optimizer, momentum = specs["retrain_optimizer"], specs["retrain_momentum"]
+  assert optimizer.choices == ("adam", "sgd") and optimizer.default == "adam"
+  assert momentum.kind is float and (momentum.lower, momentum.upper) == (0, 1)
+  assert ({m for m, _ in optimizer.targets} == {m for m, _ in momentum.targets}
+          == {m for m, _ in dropout.targets})
   with pytest.raises(ValueError, match="defaults to None: give its kind"):
     option(None, "no type", flag="nothing")
 
