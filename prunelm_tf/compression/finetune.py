@@ -165,10 +165,11 @@ class RetrainConfig:
                        f"got {self.optimizer!r}.")
     if not 0.0 <= self.momentum < 1.0:
       raise ValueError(f"--retrain_momentum must be in [0, 1), got {self.momentum}.")
-    if self.optimizer != "sgd" and self.momentum != 0.9:
+    defaults = {f.name: f.default for f in dataclasses.fields(self)}
+    if self.optimizer != "sgd" and self.momentum != defaults["momentum"]:
       raise ValueError("--retrain_momentum is an option of --retrain_optimizer=sgd; "
                        f"--retrain_optimizer is {self.optimizer!r}.")
-    if self.optimizer != "adam" and self.adam_epsilon != 1e-7:
+    if self.optimizer != "adam" and self.adam_epsilon != defaults["adam_epsilon"]:
       raise ValueError("--adam_epsilon is an option of --retrain_optimizer=adam; "
                        f"--retrain_optimizer is {self.optimizer!r}.")
     if not 0.0 <= self.average_last < 1.0:
