@@ -78,7 +78,10 @@ _SEED = flags.DEFINE_integer("seed", 0, "Seed for data order.")
 _RUN_DIR = flags.DEFINE_string("run_dir", os.path.join("saved_models", "compress"), "Run folder; "
                                "a run folder of this same run resumes (finished variants kept).")
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Delete a --run_dir that holds a different "
-                               "run (never one that is or holds an input).")
+                               "run and start over. Only a run folder this project made (its "
+                               ".prunelm_tf_run marker) is deleted, and never one that is, holds "
+                               "or lies inside an input, holds the current directory or a git "
+                               "work tree: those are refused.")
 _REUSE_DENSE = flags.DEFINE_list("reuse_dense", [], "Other compression run folders of the same "
                                  "input model: the first whose finished dense entry has this "
                                  "run's dense settings (model, corpora, TFLite modes, parity "

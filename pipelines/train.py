@@ -80,7 +80,10 @@ _RUN_DIR = flags.DEFINE_string("run_dir", os.path.join("saved_models", "train"),
                                "Run folder. An existing one holding this same run is resumed; "
                                "one holding a different run is refused unless --overwrite.")
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Delete a --run_dir that holds a different "
-                               "run and start over. Its checkpoints are lost.")
+                               "run and start over; its checkpoints are lost. Only a run folder "
+                               "this project made (its .prunelm_tf_run marker) is deleted, and "
+                               "never one that is, holds or lies inside an input, holds the "
+                               "current directory or a git work tree: those are refused.")
 
 
 def _parse_filters(text: str):

@@ -261,7 +261,9 @@ def compress(config: CompressConfig, run_dir: str, *, overwrite: bool = False,
             "--weight_file": config.weight_file, "--train": config.train, "--eval": config.eval,
             "--valid": config.valid, "--calibration": config.calibration,
             "--teacher_dir": config.teacher_dir}
-  files.check_run_dir_spares_inputs(run_dir, inputs, deleting=False)
+  # Before the lock, which creates the folder: a refused folder is left as it was.
+  files.check_run_dir(run_dir, config.to_json(), overwrite=overwrite, inputs=inputs,
+                      canonical=CompressConfig.canonical_json)
   check_dense_donors(reuse_dense)
   # One process per run folder: a second one is refused, not interleaved.
   with files.run_dir_lock(run_dir):

@@ -26,6 +26,7 @@ import numpy as np
 import tqdm
 
 from prunelm_tf.elmo.embedder import Embedder, check_model_source, open_embedder
+from prunelm_tf.utils import files
 from prunelm_tf.utils.files import atomic_path
 from prunelm_tf.utils import progress as progress_lib
 
@@ -165,11 +166,10 @@ def embed_text_file(input_file: str, output_file: str, *, options_file: str = ""
     raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}.")
   check_model_source(options_file=options_file, weight_file=weight_file, model_dir=model_dir,
                      tflite_file=tflite_file, stateful=stateful)
-  inputs = [p for p in (input_file, options_file, weight_file, model_dir, tflite_file) if p]
-  clash = [p for p in inputs if os.path.abspath(p) == os.path.abspath(output_file)]
-  if clash:
-    raise ValueError(f"output_file {output_file} is also an input; writing it would destroy "
-                     "that input. Choose another output_file.")
+  # The output is never an input, nor inside the model folder it reads.
+  files.check_output_path(output_file, {
+      "--input_file": input_file, "--options_file": options_file, "--weight_file": weight_file,
+      "--model_dir": model_dir, "--tflite_file": tflite_file}, flag_name="--output_file")
   check_output_file(output_file)
   lines = read_sentence_file(input_file)
   embedder = open_embedder(options_file=options_file, weight_file=weight_file,

@@ -82,7 +82,8 @@ def train_and_evaluate(config: TrainingRunConfig, run_dir: str, *, overwrite: bo
   config = with_vocab_size(config, len(vocab))
   inputs = {"--train": config.data.train, "--valid": config.data.valid,
             "--test": config.data.test, "--vocab_file": config.data.vocab_file}
-  files.check_run_dir_spares_inputs(run_dir, inputs, deleting=False)
+  # Before the lock, which creates the folder: a refused folder is left as it was.
+  files.check_run_dir(run_dir, config.to_json(), overwrite=overwrite, inputs=inputs)
   # One process per run folder: a second one is refused, not interleaved.
   with files.run_dir_lock(run_dir):
     return _train_locked(config, run_dir, inputs, overwrite, flags_text, start_wall,

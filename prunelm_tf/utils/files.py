@@ -15,13 +15,18 @@ import os
 import re
 import shutil
 import uuid
-from typing import Any, Callable, Dict, Iterator, Mapping, Optional
+from typing import Any, Callable, Dict, Iterator, Mapping, Optional, Sequence
 
 from absl import logging
 
 # The lock file of a run folder (``run_dir_lock``); run-folder bookkeeping
 # ignores and keeps it.
 LOCK_FILE = ".lock"
+
+# The marker file that makes a folder provably a run folder of this project
+# (``mark_run_dir``): only such a folder may be deleted by --overwrite.
+RUN_MARKER = ".prunelm_tf_run"
+_MARKER_TOOL = "prunelm_tf"
 
 
 # Names of what a killed process leaves behind: ``atomic_path`` temporaries
@@ -92,33 +97,35 @@ def _inside(path: str, folder: str) -> bool:
   return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
 
 
-def check_run_dir_spares_inputs(run_dir: str, inputs: Mapping[str, str], *, deleting: bool,
-                                flag_name: str = "--run_dir") -> None:
-  """Refuses a run folder that is, holds, or (when deleting) lies inside an input.
+def check_output_path(output: str, inputs: Mapping[str, str], *, flag_name: str,
+                      may_lie_inside: Sequence[str] = ()) -> None:
+  """Refuses an output that is, holds or lies inside an input: the one rule of every entry point.
 
   Args:
-    run_dir: the run folder about to be written (or deleted and rewritten).
+    output: a run folder, an output folder or an output file about to be written.
     inputs: flag name -> value (a file, folder or glob; ``tfds:`` specs and
       empty values are skipped), e.g. ``{"--model_dir": "runs/ptb"}``.
-    deleting: whether the caller is about to delete ``run_dir`` (--overwrite).
-    flag_name: the run folder's flag, named in the message.
+    flag_name: the output's flag, named in the message.
+    may_lie_inside: input flags that ``output`` may lie inside (never be or
+      hold), because the entry point documents it (``pipelines.evaluate``'s
+      default ``--out_dir`` is ``TARGET/evaluation``).
 
   Raises:
-    ValueError: the run folder overlaps an input. Nothing has been touched.
+    ValueError: the output overlaps an input. Nothing has been touched.
   """
-  target = os.path.realpath(run_dir)
+  target = os.path.realpath(output)
   for flag, spec in inputs.items():
     for path in _input_paths(spec):
       if _inside(path, target):
         raise ValueError(
-            f"{flag_name}={run_dir} is or holds the input {flag}={spec}; a run never writes "
+            f"{flag_name}={output} is or holds the input {flag}={spec}; a run never writes "
             f"into (or, with --overwrite, deletes) its own input. Choose a {flag_name} outside "
-            "every input folder.")
-      if deleting and _inside(target, path):
+            "every input.")
+      if _inside(target, path) and os.path.isdir(path) and flag not in may_lie_inside:
         raise ValueError(
-            f"--overwrite would delete {flag_name}={run_dir}, which lies inside the input "
-            f"{flag}={spec}; nothing was deleted. Choose a {flag_name} outside every input "
-            "folder.")
+            f"{flag_name}={output} lies inside the input {flag}={spec}; a run never writes "
+            f"into its own input (nothing was written or deleted). Choose a "
+            f"{flag_name} outside every input folder.")
 
 
 def read_config_json(path: str) -> Any:
@@ -133,34 +140,91 @@ def read_config_json(path: str) -> Any:
                      "or choose a new run folder.") from None
 
 
-def prepare_run_dir(run_dir: str, config_json: str, *, overwrite: bool,
-                    flag_name: str = "--run_dir",
-                    inputs: Optional[Mapping[str, str]] = None,
-                    canonical: Optional[Callable[[Dict[str, Any]], Dict[str, Any]]] = None
-                    ) -> bool:
-  """Checks that ``run_dir`` is new or holds this same run.
+def is_project_run_dir(run_dir: str) -> bool:
+  """Whether ``run_dir`` holds the marker this project writes into every run folder it makes.
 
-  Args:
-    run_dir: the run folder.
-    config_json: the run's config, serialised as in ``config.json``.
-    overwrite: remove a run folder that holds a different run.
-    flag_name: named in the error message.
-    inputs: flag name -> path (file, folder or glob) of every input of the
-      run; a run folder that is or holds one is refused, and so is deleting one
-      that lies inside one (see `check_run_dir_spares_inputs`).
-    canonical: rewrites a recorded config.json as this version would write it
-      (fields added since, at their default); a record it cannot read
-      (ValueError) is compared as it is.
+  The marker is a small regular file (not a link) ``RUN_MARKER`` whose JSON
+  names this project; a folder merely without ``config.json``, or with a
+  ``config.json`` of some other tool, is never taken for one of ours.
+  """
+  path = os.path.join(run_dir, RUN_MARKER)
+  if os.path.islink(path) or not os.path.isfile(path) or os.path.getsize(path) > 4096:
+    return False
+  try:
+    with open(path, encoding="utf-8") as f:
+      return json.load(f).get("tool") == _MARKER_TOOL
+  except (OSError, ValueError, AttributeError):
+    return False
 
-  Returns:
-    True if the folder already holds this run (resume), False if new.
+
+def mark_run_dir(run_dir: str) -> None:
+  """Writes the marker that makes ``run_dir`` provably a run folder of this project."""
+  if not is_project_run_dir(run_dir):
+    write_json(os.path.join(run_dir, RUN_MARKER),
+               {"tool": _MARKER_TOOL, "meaning": "a run folder made by PruneLM-TF; "
+                "--overwrite may delete this folder"})
+
+
+def _git_work_tree_in(folder: str) -> Optional[str]:
+  """A ``.git`` entry at or below ``folder`` (the folder holds a git work tree), else None."""
+  for root, dirs, names in os.walk(folder):
+    if ".git" in dirs or ".git" in names:
+      return os.path.join(root, ".git")
+  return None
+
+
+def check_deletable(run_dir: str, inputs: Mapping[str, str], *,
+                    flag_name: str = "--run_dir") -> None:
+  """Refuses to delete ``run_dir`` unless it is provably a run folder of this project.
+
+  The rule of every entry point's ``--overwrite``: the folder holds this
+  project's marker (``mark_run_dir``), is not and does not hold the current
+  directory, holds no git work tree, and is not, holds and lies inside no input.
 
   Raises:
-    ValueError: the folder holds a different run (or something else) and
-      overwrite is False, or the folder overlaps an input.
+    ValueError: one of the rules is broken; the message says which. Nothing
+      has been deleted.
+  """
+  target = os.path.realpath(run_dir)
+  keep = (f"the folder was not deleted. Choose a new {flag_name}, or delete the folder yourself "
+          "if it is yours to lose.")
+  if _inside(os.path.realpath(os.getcwd()), target):
+    raise ValueError(f"--overwrite would delete {flag_name}={run_dir}, which is or holds the "
+                     f"current directory; {keep}")
+  git = _git_work_tree_in(target)
+  if git is not None:
+    raise ValueError(f"--overwrite would delete {flag_name}={run_dir}, which holds a git work "
+                     f"tree ({git}); {keep}")
+  check_output_path(run_dir, inputs, flag_name=flag_name)
+  if not is_project_run_dir(target):
+    raise ValueError(
+        f"--overwrite would delete {flag_name}={run_dir}, which is not a run folder of "
+        f"PruneLM-TF (it lacks the {RUN_MARKER} marker every run folder this project makes "
+        f"holds; folders made before the marker existed lack it too); {keep}")
+
+
+def check_run_dir(run_dir: str, config_json: str, *, overwrite: bool,
+                  flag_name: str = "--run_dir",
+                  inputs: Optional[Mapping[str, str]] = None,
+                  canonical: Optional[Callable[[Dict[str, Any]], Dict[str, Any]]] = None
+                  ) -> str:
+  """What ``prepare_run_dir`` would do with ``run_dir``, checked without writing anything.
+
+  Call it before taking ``run_dir_lock`` (which creates the folder and its
+  lock file), so that a refused folder is left exactly as it was.
+
+  Args: as ``prepare_run_dir``.
+
+  Returns:
+    "new" (empty, missing, or ours without a config yet), "resume" (holds this
+    run) or "replace" (holds another run of ours and ``overwrite`` is set).
+
+  Raises:
+    ValueError: the folder overlaps an input, holds another run and
+      ``overwrite`` is False, or would be deleted against `check_deletable`.
   """
   inputs = inputs or {}
-  check_run_dir_spares_inputs(run_dir, inputs, deleting=False, flag_name=flag_name)
+  check_output_path(run_dir, inputs, flag_name=flag_name)
   config_path = os.path.join(run_dir, "config.json")
   if os.path.exists(config_path):
     existing = read_config_json(config_path)
@@ -170,38 +234,87 @@ def prepare_run_dir(run_dir: str, config_json: str, *, overwrite: bool,
       except (ValueError, TypeError):
         pass
     if existing == json.loads(config_json):
-      return True
+      return "resume"
     if not overwrite:
       changed = sorted(_diff_keys(existing, json.loads(config_json)))
       raise ValueError(
           f"{flag_name}={run_dir} holds a different run (config.json differs in: "
           f"{', '.join(changed[:10])}). Choose a new {flag_name}, restore the flags of that "
           "run to resume it, or pass --overwrite to delete it and start over.")
-    check_run_dir_spares_inputs(run_dir, inputs, deleting=True, flag_name=flag_name)
-    _remove_run_dir(run_dir)
-  elif os.path.isdir(run_dir) and [e for e in os.listdir(run_dir) if e != LOCK_FILE]:
+    check_deletable(run_dir, inputs, flag_name=flag_name)
+    return "replace"
+  if is_project_run_dir(run_dir):
+    return "new"  # ours, killed before its config.json was written
+  if os.path.isdir(run_dir) and [e for e in os.listdir(run_dir) if e != LOCK_FILE]:
     if not overwrite:
       raise ValueError(
-          f"{flag_name}={run_dir} is not empty and holds no config.json, so it is not a run "
-          f"folder of this tool. Choose a new {flag_name} or pass --overwrite to delete it.")
-    check_run_dir_spares_inputs(run_dir, inputs, deleting=True, flag_name=flag_name)
+          f"{flag_name}={run_dir} is not empty and is not a run folder of this tool. Choose a "
+          f"new {flag_name}.")
+    check_deletable(run_dir, inputs, flag_name=flag_name)
+  return "new"
+
+
+def prepare_run_dir(run_dir: str, config_json: str, *, overwrite: bool,
+                    flag_name: str = "--run_dir",
+                    inputs: Optional[Mapping[str, str]] = None,
+                    canonical: Optional[Callable[[Dict[str, Any]], Dict[str, Any]]] = None
+                    ) -> bool:
+  """Checks that ``run_dir`` is new or holds this same run, and marks it as ours.
+
+  Args:
+    run_dir: the run folder.
+    config_json: the run's config, serialised as in ``config.json``.
+    overwrite: delete a run folder of this project that holds a different run
+      (only one that passes `check_deletable`).
+    flag_name: named in the error message.
+    inputs: flag name -> path (file, folder or glob) of every input of the
+      run; a run folder that is, holds or lies inside one is refused (see
+      `check_output_path`).
+    canonical: rewrites a recorded config.json as this version would write it
+      (fields added since, at their default); a record it cannot read
+      (ValueError) is compared as it is.
+
+  Returns:
+    True if the folder already holds this run (resume), False if new.
+
+  Raises:
+    ValueError: see `check_run_dir`.
+  """
+  state = check_run_dir(run_dir, config_json, overwrite=overwrite, flag_name=flag_name,
+                        inputs=inputs, canonical=canonical)
+  if state == "replace":
     _remove_run_dir(run_dir)
   os.makedirs(run_dir, exist_ok=True)
+  # The marker comes before config.json: a folder of ours is always recognisable.
+  mark_run_dir(run_dir)
+  return state == "resume"
+
+
+def remove_unused_run_dir(run_dir: str) -> bool:
+  """Removes ``run_dir`` if it holds nothing but our marker, lock files and empty folders.
+
+  For a run that was refused or failed in a folder it created itself: it leaves
+  nothing behind. A folder holding anything else is kept. Returns whether it
+  was removed.
+  """
+  for root, _, names in os.walk(run_dir):
+    if any(n not in (LOCK_FILE, RUN_MARKER) for n in names):
+      return False
+  if os.path.isdir(run_dir) and not os.path.islink(run_dir):
+    shutil.rmtree(run_dir)
+    return True
   return False
 
 
 def _remove_run_dir(run_dir: str) -> None:
-  """Deletes a run folder, or only its contents while it holds a lock file.
+  """Deletes the contents of a run folder (see `check_deletable`), keeping the folder.
 
   The lock file stays so that a process holding ``run_dir_lock`` keeps the
-  lock through ``--overwrite``: deleting it would let a second process create
-  and lock a new one.
+  lock through ``--overwrite`` (deleting it would let a second process create
+  and lock a new one), and so does the marker: the folder is still ours.
   """
-  if not os.path.exists(os.path.join(run_dir, LOCK_FILE)):
-    shutil.rmtree(run_dir)
-    return
   for name in os.listdir(run_dir):
-    if name == LOCK_FILE:
+    if name in (LOCK_FILE, RUN_MARKER):
       continue
     entry = os.path.join(run_dir, name)
     if os.path.isdir(entry) and not os.path.islink(entry):
@@ -223,7 +336,7 @@ def run_dir_lock(run_dir: str, flag_name: str = "--run_dir") -> Iterator[str]:
   lock is held, the temporaries a killed holder left behind are removed
   (``remove_stale_temporaries``): nobody else can be writing them.
 
-  Call ``check_run_dir_spares_inputs`` first: taking the lock creates the
+  Call ``check_run_dir`` first: taking the lock creates the
   folder and the lock file. A child made with ``os.fork`` shares the lock
   (and keeps it if it outlives the parent); ``subprocess`` children do not.
 

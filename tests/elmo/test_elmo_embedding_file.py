@@ -75,7 +75,7 @@ def test_output_in_a_folder_still_to_be_created_passes_the_check(tmp_path):
 
 def test_output_must_not_be_an_input(elmo_fixture, tmp_path):
   path = _write_lines(tmp_path, "a b\n")
-  with pytest.raises(ValueError, match="is also an input"):
+  with pytest.raises(ValueError, match="is or holds the input --input_file"):
     embedding_file.embed_text_file(path, path, options_file=str(elmo_fixture.options),
                                    weight_file=str(elmo_fixture.weights))
   assert (tmp_path / "input.txt").read_text() == "a b\n"

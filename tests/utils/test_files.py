@@ -18,7 +18,10 @@ def _make(path, text="x"):
 
 
 def _run(tmp_path, name="run", config='{"a": 1}'):
+  """A run folder of this project (its marker, then its config.json)."""
   run_dir = str(tmp_path / name)
+  os.makedirs(run_dir, exist_ok=True)
+  files.mark_run_dir(run_dir)
   _make(os.path.join(run_dir, "config.json"), config)
   return run_dir
 
@@ -41,15 +44,17 @@ def test_run_dir_holding_an_input_file_or_glob_is_refused(tmp_path):
   assert os.path.exists(os.path.join(run_dir, "data", "train.txt"))
 
 
-def test_overwrite_inside_an_input_folder_is_refused_but_a_new_folder_there_is_allowed(tmp_path):
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_a_run_folder_inside_an_input_folder_is_refused_new_or_old(tmp_path, overwrite):
   model = _run(tmp_path, "model")
   inner = _run(tmp_path, os.path.join("model", "compress"))
-  with pytest.raises(ValueError, match="--overwrite would delete .* inside the input --model_dir"):
-    files.prepare_run_dir(inner, '{"b": 2}', overwrite=True, inputs={"--model_dir": model})
+  with pytest.raises(ValueError, match="lies inside the input --model_dir"):
+    files.prepare_run_dir(inner, '{"b": 2}', overwrite=overwrite, inputs={"--model_dir": model})
   assert os.path.exists(os.path.join(inner, "config.json"))
   fresh = os.path.join(model, "compress_2")
-  assert files.prepare_run_dir(fresh, '{"b": 2}', overwrite=False,
-                               inputs={"--model_dir": model}) is False
+  with pytest.raises(ValueError, match="lies inside the input --model_dir"):
+    files.prepare_run_dir(fresh, '{"b": 2}', overwrite=overwrite, inputs={"--model_dir": model})
+  assert not os.path.exists(fresh)
 
 
 def test_symlinked_run_dir_to_the_input_is_refused(tmp_path):
@@ -66,7 +71,7 @@ def test_overwrite_of_an_unrelated_run_still_works(tmp_path):
   other = _run(tmp_path, "other")
   assert files.prepare_run_dir(other, '{"b": 2}', overwrite=True, inputs={
       "--model_dir": model, "--train": "tfds:lm1b/train", "--eval": ""}) is False
-  assert os.listdir(other) == []
+  assert os.listdir(other) == [files.RUN_MARKER]
   assert os.path.exists(os.path.join(model, "config.json"))
 
 
@@ -166,7 +171,7 @@ def test_prepare_run_dir_ignores_and_keeps_the_lock_file(tmp_path):
     _make(os.path.join(run_dir, "checkpoints", "ckpt"))
     # --overwrite of a different run keeps the lock file (and so the lock) in place.
     assert files.prepare_run_dir(run_dir, '{"b": 2}', overwrite=True) is False
-    assert sorted(os.listdir(run_dir)) == [files.LOCK_FILE]
+    assert sorted(os.listdir(run_dir)) == sorted([files.LOCK_FILE, files.RUN_MARKER])
     assert os.path.exists(lock)
     with pytest.raises(ValueError, match="already running"):
       with files.run_dir_lock(run_dir):
