@@ -19,8 +19,9 @@ what running it costs for any shorter sentence.
 
 The TFLite path imports only the standard library, numpy and the LiteRT
 interpreter -- never TensorFlow or prunelm_tf, which would add hundreds of MB
-to the process and to its peak-memory figure. TensorFlow is imported only for
-``--kind saved_model``, in ``_saved_model_loader``.
+to the process and to its peak-memory figure. TensorFlow and prunelm_tf are imported
+only for ``--kind saved_model``, in ``_saved_model_loader``, which times a graph it traces
+itself from the checked SavedModel's layers and weights (``export.saved_model``).
 """
 
 import argparse
@@ -149,42 +150,42 @@ def _tflite_embedder(threads: int) -> Callable[[str, int], Callable[[np.ndarray]
 
 
 def _saved_model_loader(threads: int) -> Loader:
-  """Imports TensorFlow; returns a loader of ``serving_default`` signatures.
+  """Imports TensorFlow; returns a loader of biLM SavedModels run through a graph of ours.
 
   TensorFlow is set to ``threads`` intra-op threads and one inter-op thread
-  here, before it runs any op (afterwards the settings cannot change).
+  here, before it runs any op (afterwards the settings cannot change). The
+  folder may come from anyone: ``load_saved_model`` checks its signature, layer
+  classes and every op against the allow-list before reading it, and rebuilds
+  the Keras model from our layer classes and its weights; the timed function
+  is ``serving_function`` of that model, traced here. No function stored in
+  the folder (its ``serving_default`` included) is ever called.
   """
+  # This file runs as a script (-P): the package is found beside it.
+  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(
+      os.path.abspath(__file__)))))
+  from prunelm_tf.export.saved_model import (  # pylint: disable=g-import-not-at-top
+      load_saved_model, serving_function)
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
   tf.config.threading.set_intra_op_parallelism_threads(threads)
   tf.config.threading.set_inter_op_parallelism_threads(1)
 
   def load(path: str, ids: np.ndarray) -> Runner:
-    loaded = tf.saved_model.load(path)
-    if "serving_default" not in loaded.signatures:
-      raise ValueError(f"{path} has signatures {sorted(loaded.signatures)} but no "
-                       "'serving_default'; export it with prunelm_tf.export.export_saved_model.")
-    fn = loaded.signatures["serving_default"]
-    specs = fn.structured_input_signature[1]
-    if len(specs) != 1:
-      raise ValueError(f"{path}: serving_default takes {sorted(specs)}; a biLM takes one "
-                       "int32 input, the ids.")
-    (name, spec), = specs.items()
-    if spec.dtype != tf.int32 or spec.shape.rank != ids.ndim:
-      raise ValueError(f"{path}: serving_default takes {spec.dtype.name} {spec.shape} but the "
-                       f"ids are int32 {list(ids.shape)}; a word-input biLM takes [batch, time], "
-                       "a char-input biLM [batch, time, chars].")
-    if "representations" not in fn.structured_outputs:
-      raise ValueError(f"{path}: serving_default returns {sorted(fn.structured_outputs)}, not "
-                       "'representations'; export it with prunelm_tf.export.export_saved_model.")
+    model = load_saved_model(path)
+    spec = model.inputs[0]
+    if spec.shape.rank != ids.ndim:
+      raise ValueError(f"{path}: the model takes {spec.shape} ids but the ids are int32 "
+                       f"{list(ids.shape)}; a word-input biLM takes [batch, time], a char-input "
+                       "biLM [batch, time, chars].")
+    fn = serving_function(model)
 
     def run() -> np.ndarray:
       # Converting from and to numpy is part of the cost, as for TFLite's
       # set_tensor / get_tensor copies.
-      return fn(**{name: tf.constant(ids)})["representations"].numpy()
+      return fn(tf.constant(ids))["representations"].numpy()
 
-    # Keeps the loaded object (which owns the variables) alive with the runner.
-    run.loaded = loaded
+    # Keeps the model (which owns the variables) alive with the runner.
+    run.model = model
     return run
 
   return load
@@ -257,6 +258,9 @@ def measure(kind: str, path: str, ids: np.ndarray, *, threads: int, warmup: int,
       # What the model was fed: input_shape, or padded to a fixed-length model's time.
       "model_input_shape": fed_shape,
       "output_shape": [int(d) for d in out.shape],
+      # What ran: the TFLite file's builtin ops, or a graph traced here from the
+      # SavedModel's layers and weights (never a function stored in the folder).
+      "graph": "tflite file" if kind == "tflite" else "rebuilt",
       "tensorflow_imported": "tensorflow" in sys.modules,
       "prunelm_tf_imported": "prunelm_tf" in sys.modules,
   }

@@ -26,6 +26,29 @@ keras = tf.keras
 # config carries Python bytecode, or an unknown custom class) is refused.
 KERAS_CLASSES = frozenset(CUSTOM_OBJECTS) | {"Functional", "InputLayer", "Dense", "Embedding",
                                              "Dropout", "Add"}
+# TensorFlow ops a biLM SavedModel of this package may hold: the model's arithmetic (every op
+# `export_saved_model` writes for word or char input, factors, dropout, the softmax) and
+# other pure tensor math. Nothing here reads or writes a file, prints, runs Python or talks
+# to a network: `check_saved_model` refuses any other op, naming it, before the folder is
+# loaded. Ops that read or write checkpoints are allowed only inside the SavedModel's own
+# save / restore functions (`_SAVER_OPS`).
+ALLOWED_OPS = frozenset("""
+    Abs Add AddN AddV2 All Any ArgMax ArgMin AssignVariableOp BatchMatMul BatchMatMulV2
+    BatchMatMulV3 BiasAdd BroadcastArgs BroadcastGradientArgs BroadcastTo Cast Ceil ConcatV2
+    Const Conv2D Cumsum DisableCopyOnRead Div DivNoNan Einsum Elu Equal Erf Exp ExpandDims Fill
+    Floor FloorDiv FloorMod Gather GatherNd GatherV2 Greater GreaterEqual Identity IdentityN
+    If Less LessEqual Log LogSoftmax LogicalAnd LogicalNot LogicalOr MatMul Max Maximum Mean
+    Min Minimum Mod Mul Neg NoOp NotEqual OneHot OnesLike Pack Pad PadV2 PartitionedCall
+    Placeholder Pow Prod RandomStandardNormal RandomUniform RandomUniformInt Range Rank
+    ReadVariableOp RealDiv Reciprocal Relu Relu6 Reshape ResourceGather ReverseSequence ReverseV2
+    Round Rsqrt Select SelectV2 Selu Shape ShapeN ShardedFilename Sigmoid Sign Size Slice Snapshot
+    Softmax Softplus Split SplitV Sqrt Square SquaredDifference Squeeze StatefulPartitionedCall
+    StatelessIf StatelessRandomGetKeyCounter StatelessRandomUniformV2 StatelessWhile
+    StaticRegexFullMatch StopGradient StridedSlice StringJoin Sub Sum Tanh TensorListElementShape
+    TensorListFromTensor TensorListGetItem TensorListLength TensorListReserve TensorListSetItem
+    TensorListStack Tile Transpose Unique UniqueV2 Unpack VarHandleOp Where While ZerosLike
+    """.split())
+_SAVER_OPS = frozenset({"SaveV2", "RestoreV2", "MergeV2Checkpoints"})
 _SIGNATURE = "serving_default"
 _OUTPUT = "representations"
 
@@ -67,7 +90,8 @@ def check_saved_model(path: str) -> None:
 
   Raises:
     FileNotFoundError: ``path`` is not a directory.
-    ValueError: no (readable) ``saved_model.pb``, no ``serving_default``
+    ValueError: an op outside ``ALLOWED_OPS`` (named), no (readable) ``saved_model.pb``,
+      no ``serving_default``
       signature with one int32 input ``char_ids`` [batch, time, chars] (3 <=
       chars <= MAX_CHARACTERS_PER_TOKEN) or ``token_ids`` [batch, time] and a
       ``representations`` output, no Keras metadata, or a layer class other
@@ -92,6 +116,8 @@ def check_saved_model(path: str) -> None:
   except protobuf_message.DecodeError as e:
     raise ValueError(f"{graph_file} is not a readable SavedModel ({e}); it is truncated or "
                      "corrupt. Export the model again.") from e
+  if saved_model.meta_graphs:
+    _check_ops(path, saved_model.meta_graphs[0])
   signatures = saved_model.meta_graphs[0].signature_def if saved_model.meta_graphs else {}
   if _SIGNATURE not in signatures:
     raise ValueError(f"{path} has no {_SIGNATURE!r} signature (it has "
@@ -126,6 +152,57 @@ def check_saved_model(path: str) -> None:
         f"({', '.join(sorted(KERAS_CLASSES))}); it is refused unread, since loading a Lambda "
         "layer or a foreign class can run code stored in the file. Use a SavedModel written by "
         "export_saved_model.")
+
+
+def _called_functions(nodes) -> set:
+  """Names of the graph functions that ``nodes`` call (``f``, While bodies, If branches...)."""
+  names = set()
+  for node in nodes:
+    for value in node.attr.values():
+      if value.func.name:
+        names.add(value.func.name)
+      names.update(f.name for f in value.list.func)
+  return names
+
+
+def _check_ops(path: str, meta_graph) -> None:
+  """Refuses a SavedModel holding an op outside ``ALLOWED_OPS`` (saver ops: saver only).
+
+  Every function of the graph library is checked, called or not: loading a
+  SavedModel makes each one callable. The checkpoint ops are allowed only in
+  the functions that the SavedModel's saver nodes call and that no other code
+  of the graph reaches.
+  """
+  functions = {f.signature.name: f for f in meta_graph.graph_def.library.function}
+
+  def reach(roots) -> set:
+    seen, todo = set(), [r for r in roots if r in functions]
+    while todo:
+      name = todo.pop()
+      if name not in seen:
+        seen.add(name)
+        todo += [c for c in _called_functions(functions[name].node_def) if c in functions]
+    return seen
+
+  saver_def = meta_graph.saver_def
+  saver_nodes = {n.lstrip("^").split(":")[0]
+                 for n in (saver_def.save_tensor_name, saver_def.restore_op_name) if n}
+  top = meta_graph.graph_def.node
+  saver_only = reach(_called_functions(n for n in top if n.name in saver_nodes))
+  other = reach(_called_functions(n for n in top if n.name not in saver_nodes)
+                | (set(functions) - saver_only))
+  found = [(n.op, "the top-level graph") for n in top]
+  for name in sorted(set(functions)):
+    found += [(n.op, f"function {name}") for n in functions[name].node_def]
+  for op, where in found:
+    saver_function = where.startswith("function ") and where[9:] in saver_only - other
+    if op in ALLOWED_OPS or (op in _SAVER_OPS and saver_function):
+      continue
+    raise ValueError(
+        f"{path} holds the TensorFlow op {op!r} (in {where}), which a biLM SavedModel of this "
+        "package never holds; it is refused unloaded, since running a foreign op can read or "
+        "write files or run code. Use a SavedModel written by export_saved_model (or the "
+        "variant's TFLite file).")
 
 
 def _keras_safe_mode():
