@@ -201,19 +201,87 @@ def artifact_fingerprint(variant: Variant, mode: str) -> str:
   return hashlib.sha256(";".join(parts).encode()).hexdigest()
 
 
+def _json_form(value: Any) -> Any:
+  """``value`` as it reads back from JSON (tuples become lists), for comparing records."""
+  return json.loads(json.dumps(value, sort_keys=True, default=str))
+
+
+def _sentences_identity(spec: str, sentences) -> Optional[Dict]:
+  """What a corpus contributed to a figure: its spec, how many sentences, their content hash."""
+  if sentences is None:
+    return None
+  digest = hashlib.sha256("\n".join(" ".join(s) for s in sentences).encode("utf-8"))
+  return {"spec": spec, "sentences": len(sentences), "sha256": digest.hexdigest()}
+
+
+def _folder_identity(folder: str, names: Sequence[str]) -> Optional[Dict]:
+  """A task folder's path and the content hash of each file the task reads."""
+  if not folder:
+    return None
+  return {"dir": folder, "sha256": {n: feature_cache.fingerprint_file(os.path.join(folder, n))
+                                    for n in names}}
+
+
+def quality_settings(config: EvaluateConfig, ppl_sentences) -> Dict:
+  """Everything that determines an entry's perplexity and downstream figures.
+
+  An ``evaluation.json`` is reused only when it recorded exactly these
+  settings (and the same artifact): another corpus, sentence limit, task
+  data, probe or tagger config, seeds or thread count measures again.
+  """
+  return _json_form({
+      "perplexity_corpus": _sentences_identity(config.perplexity_corpus, ppl_sentences),
+      "max_sentences": config.max_sentences,
+      "sst2": _folder_identity(config.sst2_dir, ("train.tsv", "dev.tsv")),
+      "ner": _folder_identity(config.ner_dir, ("eng.train", "eng.testa", "eng.testb")),
+      "mrpc": _folder_identity(config.mrpc_dir, ("train.tsv", "dev.tsv")),
+      "probe": config.probe.to_dict() if (config.sst2_dir or config.mrpc_dir) else None,
+      "ner_config": config.ner.to_dict() if config.ner_dir else None,
+      "ner_seeds": list(config.ner_seeds) if config.ner_dir else None,
+      "num_threads": config.num_threads,
+  })
+
+
+def _ids_sha256(ids) -> str:
+  digest = hashlib.sha256()
+  for a in ids:
+    digest.update(str(a.shape).encode("ascii"))
+    digest.update(np.ascontiguousarray(a, np.int32).tobytes())
+  return digest.hexdigest()
+
+
+def _cached(path: str, settings: Dict) -> Optional[Dict]:
+  """The record at ``path`` if it was measured with ``settings``; a stale one is removed."""
+  if not os.path.exists(path):
+    return None
+  record = files.read_json(path)
+  if record.get("settings") == settings:
+    return record
+  logging.warning("%s was measured with other settings (%s); measuring again.", path,
+                  ", ".join(sorted(k for k in set(settings) | set(record.get("settings") or {})
+                                   if (record.get("settings") or {}).get(k) != settings.get(k))))
+  os.remove(path)
+  return None
+
+
 def evaluate_variant(variant: Variant, mode: str, config: EvaluateConfig, out_dir: str, *,
                      group: str = "", ppl_sentences=None, latency_ids=None,
-                     throughput_ids=None) -> Dict:
+                     throughput_ids=None, settings: Optional[Dict] = None) -> Dict:
   """Evaluates one (variant, quantization mode); returns its entry (cached on disk).
 
   Perplexity, SST-2 and sizes are cached in ``evaluation.json``, latency
   separately in ``latency.json``: latency can be measured later, in a pass of
   its own on a quiet machine (``measure_latency=False`` first, then True).
+  Each cache records the settings it was measured with (``quality_settings``;
+  ``settings`` is computed from ``config`` when not given) and is measured
+  again when they differ.
   """
   entry_dir = os.path.join(out_dir, variant.name, mode)
   done = os.path.join(entry_dir, "evaluation.json")
   artifact = artifact_fingerprint(variant, mode)
-  entry = files.read_json(done) if os.path.exists(done) else None
+  if settings is None:
+    settings = quality_settings(config, ppl_sentences)
+  entry = _cached(done, settings)
   # (An entry written before entries recorded their fingerprint is taken as it is.)
   if entry is not None and entry.get("artifact_fingerprint", artifact) != artifact:
     # The variant was made again (e.g. compress --overwrite): nothing cached for the
@@ -225,7 +293,8 @@ def evaluate_variant(variant: Variant, mode: str, config: EvaluateConfig, out_di
         os.remove(os.path.join(entry_dir, name))
     entry = None
   if entry is None:
-    entry = _evaluate_quality(variant, mode, config, entry_dir, group, ppl_sentences, artifact)
+    entry = _evaluate_quality(variant, mode, config, entry_dir, group, ppl_sentences, artifact,
+                              settings)
   if config.measure_latency and latency_ids is not None and not entry["errors"].get("tflite"):
     measured = _latency(variant, mode, config, entry_dir, latency_ids)
     entry["latency"] = {k: measured[k] for k in ("tflite", "saved_model")}
@@ -246,9 +315,14 @@ def _throughput(variant: Variant, mode: str, config: EvaluateConfig, entry_dir: 
                 throughput_ids) -> Dict:
   """TFLite words per second per thread count over the throughput sentences, cached."""
   path = os.path.join(entry_dir, "throughput.json")
-  if os.path.exists(path):
-    return files.read_json(path)
-  result, errors, t = {"tflite": {}}, {}, time.time()
+  settings = _json_form({"threads": config.latency.threads,
+                         "timeout_seconds": config.latency.timeout_seconds,
+                         "corpus": config.throughput_corpus,
+                         "sentences": len(throughput_ids), "ids_sha256": _ids_sha256(throughput_ids)})
+  cached = _cached(path, settings)
+  if cached is not None:
+    return cached
+  result, errors, t = {"tflite": {}, "settings": settings}, {}, time.time()
   for threads in config.latency.threads:
     try:
       result["tflite"][str(threads)] = latency.measure_throughput(
@@ -275,9 +349,13 @@ def _latency(variant: Variant, mode: str, config: EvaluateConfig, entry_dir: str
              latency_ids) -> Dict:
   """TFLite latency per thread count (and the SavedModel's on the "none" entry), cached."""
   path = os.path.join(entry_dir, "latency.json")
-  if os.path.exists(path):
-    return files.read_json(path)
-  lat, result, errors = config.latency, {"tflite": {}, "saved_model": {}}, {}
+  settings = _json_form({"latency": dataclasses.asdict(config.latency),
+                         "ids_sha256": _ids_sha256([latency_ids])})
+  cached = _cached(path, settings)
+  if cached is not None:
+    return cached
+  lat, errors = config.latency, {}
+  result = {"tflite": {}, "saved_model": {}, "settings": settings}
   t = time.time()
   for threads in lat.threads:
     if mode in variant.tflite:
@@ -299,12 +377,13 @@ def _latency(variant: Variant, mode: str, config: EvaluateConfig, entry_dir: str
 
 
 def _evaluate_quality(variant: Variant, mode: str, config: EvaluateConfig, entry_dir: str,
-                      group: str, ppl_sentences, artifact: str) -> Dict:
+                      group: str, ppl_sentences, artifact: str, settings: Dict) -> Dict:
   """Perplexity, SST-2 and sizes of one entry, written to evaluation.json."""
   done = os.path.join(entry_dir, "evaluation.json")
   os.makedirs(entry_dir, exist_ok=True)
   entry = _entry_skeleton(variant, mode, group)
   entry["artifact_fingerprint"] = artifact  # `artifact_fingerprint` of (variant, mode)
+  entry["settings"] = settings  # `quality_settings`: what the figures were measured with
   conversion_error = variant.metrics.get("tflite_errors", {}).get(mode)
   if conversion_error:  # e.g. int8: the converter crashed; nothing to run
     entry["errors"]["tflite"] = conversion_error
@@ -433,16 +512,51 @@ def evaluate(config: EvaluateConfig, out_dir: str, *, group: str = "",
     from prunelm_tf.data.corpus import load_corpus
     throughput_sentences = load_corpus(config.throughput_corpus, config.throughput_sentences,
                                        what="throughput corpus")
-  # One process per evaluation folder: a second one is refused, not interleaved.
-  with files.run_dir_lock(out_dir, flag_name="evaluation folder"):
-    files.write_text(os.path.join(out_dir, "evaluate_config.json"),
-                     json.dumps(config.to_dict(), indent=2, sort_keys=True, default=str) + "\n")
-    return _evaluate_locked(config, out_dir, variants, group, ppl_sentences,
-                            throughput_sentences)
+  check_out_dir(config, out_dir)
+  for v in variants:  # a foreign SavedModel is refused before anything is written
+    if v.saved_model:
+      from prunelm_tf.export.saved_model import check_saved_model
+      check_saved_model(v.saved_model)
+  settings = quality_settings(config, ppl_sentences)
+  created = not os.path.exists(out_dir)
+  try:
+    # One process per evaluation folder: a second one is refused, not interleaved.
+    with files.run_dir_lock(out_dir, flag_name="evaluation folder"):
+      files.mark_run_dir(out_dir)
+      entries = _evaluate_locked(config, out_dir, variants, group, ppl_sentences,
+                                 throughput_sentences, settings)
+      # Written last: it describes what the entries above were measured with.
+      files.write_json(os.path.join(out_dir, "evaluate_config.json"),
+                       _json_form({"config": config.to_dict(), "inputs": settings}))
+      return entries
+  except BaseException:
+    if created:  # a refused or failed evaluation leaves no empty folder behind
+      files.remove_unused_run_dir(out_dir)
+    raise
+
+
+def check_out_dir(config: EvaluateConfig, out_dir: str) -> None:
+  """Refuses an evaluation folder that is or holds an input, or a foreign non-empty folder.
+
+  ``out_dir`` may lie inside ``config.target`` (the default ``TARGET/evaluation``);
+  it may be an existing folder only if an evaluation made it.
+  """
+  files.check_output_path(
+      out_dir, {"--target": config.target, "--perplexity_corpus": config.perplexity_corpus,
+                "--sst2_dir": config.sst2_dir, "--ner_dir": config.ner_dir,
+                "--mrpc_dir": config.mrpc_dir, "--throughput_corpus": config.throughput_corpus},
+      flag_name="--out_dir", may_lie_inside=("--target",))
+  if os.path.isdir(out_dir) and not files.is_project_run_dir(out_dir):
+    # An evaluation folder of a version before the marker holds evaluate_config.json.
+    foreign = [e for e in os.listdir(out_dir) if e not in (files.LOCK_FILE,
+                                                           "evaluate_config.json")]
+    if foreign and not os.path.exists(os.path.join(out_dir, "evaluate_config.json")):
+      raise ValueError(f"--out_dir={out_dir} is not empty and is not an evaluation folder of this "
+                       "tool; choose a new --out_dir.")
 
 
 def _evaluate_locked(config: EvaluateConfig, out_dir: str, variants, group: str,
-                     ppl_sentences, throughput_sentences=None) -> List[Dict]:
+                     ppl_sentences, throughput_sentences, settings: Dict) -> List[Dict]:
   entries = []
   for v in variants:
     modes = list(v.tflite) + [m for m in v.metrics.get("tflite_errors", {})
@@ -461,5 +575,5 @@ def _evaluate_locked(config: EvaluateConfig, out_dir: str, variants, group: str,
     for mode in modes:
       entries.append(evaluate_variant(v, mode, config, out_dir, group=group,
                                       ppl_sentences=ppl_sentences, latency_ids=ids,
-                                      throughput_ids=throughput_ids))
+                                      throughput_ids=throughput_ids, settings=settings))
   return entries
