@@ -6,6 +6,11 @@ the fix: ``ValueError``, ``TypeError``, ``FileNotFoundError`` and the other
 ``OSError`` kinds about paths. The command prints ``error: <message>`` on
 stderr and exits with status 2. ``-v`` / ``--verbosity=1`` or ``--debug``
 shows the traceback instead (and TensorFlow's own log lines).
+
+A command line absl cannot parse (an integer flag given ``x``, an unknown or a
+missing required flag) and an ``app.UsageError`` of an entry point's ``main``
+are user errors too: ``error: <message>``, a hint to ``--helpfull`` and status
+2, instead of absl's pages of help and status 1.
 """
 
 import logging as std_logging
@@ -21,6 +26,31 @@ _DEBUG = flags.DEFINE_bool("debug", False, "Show TensorFlow's log lines and the 
 
 USER_ERRORS = (ValueError, TypeError, FileNotFoundError, IsADirectoryError, NotADirectoryError,
                PermissionError, FileExistsError)
+_FLAGS_HINT = "(run with --helpfull for the flags)"
+
+
+def _exit_with_error(message: str, hint: str) -> None:
+  """Prints ``error: <message>`` and the hint on stderr; exits with status 2."""
+  print(f"error: {message}", file=sys.stderr)
+  print(hint, file=sys.stderr)
+  sys.stderr.flush()
+  sys.exit(2)
+
+
+def _parse_flags(argv: list) -> list:
+  """absl's flag parsing, with a parse error reported like every other user error.
+
+  Args:
+    argv: The command line, program name first.
+
+  Returns:
+    The arguments absl did not consume, program name first (what ``main`` gets).
+  """
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as e:
+    # No traceback even with --debug: it would show absl's parser, not the mistake.
+    _exit_with_error(" ".join(str(e).split()) or type(e).__name__, _FLAGS_HINT)
 
 
 def _not_a_library_info(record: std_logging.LogRecord) -> bool:
@@ -48,13 +78,14 @@ def run(main) -> None:
       _quiet_tensorflow()
     try:
       return main(argv)
+    except app.UsageError as e:
+      if verbose:
+        raise
+      _exit_with_error(str(e).strip() or type(e).__name__, _FLAGS_HINT)
     except USER_ERRORS as e:
       if verbose:
         raise
-      message = str(e).strip() or type(e).__name__
-      print(f"error: {message}", file=sys.stderr)
-      print("(run again with --debug for the traceback)", file=sys.stderr)
-      sys.stderr.flush()
-      sys.exit(2)
+      _exit_with_error(str(e).strip() or type(e).__name__,
+                       "(run again with --debug for the traceback)")
 
-  app.run(wrapped)
+  app.run(wrapped, flags_parser=_parse_flags)

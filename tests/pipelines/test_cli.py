@@ -46,6 +46,31 @@ def test_user_error_is_one_line_without_traceback(args, expected):
   assert len(result.stderr.strip().splitlines()) <= 3, result.stderr
 
 
+@pytest.mark.parametrize("args,expected", [
+    # Parsed by absl before main: an integer flag given a word, a required flag missing, an
+    # unknown flag.
+    (["pipelines.compress", "--model_dir=m", "--eval=e", "--num_parity_sentences=x"],
+     "error: flag --num_parity_sentences=x: invalid literal for int() with base 10: 'x'"),
+    (["pipelines.evaluate", "--target=t", "--latency_runs=x"],
+     "error: flag --latency_runs=x: invalid literal for int() with base 10: 'x'"),
+    (["pipelines.evaluate"], "error: flag --target=None: Flag --target must have a value"),
+    (["pipelines.train", "--no_such_flag=1"], "error: Unknown command line flag 'no_such_flag'"),
+    (["pipelines.embed", "--input_file=i", "--output_file=o", "--batch_size=x"],
+     "error: flag --batch_size=x: invalid literal for int() with base 10: 'x'"),
+    # Refused by main with absl's UsageError.
+    (["pipelines.compress", "--model_dir=m", "--eval=e", "--sparsity_sweep=abc"],
+     "error: --sparsity_sweep takes numbers, got ['abc']."),
+    (["pipelines.evaluate", "--target=t", "stray"], "error: unexpected arguments: ['stray']"),
+])
+def test_flag_error_is_one_line_and_a_hint_with_status_2(args, expected):
+  result = _run(*args)
+  lines = result.stderr.strip().splitlines()
+  assert result.returncode == 2, result.stderr[-2000:]
+  assert lines[0].startswith(expected), result.stderr[-2000:]
+  assert len(lines) == 2 and "--helpfull" in lines[1], result.stderr[-2000:]
+  assert result.stdout == ""
+
+
 def test_debug_shows_the_traceback():
   result = _run("pipelines.compress", "--model_dir=m", "--eval=e", "--sparsity_sweep=1.0",
                 "--debug")
