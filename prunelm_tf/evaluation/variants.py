@@ -14,11 +14,15 @@ with ``variant_from_files``.
 from __future__ import annotations
 
 import dataclasses
+import glob
 import os
 from typing import Dict, List, Optional
 
+from absl import logging
+
 from prunelm_tf import data as data_lib
 from prunelm_tf.compression.run_folder import CompressionRunFolder, VariantFolder, locate_variant
+from prunelm_tf.export.tflite import QUANTIZATION_MODES
 from prunelm_tf.models.config import BiLMConfig
 from prunelm_tf.training.run_folder import WEIGHTS_FILE
 from prunelm_tf.utils import files
@@ -49,11 +53,39 @@ class Variant:
   record: Dict = dataclasses.field(default_factory=dict)
 
 
+def _tflite_files(folder: VariantFolder) -> Dict[str, str]:
+  """{mode: path} of the variant's TFLite files, checked before any work.
+
+  ``pipelines.compress`` names its files ``bilm_<mode>.tflite`` with a mode of
+  ``QUANTIZATION_MODES``. A file of that form with another mode looks like one of
+  ours that this version cannot evaluate (written by hand, renamed, or by another
+  version): it is refused rather than skipped, so that no mode the user expects is
+  silently missing from the results. Any other ``*.tflite`` is not ours and is
+  ignored with a warning.
+
+  Raises:
+    ValueError: a ``bilm_<mode>.tflite`` whose mode is not a quantization mode.
+  """
+  found = folder.tflite_files()
+  for mode, path in found.items():
+    if mode not in QUANTIZATION_MODES:
+      raise ValueError(
+          f"{path} is named like a TFLite export of pipelines.compress (bilm_<mode>.tflite) "
+          f"but its mode {mode!r} is not one of {', '.join(QUANTIZATION_MODES)}; move or "
+          "delete it (or export that variant again with pipelines.compress) and run again.")
+  ours = set(found.values())
+  for path in sorted(glob.glob(os.path.join(folder.path, "*.tflite"))):
+    if path not in ours:
+      logging.warning("%s is not a TFLite export of pipelines.compress (bilm_<mode>.tflite); "
+                      "ignored.", path)
+  return found
+
+
 def _variant(folder: VariantFolder) -> Variant:
   config, vocab, record = folder.read_description()
   return Variant(name=folder.name, directory=folder.path, config=config, vocab=vocab,
                  saved_model=folder.saved_model if os.path.isdir(folder.saved_model) else "",
-                 tflite=folder.tflite_files(),
+                 tflite=_tflite_files(folder),
                  elmo=((folder.elmo_options, folder.elmo_weights)
                        if all(os.path.exists(p) for p in (folder.elmo_options, folder.elmo_weights))
                        else ("", "")),
@@ -66,6 +98,8 @@ def find_variants(path: str) -> List[Variant]:
 
   Raises:
     FileNotFoundError: ``path`` does not exist or holds nothing evaluable.
+    ValueError: a variant folder holds a ``bilm_<mode>.tflite`` of an unknown
+      quantization mode (see `_tflite_files`).
   """
   path = os.path.normpath(path)
   if not os.path.isdir(path):
