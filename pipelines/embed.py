@@ -25,7 +25,8 @@ _WEIGHTS = flags.DEFINE_string(
     "--options_file. It must match the options exactly, or nothing is embedded.")
 _MODEL_DIR = flags.DEFINE_string(
     "model_dir", "", "A run folder written by pipelines.train (config.json and "
-    "model.weights.h5). Word-input models map tokens to ids with the folder's vocab.txt.")
+    "model_weights.h5), or a variant folder of pipelines.compress (RUN/variants/NAME or "
+    "RUN/dense). Word-input models map tokens to ids with the folder's vocab.txt.")
 _TFLITE = flags.DEFINE_string(
     "tflite_file", "", "A TFLite export whose input is character ids. It runs one sentence "
     "at a time and cannot be combined with --stateful.")

@@ -134,6 +134,32 @@ class CompressionRunFolder:
     """Whether a parsed config.json is a compression run's (vs training, variant)."""
     return "method" in config and "sparsity_sweep" in config
 
+  def models_to_pass_instead(self, config: Dict[str, Any]) -> str:
+    """Where one model is expected but this run folder was given: the folders to pass instead.
+
+    Args:
+      config: this run's parsed config.json (a compression config).
+
+    Returns:
+      Sentences naming its finished variant folders (each is a model folder that
+      ``pipelines.compress`` and ``pipelines.embed`` take as ``--model_dir``) and
+      the input model it compressed.
+    """
+    finished = [f.path for f in self.variants() if f.is_complete()]
+    if self.dense.is_complete():
+      finished.append(f"{self.dense.path} (the uncompressed input model)")
+    if finished:
+      text = f"Pass one of its variant folders instead: {', '.join(finished)}."
+    else:
+      text = (f"It has no finished variant yet; finish it by running pipelines.compress again "
+              f"with the flags in {self.flags_txt}, then pass {self.path}/variants/<name>.")
+    if config.get("model_dir"):
+      text += f" Or pass the model it compressed: {config['model_dir']}."
+    elif config.get("options_file"):
+      text += (f" Or pass the ELMo model it compressed: options_file {config['options_file']} "
+               f"with weight_file {config.get('weight_file', '')}.")
+    return text
+
 
 def locate_variant(path: str) -> Optional[Tuple[CompressionRunFolder, VariantFolder]]:
   """(run folder, variant) if ``path`` is ``RUN/dense`` or ``RUN/variants/NAME``."""

@@ -39,7 +39,9 @@ def load_run(run_dir: str) -> Tuple[keras.Model, BiLMConfig, data_lib.Vocabulary
   ``model.vocab_size`` tokens.
 
   Raises:
-    FileNotFoundError: the folder has no config.json or no final weights.
+    FileNotFoundError: the folder has no config.json or no final weights, or
+      it is a run folder of pipelines.compress (the message names its variant
+      folders, which hold models).
     TypeError, ValueError: config.json, vocab.txt or the weights are
       invalid or do not match; the message names the file and the field.
   """
@@ -49,13 +51,21 @@ def load_run(run_dir: str) -> Tuple[keras.Model, BiLMConfig, data_lib.Vocabulary
   if not os.path.exists(config_path):
     raise FileNotFoundError(
         f"{run_dir} has no config.json, so it is not a run folder of pipelines.train.")
+  d = files.read_config_json(config_path)
+  # Imported here: prunelm_tf.compression imports this module.
+  from prunelm_tf.compression.run_folder import CompressionRunFolder  # pylint: disable=import-outside-toplevel
+  if isinstance(d, dict) and CompressionRunFolder.holds_compression_config(d):
+    # Not "the training run did not finish": that advice would have the user
+    # train (or --overwrite) into a compression run folder.
+    raise FileNotFoundError(
+        f"{run_dir} is a run folder of pipelines.compress, not of pipelines.train, so it holds "
+        f"no single model. {CompressionRunFolder(run_dir).models_to_pass_instead(d)}")
   if not os.path.exists(weights_path):
     raise FileNotFoundError(
         f"{run_dir} holds no model ({WEIGHTS_FILE} is missing): the training run did not "
         "finish. Run pipelines.train again with the same --run_dir to resume it.")
   fix = (f"The run folder was changed or is not one of pipelines.train: restore {config_path} "
          "(its flags.txt holds the flags that wrote it) or choose another run folder.")
-  d = files.read_config_json(config_path)
   if not isinstance(d, dict) or "model" not in d:
     found = sorted(d) if isinstance(d, dict) else type(d).__name__
     raise ValueError(f"{config_path} must be a JSON object with a \"model\" entry (the biLM "

@@ -129,6 +129,22 @@ def test_model_folder_without_model(tmp_path, tiny_text):
   assert not (tmp_path / "o").exists()
 
 
+def test_a_compression_run_folder_as_model_dir_names_its_variants(tiny_run_dir, tiny_text,
+                                                                  tmp_path):
+  first = str(tmp_path / "c")
+  compress(CompressConfig(model_dir=tiny_run_dir, eval=tiny_text, sparsity_sweep=(0.5,),
+                          tflite_quantization=(), num_parity_sentences=1), first)
+  with pytest.raises(FileNotFoundError) as e:
+    compress(CompressConfig(model_dir=first, eval=tiny_text), str(tmp_path / "o"))
+  message = str(e.value)
+  assert message.startswith(f"--model_dir: {first} is a run folder of pipelines.compress, "
+                            "not of pipelines.train")
+  assert os.path.join(first, "variants", "threshold_50") in message
+  assert tiny_run_dir in message  # the training run folder it compressed
+  assert "did not finish" not in message and "pipelines.train again" not in message
+  assert not (tmp_path / "o").exists()
+
+
 def test_corpus_that_does_not_fit_the_vocabulary(tiny_run_dir, tmp_path):
   other = tmp_path / "other.txt"
   other.write_text("Das ist ein ganz anderer Text .\nNoch ein Satz hier .\n")

@@ -151,3 +151,21 @@ def test_word_input_run_folder(shared_data, tmp_path):
     expected = model(ids, training=False)["representations"].numpy()[0]
     assert embeddings[i].shape == (3, len(line.split()), 8)
     assert_float32_close(embeddings[i], expected)
+
+
+def test_a_compression_run_folder_as_model_dir_names_its_variants(tiny_run_dir, tiny_text,
+                                                                  tmp_path):
+  from prunelm_tf.compression import CompressConfig  # pylint: disable=import-outside-toplevel
+  from tests.dense_reuse import compress  # pylint: disable=import-outside-toplevel
+  run = str(tmp_path / "c")
+  compress(CompressConfig(model_dir=tiny_run_dir, eval=tiny_text, sparsity_sweep=(0.5,),
+                          tflite_quantization=(), num_parity_sentences=1), run)
+  path = _write_lines(tmp_path, "a b\n")
+  out = tmp_path / "elmo.hdf5"
+  with pytest.raises(FileNotFoundError) as e:
+    embedding_file.embed_text_file(path, str(out), model_dir=run)
+  message = str(e.value)
+  assert message.startswith(f"{run} is a run folder of pipelines.compress, not of pipelines.train")
+  assert os.path.join(run, "variants", "threshold_50") in message
+  assert "did not finish" not in message and "pipelines.train again" not in message
+  assert not out.exists()

@@ -112,3 +112,18 @@ def test_fuzzed_model_config_is_refused_cleanly_or_within_the_size_rule(case):
   assert isinstance(config.char_cnn.filters, tuple)
   assert all(isinstance(v, int) for f in config.char_cnn.filters for v in f)
   assert np.isfinite(config.dropout)
+
+
+def test_an_unfinished_compression_run_of_elmo_files_is_named_with_its_fix(tmp_path):
+  run_dir = tmp_path / "compressed"
+  run_dir.mkdir()
+  (run_dir / "config.json").write_text(json.dumps(
+      {"method": "threshold", "sparsity_sweep": [0.5], "model_dir": "",
+       "options_file": "o.json", "weight_file": "w.hdf5"}))
+  with pytest.raises(FileNotFoundError) as e:
+    load_run(str(run_dir))
+  message = str(e.value)
+  assert message.startswith(f"{run_dir} is a run folder of pipelines.compress")
+  assert "no finished variant yet" in message and str(run_dir / "flags.txt") in message
+  assert "options_file o.json with weight_file w.hdf5" in message
+  assert "did not finish" not in message
