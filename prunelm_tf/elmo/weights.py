@@ -136,7 +136,8 @@ def read_elmo_weights(weight_file: str | os.PathLike, config: BiLMConfig, *,
       is missing, not floating point, not finite, or has a shape other than
       the architecture's, or the file holds ELMo datasets the architecture
       does not have. The message names the file, the datasets and expected
-      vs found shapes.
+      vs found shapes; non-finite values are reported as a broken weight file
+      (not as a mismatch with the options), with their own fix.
   """
   weight_file = os.fspath(weight_file)
   source = f"options {options_source}" if options_source else "the architecture"
@@ -144,7 +145,8 @@ def read_elmo_weights(weight_file: str | os.PathLike, config: BiLMConfig, *,
     raise FileNotFoundError(f"ELMo weight file {weight_file} does not exist.")
   specs = weight_layout(config)
   arrays: Dict[str, np.ndarray] = {}
-  problems: List[str] = []
+  problems: List[str] = []  # disagreements with the architecture
+  non_finite: List[str] = []  # broken values: the options are not the cause
   corrupt = (f"ELMo weight file {weight_file} is not a readable HDF5 file ({{}}). It may be "
              "truncated or corrupt (compare its size with the original) or not HDF5 at all; "
              "download or copy it again.")
@@ -193,7 +195,7 @@ def read_elmo_weights(weight_file: str | os.PathLike, config: BiLMConfig, *,
                           spec.dataset, dtype)
         value = np.asarray(value, np.float32)
         if not np.all(np.isfinite(value)):
-          problems.append(f"dataset {spec.dataset!r} holds NaN or infinite values")
+          non_finite.append(f"dataset {spec.dataset!r} holds NaN or infinite values")
           continue
         arrays[spec.dataset] = value
       unexpected = sorted(n for n in present if _is_elmo_dataset(n) and n not in expected)
@@ -209,10 +211,19 @@ def read_elmo_weights(weight_file: str | os.PathLike, config: BiLMConfig, *,
     # OSError: not HDF5 or truncated; RuntimeError: corrupt object headers or
     # B-trees met while listing the datasets.
     raise ValueError(corrupt.format(e)) from e
+  messages = []
   if problems:
-    raise ValueError(
+    messages.append(
         f"ELMo weight file {weight_file} does not match {source}: {_list(problems)}. Use the "
         f"options.json released with this weight file (layout: {options_lib.FORMAT_DOC}).")
+  if non_finite:
+    messages.append(
+        f"ELMo weight file {weight_file} holds non-finite weights: {_list(non_finite)}. The "
+        "file is corrupt, or the model it was exported from diverged in training: use an "
+        "intact copy of it (download or copy it again), or retrain the model and export it "
+        "again.")
+  if messages:
+    raise ValueError(" ".join(messages))
   for spec in specs:
     if spec.dataset not in arrays:  # absent optional CNN_proj: identity, exact in float32
       arrays[spec.dataset] = (np.eye(*spec.shape, dtype=np.float32) if len(spec.shape) == 2

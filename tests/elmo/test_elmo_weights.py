@@ -231,6 +231,45 @@ def test_non_finite_dataset_is_named(elmo_fixture, tmp_path):
     weights_lib.load_elmo(options, weights)
 
 
+def _tiny_elmo_files(tmp_path):
+  """options.json + HDF5 of a tiny random char biLM, written with export_elmo."""
+  config = BiLMConfig(vocab_size=0, lstm_dim=8, projection_dim=4, n_layers=1,
+                      char_cnn=CharCNNConfig(embedding_dim=4, filters=((1, 4), (2, 4)),
+                                             n_highway=1))
+  options, weights = tmp_path / "o.json", tmp_path / "w.hdf5"
+  weights_lib.export_elmo(build_bilm(config), config, options, weights)
+  return options, weights
+
+
+def test_non_finite_weights_blame_the_weight_file_not_the_options(tmp_path):
+  options, weights = _tiny_elmo_files(tmp_path)
+  with h5py.File(weights, "r+") as f:
+    f["char_embed"][2, 1] = np.nan
+    f["CNN/W_cnn_1"][0, 0, 0, 0] = np.inf
+  with pytest.raises(ValueError) as e:
+    weights_lib.load_elmo(options, weights)
+  message = str(e.value)
+  assert message.startswith(f"ELMo weight file {weights} holds non-finite weights: ")
+  assert "dataset 'char_embed' holds NaN or infinite values" in message
+  assert "dataset 'CNN/W_cnn_1' holds NaN or infinite values" in message
+  assert "corrupt" in message and "retrain" in message
+  # The options match; the weights are broken.
+  assert "does not match" not in message and "options.json" not in message
+
+
+def test_non_finite_weights_and_a_mismatch_are_told_apart(tmp_path):
+  options, weights = _tiny_elmo_files(tmp_path)
+  with h5py.File(weights, "r+") as f:
+    f["char_embed"][2, 1] = np.nan
+    del f["CNN_high_0/b_carry"]
+  with pytest.raises(ValueError) as e:
+    weights_lib.load_elmo(options, weights)
+  mismatch, non_finite = str(e.value).split(" ELMo weight file ")
+  assert "'CNN_high_0/b_carry' is missing" in mismatch and "char_embed" not in mismatch
+  assert "options.json released with this weight file" in mismatch
+  assert "'char_embed' holds NaN" in non_finite and "options.json" not in non_finite
+
+
 def test_malformed_options_name_the_file(elmo_fixture, tmp_path):
   options, weights = _copy_fixture(elmo_fixture, tmp_path)
   options.write_text('{"lstm": {"dim": 64')
