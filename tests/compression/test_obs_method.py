@@ -84,6 +84,26 @@ def test_init_allocation_is_refused_without_a_one_shot_start():
     RetrainOptions(init="obs", init_allocation="spread")
 
 
+def test_obs_sensitivity_allocation_is_obs_only():
+  from prunelm_tf.compression.methods.retrain import _init_options  # pylint: disable=import-outside-toplevel
+  base = dict(model_dir="m", eval="e", calibration="c")
+  with pytest.raises(ValueError) as e:
+    CompressConfig(**base, method="wanda", method_options={"allocation": "obs_sensitivity"})
+  message = str(e.value)
+  assert "--allocation" in message and "'obs_sensitivity'" in message
+  assert "--method=wanda takes uniform, sensitivity" in message
+  assert "obs_sensitivity needs --method=obs" in message
+  with pytest.raises(ValueError, match="--init_allocation=obs_sensitivity is not an allocation "
+                     "of --init=wanda"):
+    _init_options(RetrainOptions(init="wanda", init_allocation="obs_sensitivity"))
+  # The boundary: obs takes it, and wanda takes the other allocations.
+  config = CompressConfig(**base, method="obs", method_options={"allocation": "obs_sensitivity"})
+  assert config.method_options.allocation == "obs_sensitivity"
+  for allocation in ("uniform", "sensitivity"):
+    config = CompressConfig(**base, method="wanda", method_options={"allocation": allocation})
+    assert config.method_options.allocation == allocation
+
+
 def test_sensitivity_max_level_is_validated_and_reaches_the_init_method():
   from prunelm_tf.compression.methods.retrain import _init_options  # pylint: disable=import-outside-toplevel
   with pytest.raises(ValueError, match=r"--sensitivity_max_level must lie in \[0.95, 1\)"):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from typing import ClassVar
+from typing import ClassVar, Optional, Tuple
 
 import numpy as np
 
@@ -24,7 +24,9 @@ from prunelm_tf.compression.options import option
 from prunelm_tf.compression.targets import prunable_weights, resolve_targets
 from prunelm_tf.data.corpus import load_corpus
 
-ALLOCATIONS = ("uniform", "sensitivity", "obs_sensitivity")
+# Each matrix's cost measured OBS-pruned alone: an allocation of obs only.
+OBS_SENSITIVITY = "obs_sensitivity"
+ALLOCATIONS = ("uniform", "sensitivity", OBS_SENSITIVITY)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,8 +40,8 @@ class ObsOptions:
   allocation: str = option("uniform", "Per-matrix targets of data-aware one-shot pruning: "
                            "uniform (every matrix the sweep value), sensitivity (from each "
                            "matrix's measured cost on --calibration when magnitude-pruned "
-                           "alone; same overall sparsity) or obs_sensitivity (the cost when "
-                           "OBS-pruned alone: what this method will do to it).",
+                           "alone; same overall sparsity) or obs_sensitivity (--method=obs "
+                           "only: the cost when OBS-pruned alone, what obs will do to it).",
                            flag="allocation", choices=ALLOCATIONS)
   # Input rows per SparseGPT block (the mask of a block is chosen at once).
   block_size: int = option(128, "SparseGPT block of input rows.", flag="obs_block_size",
@@ -68,15 +70,23 @@ class ObsOptions:
       "matrices harder than sensitive ones (at 0.95 it is spent uniformly).",
       flag="sensitivity_max_level", recorded_when_set=True)
   # The allocation the highest level applies to (see RetrainOptions).
-  max_level_allocation: ClassVar[str] = "obs_sensitivity"
+  max_level_allocation: ClassVar[Optional[str]] = OBS_SENSITIVITY
+  # The method these options belong to, and the --allocation values it takes
+  # (another method sharing these options narrows them).
+  method_name: ClassVar[str] = "obs"
+  allocations: ClassVar[Tuple[str, ...]] = ALLOCATIONS
   # Refuse calibration text with fewer real tokens than this × the widest input.
   min_tokens_factor: float = option(4.0, "Calibration text must hold at least this many times "
                                     "as many tokens as the widest pruned matrix has inputs.",
                                     flag="min_tokens_factor", lower=0.0)
 
   def __post_init__(self):
-    if self.allocation not in ALLOCATIONS:
-      raise ValueError(f"--allocation must be one of {ALLOCATIONS}, got {self.allocation!r}.")
+    if self.allocation not in self.allocations:
+      takes = f"--method={self.method_name} takes {', '.join(self.allocations)}"
+      why = (f"; {OBS_SENSITIVITY} needs --method=obs (it measures each matrix's cost when "
+             "OBS-pruned alone)" if self.allocation == OBS_SENSITIVITY else "")
+      raise ValueError(f"--allocation={self.allocation!r} is not an allocation of "
+                       f"--method={self.method_name}: {takes}{why}.")
     if self.block_size < 1:
       raise ValueError(f"--obs_block_size must be >= 1, got {self.block_size}.")
     if not self.damp >= 0:
@@ -146,7 +156,7 @@ class ObsMethod(CompressionMethod):
     t = time.time()
     batches = context.dataset(context.calibration_sentences, CALIBRATION_BATCH, shuffle=False)
     curves = None
-    if options.allocation == "obs_sensitivity":
+    if options.allocation == OBS_SENSITIVITY:
       curves = cached_sensitivity_curves(
           context, cache_name=f"sensitivity_obs_{options.char_windows}.json",
           max_sentences=options.sensitivity_sentences,

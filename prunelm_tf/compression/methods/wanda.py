@@ -1,19 +1,34 @@
 """``wanda``: the |W|·‖x‖ criterion per output unit, no weight update (the cheap baseline).
 
 Same calibration machinery and options as ``obs`` (block size and dampening
-are unused); Wanda (Sun et al. 2023) keeps per output unit the weights with
-the largest |W_ij|·‖X_j‖.
+are unused) except ``--allocation=obs_sensitivity``, which measures what OBS
+does to each matrix; Wanda (Sun et al. 2023) keeps per output unit the weights
+with the largest |W_ij|·‖X_j‖.
 """
 
 from __future__ import annotations
 
-from prunelm_tf.compression.methods.obs import ObsMethod
+from typing import ClassVar, Optional, Tuple
+
+from prunelm_tf.compression.methods import obs
 
 
-class WandaMethod(ObsMethod):
+class WandaOptions(obs.ObsOptions):
+  """``obs``'s options without the OBS-only allocation."""
+
+  # No allocation of wanda's measures curves up to --sensitivity_max_level.
+  max_level_allocation: ClassVar[Optional[str]] = None
+  method_name: ClassVar[str] = "wanda"
+  allocations: ClassVar[Tuple[str, ...]] = tuple(
+      a for a in obs.ALLOCATIONS if a != obs.OBS_SENSITIVITY)
+
+
+class WandaMethod(obs.ObsMethod):
   """|W|·‖x‖ pruning from calibration text."""
 
   name = "wanda"
   one_shot = True
   summary = "prune the smallest |W|*||x|| per output unit on --calibration text, no training"
   criterion = "wanda"
+  Options = WandaOptions
+  hparam_domains = {**obs.ObsMethod.hparam_domains, "allocation": WandaOptions.allocations}
