@@ -1,5 +1,9 @@
-r"""Compresses a biLM with a registered method (prunelm_tf.compression.methods).
+r"""Compresses a biLM with a recipe of the book, or a registered method and its flags.
 
+  python -m pipelines.compress --list_recipes
+  python -m pipelines.compress --recipe=obs_50 --model_dir=RUN --eval=TEST --calibration=VALID \
+      [--set obs.amount=0.6,0.7] [--run_dir=DIR]
+  python -m pipelines.compress --config_file=DIR/config.json --run_dir=DIR2   # rerun exactly
   python -m pipelines.compress --flagfile=elmo.flags
 
 Every variant is exported (stripped SavedModel, zip, TFLite per quantization
@@ -22,6 +26,7 @@ import pipelines  # noqa: F401  (Keras 2 before TensorFlow)
 from pipelines import cli
 from prunelm_tf.compression import CompressConfig, compress, parse_layer_sparsity
 from prunelm_tf.compression.methods import REGISTRY
+from prunelm_tf.compression import recipes, staged
 from prunelm_tf.compression.options import nested_dict, option_flags
 from prunelm_tf.export.tflite import DEFAULT_INT8_MAX_TOKENS
 from prunelm_tf.training import distribute
@@ -87,6 +92,18 @@ _REUSE_DENSE = flags.DEFINE_list("reuse_dense", [], "Other compression run folde
                                  "run's dense settings (model, corpora, TFLite modes, parity "
                                  "sentences; any method) is copied instead of measured again.")
 
+_RECIPE = flags.DEFINE_string("recipe", "", "A recipe of the book (--list_recipes): its stages, "
+                              "options and settings; give the model and corpora flags. Method "
+                              "flags are refused with it: change an option with --set.")
+_SET = flags.DEFINE_multi_string("set", [], "With --recipe: STAGE.OPTION=VALUE (e.g. "
+                                 "obs.allocation=uniform, retrain.retrain.learning_rate=0.005, "
+                                 "obs.amount=0.6,0.7) or run.FIELD=VALUE; repeatable, validated, "
+                                 "unknown keys refused.")
+_CONFIG_FILE = flags.DEFINE_string("config_file", "", "The config.json of a finished or "
+                                   "interrupted run: rerun it exactly into --run_dir (no other "
+                                   "method, recipe or input flags).")
+_LIST = flags.DEFINE_bool("list_recipes", False, "Print every recipe with its purpose, the "
+                          "models it applies to and its measured figures, and exit.")
 # Every option of every registered method, as a flag (shared names defined once).
 _METHOD_FLAGS = option_flags(list(REGISTRY.values()))
 for _spec in _METHOD_FLAGS:
@@ -131,11 +148,49 @@ def _method_options(method: str) -> dict:
   return nested_dict(values)
 
 
+def _recipe_run(strategy) -> None:
+  """--config_file or --recipe (with --set and the run flags as overrides)."""
+  kwargs = dict(overwrite=_OVERWRITE.value, flags_text=flags.FLAGS.flags_into_string(),
+                strategy=strategy, reuse_dense=tuple(_REUSE_DENSE.value))
+  configuring = [n for n in ("recipe", "set", "method", *staged.INPUT_FIELDS,
+                             *recipes.FLAG_OVERRIDES, *(s.name for s in _METHOD_FLAGS))
+                 if flags.FLAGS[n].present]
+  if _CONFIG_FILE.value:
+    if configuring:
+      raise app.UsageError(f"--config_file reruns the recorded run exactly; leave out "
+                           f"{', '.join('--' + n for n in configuring)}.")
+    staged.rerun(_CONFIG_FILE.value, _RUN_DIR.value, **kwargs)
+    return
+  given = {n: flags.FLAGS[n].value for n in configuring
+           if n not in ("recipe", "set", *staged.INPUT_FIELDS)}
+  if "layer_sparsity" in given:
+    given["layer_sparsity"] = parse_layer_sparsity(given["layer_sparsity"])
+  if "sparsity_sweep" in given or "final_sparsity" in given:
+    given.pop("final_sparsity", None)
+    given["sparsity_sweep"] = _sweep()
+  recipe = recipes.load_recipe(_RECIPE.value)
+  recipe = recipes.apply_overrides(recipe, recipes.overrides_from_flags(
+      recipe, given, {s.name: s.targets for s in _METHOD_FLAGS}) + _SET.value)
+  staged.run_recipe(recipe, {n: flags.FLAGS[n].value for n in staged.INPUT_FIELDS},
+                    _RUN_DIR.value, **kwargs)
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  if _LIST.value:
+    print("\n\n".join(recipes.describe(recipes.load_recipe(n)) for n in recipes.recipe_names()))
+    return
   # Before any TensorFlow operation: the strategy sets up this worker's collectives.
   strategy = distribute.strategy_from_environment()
+  if _RECIPE.value or _CONFIG_FILE.value:
+    _recipe_run(strategy)
+    with open(os.path.join(_RUN_DIR.value, "summary.md"), encoding="utf-8") as f:
+      print(f.read())
+    return
+  if _SET.value:
+    raise app.UsageError("--set changes the options of a --recipe; without one, use the "
+                         "method's own flags.")
   config = CompressConfig(
       model_dir=_MODEL_DIR.value, options_file=_OPTIONS.value, weight_file=_WEIGHTS.value,
       train=_TRAIN.value, eval=_EVAL.value, valid=_VALID.value, max_sentences=_MAX_SENT.value,

@@ -1,7 +1,8 @@
 """What can be evaluated: the variants of a compression run folder, or one model file.
 
 ``find_variants(path)`` accepts
-* a run folder of ``pipelines.compress`` (its dense model and every variant),
+* a run folder of ``pipelines.compress`` (its dense model and every variant); for a
+  recipe run of several stages, the input model and the variants of the last stage,
 * one variant folder of it (``RUN/variants/NAME`` or ``RUN/dense``),
 * a ``pipelines.train`` run folder (its final model, as "dense"),
 and returns one ``Variant`` per model with every artifact it has (SavedModel,
@@ -115,6 +116,17 @@ def find_variants(path: str) -> List[Variant]:
     return [_variant(folder)]
   if os.path.exists(run.config_json):
     run_config = files.read_config_json(run.config_json)
+    if isinstance(run_config, dict) and {"recipe", "recipe_config"} <= set(run_config):
+      # A recipe run of several stages: the input model of its first stage (the user's
+      # dense model) and the variants of its last.
+      stages = sorted(glob.glob(os.path.join(path, "stages", "*", "config.json")),
+                      key=lambda p: int(os.path.basename(os.path.dirname(p)).split("_")[0]))
+      first, last = (CompressionRunFolder(os.path.dirname(p)) for p in (stages[0], stages[-1]))
+      out = [_variant(f) for f in [first.dense] + last.variants() if f.is_complete()]
+      if len(stages) < 2 or len(out) < 2:
+        raise FileNotFoundError(f"{path} is a recipe run whose stages have not finished; run "
+                                "pipelines.compress again with its flags to finish it.")
+      return out
     if CompressionRunFolder.holds_compression_config(run_config):
       out = [_variant(f) for f in [run.dense] + run.variants() if f.is_complete()]
       if not out:
