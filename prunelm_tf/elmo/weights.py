@@ -147,6 +147,7 @@ def read_elmo_weights(weight_file: str | os.PathLike, config: BiLMConfig, *,
   arrays: Dict[str, np.ndarray] = {}
   problems: List[str] = []  # disagreements with the architecture
   non_finite: List[str] = []  # broken values: the options are not the cause
+  unreadable: List[str] = []  # corrupt datasets: the options are not the cause either
   corrupt = (f"ELMo weight file {weight_file} is not a readable HDF5 file ({{}}). It may be "
              "truncated or corrupt (compare its size with the original) or not HDF5 at all; "
              "download or copy it again.")
@@ -173,8 +174,7 @@ def read_elmo_weights(weight_file: str | os.PathLike, config: BiLMConfig, *,
           ds = f[spec.dataset]
           shape, dtype = tuple(ds.shape), ds.dtype
         except (KeyError, OSError, RuntimeError, ValueError) as e:  # corrupt object headers
-          problems.append(f"dataset {spec.dataset!r} cannot be opened ({e}); the file is "
-                          f"corrupt (expected float32 of shape {spec.shape})")
+          unreadable.append(f"dataset {spec.dataset!r} cannot be opened ({e})")
           continue
         if shape != spec.shape:
           problems.append(f"dataset {spec.dataset!r} has shape {shape} but {source} "
@@ -187,8 +187,7 @@ def read_elmo_weights(weight_file: str | os.PathLike, config: BiLMConfig, *,
         try:
           value = ds[()]
         except (OSError, RuntimeError, ValueError) as e:
-          problems.append(f"dataset {spec.dataset!r} cannot be read ({e}); the file is "
-                          "corrupt")
+          unreadable.append(f"dataset {spec.dataset!r} cannot be read ({e})")
           continue
         if dtype != np.float32:
           logging.warning("%s: dataset %s is %s; converting to float32.", weight_file,
@@ -216,6 +215,10 @@ def read_elmo_weights(weight_file: str | os.PathLike, config: BiLMConfig, *,
     messages.append(
         f"ELMo weight file {weight_file} does not match {source}: {_list(problems)}. Use the "
         f"options.json released with this weight file (layout: {options_lib.FORMAT_DOC}).")
+  if unreadable:
+    messages.append(
+        f"ELMo weight file {weight_file} is corrupt: {_list(unreadable)}. Use an intact copy "
+        "of it (download or copy it again), or export the model again.")
   if non_finite:
     messages.append(
         f"ELMo weight file {weight_file} holds non-finite weights: {_list(non_finite)}. The "

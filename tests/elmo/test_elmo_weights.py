@@ -378,3 +378,22 @@ def test_flipped_byte_is_refused_cleanly_or_loads(elmo_fixture, fixture_config, 
     assert str(weights) in str(e)
     return
   assert all(np.all(np.isfinite(a)) for a in arrays.values())  # a flip inside weight values
+
+
+def test_an_unreadable_dataset_blames_the_weight_file_not_the_options(tmp_path):
+  options, weights = _tiny_elmo_files(tmp_path)
+  with h5py.File(weights, "r+") as f:  # the same values, stored gzip-compressed in one chunk
+    value = f["char_embed"][()]
+    del f["char_embed"]
+    f.create_dataset("char_embed", data=value, compression="gzip", chunks=value.shape)
+    offset = f["char_embed"].id.get_chunk_info(0).byte_offset
+  with open(weights, "r+b") as raw:  # a damaged chunk: inflate() fails on read
+    raw.seek(offset + 2)
+    raw.write(b"\xff" * 16)
+  with pytest.raises(ValueError) as e:
+    weights_lib.load_elmo(options, weights)
+  message = str(e.value)
+  assert message.startswith(f"ELMo weight file {weights} is corrupt: dataset 'char_embed' "
+                            "cannot be read")
+  assert "intact copy" in message
+  assert "does not match" not in message and "options.json" not in message
