@@ -8,6 +8,7 @@ step loop is `prunelm_tf.training.loop.run_training`; corpora are read by
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import time
 from typing import Dict, Optional
@@ -29,10 +30,18 @@ keras = tf.keras
 
 
 def resolve_vocabulary(config: TrainingRunConfig, train_sentences, run_dir: str):
-  """The run's vocabulary: the run folder's, the given file, or built from train."""
+  """The run's vocabulary: the run folder's, the given file, or built from train.
+
+  The run folder's vocab.txt is this run's only when the folder was made by a run of the
+  same data settings (same corpora and vocabulary options); a run that --overwrite will
+  replace, or a foreign folder, does not lend it its vocabulary.
+  """
   saved = os.path.join(run_dir, "vocab.txt")
-  if os.path.exists(saved):
-    return data_lib.Vocabulary.load(saved)
+  recorded = os.path.join(run_dir, "config.json")
+  if os.path.exists(saved) and os.path.isfile(recorded):
+    data = files.read_config_json(recorded)
+    if isinstance(data, dict) and data.get("data") == json.loads(config.to_json())["data"]:
+      return data_lib.Vocabulary.load(saved)
   if config.data.vocab_file:
     return data_lib.Vocabulary.load(config.data.vocab_file)
   return data_lib.Vocabulary.build(train_sentences,

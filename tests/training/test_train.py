@@ -126,6 +126,20 @@ def test_run_folder_of_a_different_run_is_refused_unless_overwrite(shared_data, 
   assert json.load(open(os.path.join(run_dir, "config.json")))["train"]["learning_rate"] == 0.03
 
 
+def test_overwrite_with_other_training_text_builds_its_own_vocabulary(shared_data, tmp_path):
+  run_dir = str(tmp_path / "run")
+  train_lib.train_and_evaluate(tiny_run_config(shared_data, num_epochs=1), run_dir)
+  other_text = tmp_path / "other.txt"
+  other_text.write_text("zebra quagga okapi .\nokapi zebra .\n")
+  other = tiny_run_config(shared_data, num_epochs=1)
+  other = dataclasses.replace(other, data=dataclasses.replace(
+      other.data, train=str(other_text), valid=str(other_text), test=str(other_text)))
+  train_lib.train_and_evaluate(other, run_dir, overwrite=True)
+  words = open(os.path.join(run_dir, "vocab.txt")).read().split()
+  assert "zebra" in words and len(words) == 4 + 3  # <S> </S> <UNK> (+ padding id) and 4 words
+  assert json.load(open(os.path.join(run_dir, "config.json")))["model"]["vocab_size"] == 7
+
+
 def test_foreign_non_empty_folder_is_refused(shared_data, tmp_path):
   (tmp_path / "notes.txt").write_text("mine")
   with pytest.raises(ValueError, match="not a run folder"):
