@@ -340,7 +340,8 @@ def _ppl_cell(entry: Mapping, which: str, reference: Optional[Mapping], is_refer
 
 # Task scores shown when some entry has them: (column, entry key).
 _SCORES = (("SST-2 (Δ pt)", "sst2_accuracy"), ("NER test F1 (Δ pt)", "ner_test_f1"),
-           ("MRPC acc (Δ pt)", "mrpc_accuracy"), ("MRPC F1 (Δ pt)", "mrpc_f1"))
+           ("MRPC acc (Δ pt)", "mrpc_accuracy"), ("MRPC F1 (Δ pt)", "mrpc_f1"),
+           ("CoLA MCC (Δ pt)", "cola_mcc"))
 
 
 def table(entries: Sequence[Mapping], dense_bytes: Optional[float]) -> Tuple[List[str],

@@ -1,4 +1,4 @@
-r"""Evaluates compressed biLM variants: perplexity, SST-2 accuracy, sizes and latency.
+r"""Evaluates compressed biLM variants: perplexity, SST-2, NER, MRPC, CoLA, sizes, latency.
 
   python -m pipelines.evaluate --target=saved_models/compress \
       --perplexity_corpus=../shared/data/ptb/ptb.test.txt --sst2_dir=../shared/data/sst2 \
@@ -49,6 +49,9 @@ _NER_SEEDS = flags.DEFINE_list("ner_seeds", [], "Two or more NER tagger seeds (e
                                "empty = one seed.")
 _MRPC = flags.DEFINE_string("mrpc_dir", "", "Folder with GLUE MRPC train.tsv and dev.tsv; "
                             "empty = skip MRPC (same probe settings as SST-2).")
+_COLA = flags.DEFINE_string("cola_dir", "", "Folder with GLUE CoLA train.tsv and dev.tsv; "
+                            "empty = skip CoLA (Matthews correlation on dev, same probe settings "
+                            "as SST-2).")
 _LATENCY = flags.DEFINE_bool("latency", True, "Measure TFLite and SavedModel latency (batch 1, "
                              "--latency_tokens tokens) in child processes.")
 _LAT_RUNS = flags.DEFINE_integer("latency_runs", 100, "Timed runs per measurement.",
@@ -73,7 +76,7 @@ def main(argv):
       target=_TARGET.value, variants=tuple(_VARIANTS.value), quantization=tuple(_QUANT.value),
       perplexity_corpus=_PPL.value, max_sentences=_MAX_SENT.value, sst2_dir=_SST2.value,
       ner_dir=_NER.value, ner=NerConfig(epochs=_NER_EPOCHS.value),
-      ner_seeds=tuple(_NER_SEEDS.value), mrpc_dir=_MRPC.value,
+      ner_seeds=tuple(_NER_SEEDS.value), mrpc_dir=_MRPC.value, cola_dir=_COLA.value,
       probe=ProbeConfig(max_train_sentences=_PROBE_TRAIN.value, epochs=_PROBE_EPOCHS.value),
       latency=LatencyConfig(runs=_LAT_RUNS.value, num_tokens=_LAT_TOKENS.value,
                             threads=tuple(int(t) for t in _THREADS.value)),
@@ -92,6 +95,7 @@ def main(argv):
           f"  sst2 {num(e['sst2_accuracy'], '.4f'):>6}"
           f"  ner f1 {num(e.get('ner_test_f1'), '.4f'):>6}"
           f"  mrpc {num(e.get('mrpc_accuracy'), '.4f'):>6}"
+          f"  cola mcc {num(e.get('cola_mcc'), '.4f'):>7}"
           f"  tflite zip {num(zip_bytes and zip_bytes / 1e6, '.3f'):>7} MB"
           f"  p50 {num(e['latency']['tflite'].get('1', {}).get('p50_ms'), '.2f'):>7} ms")
   print(f"wrote {os.path.join(out_dir, 'evaluation.json')}")

@@ -293,9 +293,24 @@ def _build_probe(n_layers: int, dim: int, config: ProbeConfig) -> keras.Model:
   return keras.Model(inputs, logits, name="sst2_probe")
 
 
-def _accuracy(model: keras.Model, features: np.ndarray, labels: np.ndarray) -> float:
-  logits = model.predict(features, batch_size=1024, verbose=0)
-  return float(np.mean(np.argmax(logits, axis=-1) == labels))
+def matthews_corrcoef(labels: np.ndarray, predictions: np.ndarray) -> float:
+  """The Matthews correlation of binary predictions, in [-1, 1]; 0 when it is undefined.
+
+  Undefined (a zero in the denominator) when labels or predictions hold one class only,
+  as scikit-learn and GLUE's scorer define it.
+  """
+  labels, predictions = np.asarray(labels, np.int64), np.asarray(predictions, np.int64)
+  tp = float(np.sum((predictions == 1) & (labels == 1)))
+  tn = float(np.sum((predictions == 0) & (labels == 0)))
+  fp = float(np.sum((predictions == 1) & (labels == 0)))
+  fn = float(np.sum((predictions == 0) & (labels == 1)))
+  denominator = np.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn))
+  return float((tp * tn - fp * fn) / denominator) if denominator else 0.0
+
+
+def _predict(model: keras.Model, features: np.ndarray) -> np.ndarray:
+  """The probe's class per row: int64 [n]."""
+  return np.argmax(model.predict(features, batch_size=1024, verbose=0), axis=-1)
 
 
 def fit_probe(model: keras.Model, inputs, labels: np.ndarray, config: ProbeConfig,
@@ -330,7 +345,8 @@ def train_probe(train_features: np.ndarray, train_labels: np.ndarray,
     config: the probe; ``max_train_sentences`` selects rows via ``train_subset``.
 
   Returns:
-    ``accuracy`` (dev, in [0, 1]), ``train_accuracy``, ``scalar_mix_weights``
+    ``accuracy`` (dev, in [0, 1]), ``matthews_corrcoef`` (dev, in [-1, 1]; CoLA's
+    figure), ``train_accuracy``, ``scalar_mix_weights``
     (softmax-normalised, one per layer), ``gamma``, ``num_train``, ``num_dev``,
     ``seconds`` (build, training and scoring).
 
@@ -362,9 +378,11 @@ def train_probe(train_features: np.ndarray, train_labels: np.ndarray,
   # Shuffling draws from the global seed set above, so it repeats too.
   fit_probe(model, train_features, train_labels, config, "probe")
   mix = model.get_layer("scalar_mix")
+  dev_predictions = _predict(model, dev_features)
   result = {
-      "accuracy": _accuracy(model, dev_features, dev_labels),
-      "train_accuracy": _accuracy(model, train_features, train_labels),
+      "accuracy": float(np.mean(dev_predictions == dev_labels)),
+      "matthews_corrcoef": matthews_corrcoef(dev_labels, dev_predictions),
+      "train_accuracy": float(np.mean(_predict(model, train_features) == train_labels)),
       "scalar_mix_weights": [float(w) for w in tf.nn.softmax(mix.scalar_parameters).numpy()],
       "gamma": float(mix.gamma.numpy()),
       "num_train": int(train_features.shape[0]),

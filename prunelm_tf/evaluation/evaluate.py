@@ -1,4 +1,4 @@
-"""Evaluation of compressed variants: perplexity, SST-2, sizes and latency per artifact.
+"""Evaluation of compressed variants: perplexity, SST-2, NER, MRPC, CoLA, sizes and latency.
 
 ``evaluate(config, out_dir)`` evaluates every variant that ``config.target``
 names (see ``variants.find_variants``) and, per variant, every TFLite
@@ -37,7 +37,7 @@ import numpy as np
 
 from prunelm_tf import data as data_lib
 from prunelm_tf.elmo.embedder import ElmoEmbedder, Embedder
-from prunelm_tf.evaluation import downstream, feature_cache, latency, mrpc, ner, perplexity
+from prunelm_tf.evaluation import cola, downstream, feature_cache, latency, mrpc, ner, perplexity
 from prunelm_tf.evaluation.variants import Variant, find_variants
 from prunelm_tf.export.sizes import zip_file_bytes
 from prunelm_tf.export.tflite import QUANTIZATION_MODES, SentenceTooLong, TFLiteBiLM
@@ -72,6 +72,9 @@ class EvaluateConfig:
   ner_seeds: tuple = ()
   # Folder with GLUE MRPC train.tsv and dev.tsv; "" = skip MRPC (uses `probe`).
   mrpc_dir: str = ""
+  # Folder with GLUE CoLA train.tsv and dev.tsv; "" = skip CoLA (Matthews correlation of
+  # the `probe` on dev).
+  cola_dir: str = ""
   # Latency measurement; measure_latency=False skips it.
   latency: latency.LatencyConfig = dataclasses.field(default_factory=latency.LatencyConfig)
   measure_latency: bool = True
@@ -107,7 +110,8 @@ class EvaluateConfig:
     if self.ner is None:
       object.__setattr__(self, "ner", ner.NerConfig())
     for flag, folder, names in (("ner_dir", self.ner_dir, ("eng.train", "eng.testa", "eng.testb")),
-                                ("mrpc_dir", self.mrpc_dir, ("train.tsv", "dev.tsv"))):
+                                ("mrpc_dir", self.mrpc_dir, ("train.tsv", "dev.tsv")),
+                                ("cola_dir", self.cola_dir, cola.FILES)):
       for name in names if folder else ():
         if not os.path.exists(os.path.join(folder, name)):
           raise FileNotFoundError(f"--{flag}={folder} has no {name}; it must hold "
@@ -166,7 +170,7 @@ def _entry_skeleton(variant: Variant, mode: str, group: str) -> Dict:
       "num_parameters": m.get("num_parameters"),
       "sparsity": (m.get("sparsity") or {}).get("overall"), "quantization": mode,
       "perplexity": None, "sst2_accuracy": None, "ner_test_f1": None, "mrpc_accuracy": None,
-      "mrpc_f1": None,
+      "mrpc_f1": None, "cola_mcc": None, "cola_accuracy": None,
       "sizes": {"saved_model_bytes": sizes.get("saved_model_bytes"),
                 "saved_model_zip_bytes": sizes.get("saved_model_zip_bytes"),
                 "tflite_bytes": tfl.get("bytes"), "tflite_gzip_bytes": tfl.get("gzip_bytes"),
@@ -235,7 +239,9 @@ def quality_settings(config: EvaluateConfig, ppl_sentences) -> Dict:
       "sst2": _folder_identity(config.sst2_dir, ("train.tsv", "dev.tsv")),
       "ner": _folder_identity(config.ner_dir, ("eng.train", "eng.testa", "eng.testb")),
       "mrpc": _folder_identity(config.mrpc_dir, ("train.tsv", "dev.tsv")),
-      "probe": config.probe.to_dict() if (config.sst2_dir or config.mrpc_dir) else None,
+      "cola": _folder_identity(config.cola_dir, cola.FILES),
+      "probe": (config.probe.to_dict() if (config.sst2_dir or config.mrpc_dir or config.cola_dir)
+                else None),
       "ner_config": config.ner.to_dict() if config.ner_dir else None,
       "ner_seeds": list(config.ner_seeds) if config.ner_dir else None,
       "num_threads": config.num_threads,
@@ -426,7 +432,7 @@ def _evaluate_quality(variant: Variant, mode: str, config: EvaluateConfig, entry
   # the TFLite file of the mode otherwise.
   embedder: Optional[Embedder] = None
   fingerprint = ""
-  if config.sst2_dir or config.ner_dir or config.mrpc_dir:
+  if config.sst2_dir or config.ner_dir or config.mrpc_dir or config.cola_dir:
     if mode == "none" and model is not None:
       embedder = ElmoEmbedder(model, variant.config, vocab=variant.vocab)
       fingerprint = "keras:" + feature_cache.fingerprint_weights(model)
@@ -478,6 +484,19 @@ def _evaluate_quality(variant: Variant, mode: str, config: EvaluateConfig, entry
     except SentenceTooLong as e:
       entry["errors"]["mrpc"] = str(e)
     entry["seconds"]["mrpc"] = time.time() - t
+  if config.cola_dir and embedder is not None:
+    t = time.time()
+    try:
+      result = cola.evaluate_cola(embedder, os.path.join(config.cola_dir, "train.tsv"),
+                                  os.path.join(config.cola_dir, "dev.tsv"),
+                                  cache_dir=os.path.join(entry_dir, "cola"),
+                                  model_fingerprint=fingerprint, probe=config.probe)
+      entry["cola"] = {k: result[k] for k in ("train_accuracy", "scalar_mix_weights", "gamma",
+                                              "num_train", "num_dev", "majority_baseline")}
+      entry["cola_mcc"], entry["cola_accuracy"] = result["matthews_corrcoef"], result["accuracy"]
+    except SentenceTooLong as e:
+      entry["errors"]["cola"] = str(e)
+    entry["seconds"]["cola"] = time.time() - t
 
   files.write_json(done, entry)
   logging.info("evaluated %s: ppl %s  sst2 %s", entry["name"],

@@ -136,7 +136,8 @@ def write_hparams(log_dir: str, sessions: Sequence[Session],
 # The scalars of an evaluation entry (``evaluation.evaluate``), in this order.
 EVALUATION_METRICS = (
     "perplexity/mean", "perplexity/forward", "perplexity/backward", "sst2/accuracy",
-    "ner/test_f1", "mrpc/accuracy", "mrpc/f1", "sparsity/overall", "size/tflite_zip_bytes",
+    "ner/test_f1", "mrpc/accuracy", "mrpc/f1", "cola/mcc", "sparsity/overall",
+    "size/tflite_zip_bytes",
     "size/saved_model_zip_bytes", "latency/tflite_p50_ms_1_thread",
     "latency/tflite_p50_ms_2_threads", "latency/saved_model_p50_ms_1_thread")
 
@@ -147,7 +148,8 @@ def evaluation_sessions(entries: Sequence[Mapping]) -> List[Session]:
   for e in entries:
     values = [E.perplexity(e, "mean"), E.perplexity(e, "forward"), E.perplexity(e, "backward"),
               E.score(e, "sst2_accuracy"), E.score(e, "ner_test_f1"),
-              E.score(e, "mrpc_accuracy"), E.score(e, "mrpc_f1"), num(e.get("sparsity")),
+              E.score(e, "mrpc_accuracy"), E.score(e, "mrpc_f1"), E.score(e, "cola_mcc"),
+              num(e.get("sparsity")),
               E.size(e, "tflite_zip_bytes"), E.size(e, "saved_model_zip_bytes"),
               E.latency(e, "tflite", 1), E.latency(e, "tflite", 2),
               E.latency(e, "saved_model", 1)]

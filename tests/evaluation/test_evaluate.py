@@ -132,14 +132,23 @@ def _tiny_mrpc(d):
   return str(d)
 
 
-def test_ner_and_mrpc_columns_for_every_entry(compressed, tmp_path):
+def _tiny_cola(d):
+  rows = [f"s\t{i % 2}\t{'' if i % 2 else '*'}\t{' '.join((WORDS_POS if i % 2 else WORDS_NEG)[i % 3:])}"
+          for i in range(12)]
+  for name in ("train.tsv", "dev.tsv"):
+    (d / name).write_text("\n".join(rows) + "\n")
+  return str(d)
+
+
+def test_ner_mrpc_and_cola_columns_for_every_entry(compressed, tmp_path):
   from prunelm_tf.evaluation.ner import NerConfig  # pylint: disable=import-outside-toplevel
-  (tmp_path / "conll").mkdir()
-  (tmp_path / "mrpc").mkdir()
+  for name in ("conll", "mrpc", "cola"):
+    (tmp_path / name).mkdir()
   config = EvaluateConfig(target=compressed, measure_latency=False,
                           ner_dir=_tiny_conll(tmp_path / "conll"),
                           ner=NerConfig(epochs=1, hidden_units=4, batch_size=2),
                           mrpc_dir=_tiny_mrpc(tmp_path / "mrpc"), probe=ProbeConfig(epochs=2),
+                          cola_dir=_tiny_cola(tmp_path / "cola"),
                           quantization=("none", "dynamic"))
   entries = evaluate(config, str(tmp_path / "e"))
   assert {e["name"] for e in entries} == {"dense/none", "dense/dynamic", "threshold_50/none",
@@ -147,8 +156,12 @@ def test_ner_and_mrpc_columns_for_every_entry(compressed, tmp_path):
   for e in entries:
     assert 0.0 <= e["ner_test_f1"] <= 1.0 and set(e["ner"]["test"]) == {"overall", "per_type"}
     assert 0.0 <= e["mrpc_accuracy"] <= 1.0 and 0.0 <= e["mrpc_f1"] <= 1.0
+    assert -1.0 <= e["cola_mcc"] <= 1.0 and 0.0 <= e["cola_accuracy"] <= 1.0
+    assert e["cola"]["num_dev"] == 12
   with pytest.raises(FileNotFoundError, match="--ner_dir=.* has no eng.train"):
     EvaluateConfig(target=compressed, ner_dir=str(tmp_path))
+  with pytest.raises(FileNotFoundError, match="--cola_dir=.* has no train.tsv"):
+    EvaluateConfig(target=compressed, cola_dir=str(tmp_path))
 
 
 def test_ner_seeds_give_mean_and_spread(compressed, tmp_path):
