@@ -27,8 +27,8 @@ from prunelm_tf.compression.options import options_record
 from prunelm_tf.compression.run_folder import (CompressionRunFolder, VariantFolder,
                                                check_dense_donors, locate_variant,
                                                reuse_dense_entry)
-from prunelm_tf.compression.source import (Source, check_corpus_fits,
-                                           representation_similarity)
+from prunelm_tf.compression.source import (Source, check_corpus_fits, representation_fidelity,
+                                           representation_similarity, similarity_of)
 from prunelm_tf.compression.targets import (measure_sparsity, overridden_names, prunable_weights,
                                             resolve_targets)
 from prunelm_tf.data.corpus import load_corpus
@@ -313,9 +313,10 @@ def _compress_locked(config, run_dir, folder, inputs, overwrite, flags_text, sta
     if valid_sentences and model_config.has_softmax:
       info["valid_perplexity"] = _perplexity(
           model, _model_dataset(model_config, vocab, valid_sentences))
-    info["representation_similarity"] = (
-        representation_similarity(model, source.model, eval_ds(source.config, source.vocab)())
+    info["representation_fidelity"] = (
+        representation_fidelity(model, source.model, eval_ds(source.config, source.vocab)())
         if eval_ds else {})
+    info["representation_similarity"] = similarity_of(info["representation_fidelity"])
     seconds["evaluate"] = time.time() - t
     info["sparsity"] = measure_sparsity(model)
     info["num_parameters"] = int(model.count_params())
@@ -364,7 +365,7 @@ def _compress_locked(config, run_dir, folder, inputs, overwrite, flags_text, sta
     variants.append(variant)
 
   result = {"dense": dense, "variants": variants, "wall_seconds": time.time() - start}
-  table = report.markdown_table(result)
+  table = report.markdown_table(result) + report.fidelity_table(result)
   files.write_text(folder.summary_md, table)
   # write_hparams writes the folder whole and renames it: a resumed run replaces the
   # sessions instead of adding a second event file to each.

@@ -79,6 +79,30 @@ def markdown_table(result: Dict) -> str:
   return "\n".join(lines) + "\n" + notes
 
 
+def fidelity_table(result: Dict) -> str:
+  """Per-layer fidelity of every variant to the input model's representations (markdown).
+
+  One row per variant and layer (``representation_fidelity``): cosine mean / worst
+  sentence, relative L2 error mean / worst sentence; "" when no variant has a record.
+  """
+  rows = []
+  for v in result["variants"]:
+    layers = (v.get("representation_fidelity") or {}).get("layers")
+    if v.get("representation_fidelity") == {} and "representation_fidelity" in v:
+      rows.append(f"| {v['name']} | — | not comparable: another representation width, not a "
+                  "drop-in replacement | | | |")
+    for name, f in (layers or {}).items():
+      rows.append(f"| {v['name']} | {name} | {f['cosine_mean']:.4f} | "
+                  f"{f['cosine_worst_sentence']:.4f} | {f['rel_l2_mean']:.4f} | "
+                  f"{f['rel_l2_worst_sentence']:.4f} |")
+  if not rows:
+    return ""
+  return ("\nFidelity to the input model's representations, per layer (layer_0 = token layer, "
+          "mix = the uniform average of the layers), on --eval:\n\n"
+          "| variant | layer | cos mean | cos worst sentence | rel L2 mean | "
+          "rel L2 worst sentence |\n|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n")
+
+
 def hparam_sessions(result: Dict) -> List[Session]:
   """One HParams session per (variant, exported quantization mode), dense included."""
   sessions = []
