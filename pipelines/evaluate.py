@@ -52,6 +52,13 @@ _MRPC = flags.DEFINE_string("mrpc_dir", "", "Folder with GLUE MRPC train.tsv and
 _COLA = flags.DEFINE_string("cola_dir", "", "Folder with GLUE CoLA train.tsv and dev.tsv; "
                             "empty = skip CoLA (Matthews correlation on dev, same probe settings "
                             "as SST-2).")
+_PROTOCOL = flags.DEFINE_list(
+    "downstream_protocol", ["retrain"], "How SST-2, CoLA and NER meet each variant: retrain "
+    "(the probe / tagger trained on each variant's own features: information left) and/or "
+    "dropin (trained once on the dense model's features, per --ner_seeds seed, and fed each "
+    "variant's features unchanged: whether a downstream model you trained still works). "
+    "dropin needs the run folder's dense model; a variant with another representation width "
+    "is marked not drop-in.")
 _LATENCY = flags.DEFINE_bool("latency", True, "Measure TFLite and SavedModel latency (batch 1, "
                              "--latency_tokens tokens) in child processes.")
 _LAT_RUNS = flags.DEFINE_integer("latency_runs", 100, "Timed runs per measurement.",
@@ -77,6 +84,7 @@ def main(argv):
       perplexity_corpus=_PPL.value, max_sentences=_MAX_SENT.value, sst2_dir=_SST2.value,
       ner_dir=_NER.value, ner=NerConfig(epochs=_NER_EPOCHS.value),
       ner_seeds=tuple(_NER_SEEDS.value), mrpc_dir=_MRPC.value, cola_dir=_COLA.value,
+      downstream_protocol=tuple(_PROTOCOL.value),
       probe=ProbeConfig(max_train_sentences=_PROBE_TRAIN.value, epochs=_PROBE_EPOCHS.value),
       latency=LatencyConfig(runs=_LAT_RUNS.value, num_tokens=_LAT_TOKENS.value,
                             threads=tuple(int(t) for t in _THREADS.value)),
@@ -94,6 +102,7 @@ def main(argv):
           f"  ppl {num(e['perplexity'] and e['perplexity']['mean'], '.2f'):>8}"
           f"  sst2 {num(e['sst2_accuracy'], '.4f'):>6}"
           f"  ner f1 {num(e.get('ner_test_f1'), '.4f'):>6}"
+          f"  drop-in ner f1 {num(e.get('ner_dropin_test_f1'), '.4f'):>6}"
           f"  mrpc {num(e.get('mrpc_accuracy'), '.4f'):>6}"
           f"  cola mcc {num(e.get('cola_mcc'), '.4f'):>7}"
           f"  tflite zip {num(zip_bytes and zip_bytes / 1e6, '.3f'):>7} MB"

@@ -331,8 +331,12 @@ def fit_probe(model: keras.Model, inputs, labels: np.ndarray, config: ProbeConfi
 
 def train_probe(train_features: np.ndarray, train_labels: np.ndarray,
                 dev_features: np.ndarray, dev_labels: np.ndarray,
-                config: ProbeConfig = ProbeConfig()) -> Dict[str, Any]:
+                config: ProbeConfig = ProbeConfig(),
+                save_frozen: Optional[str] = None) -> Dict[str, Any]:
   """Trains the ScalarMix + classifier probe on pooled features; scores dev.
+
+  With ``save_frozen`` (an ``.npz`` path) the trained probe and its input
+  standardization are written there, for ``score_frozen_probe`` (drop-in).
 
   Deterministic for a fixed seed on CPU: the same inputs give the same
   weights and accuracy.
@@ -365,11 +369,13 @@ def train_probe(train_features: np.ndarray, train_labels: np.ndarray,
   subset = train_subset(train_features.shape[0], config)
   if subset.size < train_features.shape[0]:
     train_features, train_labels = train_features[subset], train_labels[subset]
+  mean = np.zeros(train_features.shape[1:], np.float32)
+  inv_std = np.ones(train_features.shape[1:], np.float32)
   if config.standardize:  # statistics of the training subset only
-    mean = train_features.mean(axis=0, keepdims=True)
-    std = train_features.std(axis=0, keepdims=True) + 1e-6
-    train_features = (train_features - mean) / std
-    dev_features = (dev_features - mean) / std
+    mean = train_features.mean(axis=0)
+    inv_std = 1.0 / (train_features.std(axis=0) + 1e-6)
+    train_features = (train_features - mean) * inv_std
+    dev_features = (dev_features - mean) * inv_std
 
   start = time.perf_counter()
   tf.keras.utils.set_random_seed(config.seed)
@@ -377,6 +383,8 @@ def train_probe(train_features: np.ndarray, train_labels: np.ndarray,
   model = _build_probe(n_layers, dim, config)
   # Shuffling draws from the global seed set above, so it repeats too.
   fit_probe(model, train_features, train_labels, config, "probe")
+  if save_frozen:
+    feature_cache.save_frozen_model(save_frozen, model.get_weights(), mean, inv_std)
   mix = model.get_layer("scalar_mix")
   dev_predictions = _predict(model, dev_features)
   result = {
@@ -393,6 +401,29 @@ def train_probe(train_features: np.ndarray, train_labels: np.ndarray,
                result["accuracy"], result["train_accuracy"], result["scalar_mix_weights"],
                result["seconds"])
   return result
+
+
+def score_frozen_probe(path: str, features: np.ndarray, labels: np.ndarray,
+                       config: ProbeConfig = ProbeConfig()) -> Dict[str, float]:
+  """Accuracy and Matthews correlation of a probe saved by ``train_probe(save_frozen=...)``.
+
+  ``features`` (pooled, float32 [n, n_layers, dim]) go through the saved
+  standardization and mix unchanged (drop-in).
+
+  Raises:
+    ValueError: features of another [n_layers, dim] than the probe's.
+  """
+  weights, mean, inv_std = feature_cache.load_frozen_model(path)
+  features = check_pooled("features", features)
+  if features.shape[1:] != mean.shape:
+    raise ValueError(f"features of [n_layers, dim] = {list(features.shape[1:])} cannot feed "
+                     f"the probe of {path}, trained on {list(mean.shape)}.")
+  model = _build_probe(mean.shape[0], mean.shape[1], config)
+  model.set_weights(weights)
+  predictions = _predict(model, (features - mean) * inv_std)
+  labels = np.asarray(labels)
+  return {"accuracy": float(np.mean(predictions == labels)),
+          "matthews_corrcoef": matthews_corrcoef(labels, predictions)}
 
 
 def evaluate_sst2(embedder: Embedder, train_path: str | os.PathLike,

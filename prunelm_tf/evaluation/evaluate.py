@@ -45,6 +45,10 @@ from prunelm_tf.training.run_folder import WEIGHTS_FILE
 from prunelm_tf.utils import files
 
 
+# The downstream protocols (EvaluateConfig.downstream_protocol).
+DOWNSTREAM_PROTOCOLS = ("retrain", "dropin")
+
+
 @dataclasses.dataclass(frozen=True)
 class EvaluateConfig:
   """What to evaluate and how."""
@@ -85,9 +89,22 @@ class EvaluateConfig:
   throughput_sentences: int = 1000
   # Threads of the LiteRT interpreter for perplexity / SST-2 (not latency).
   num_threads: int = 2
+  # How the downstream models meet each entry (SST-2, CoLA, NER): "retrain" trains the
+  # probe / tagger on the entry's own features (how much information is left); "dropin"
+  # trains them once (per NER seed) on the dense model's features and feeds every entry's
+  # features to them unchanged, same mix and standardization (whether a user's downstream
+  # model keeps working). MRPC is measured under "retrain" only.
+  downstream_protocol: tuple = ("retrain",)
 
   def __post_init__(self):
     object.__setattr__(self, "variants", tuple(self.variants))
+    object.__setattr__(self, "downstream_protocol", tuple(self.downstream_protocol))
+    protocols = self.downstream_protocol
+    if not protocols or len(set(protocols)) != len(protocols) or \
+        not set(protocols) <= set(DOWNSTREAM_PROTOCOLS):
+      raise ValueError(f"--downstream_protocol takes one or both of "
+                       f"{', '.join(DOWNSTREAM_PROTOCOLS)} (e.g. dropin,retrain), got "
+                       f"{','.join(protocols) or 'nothing'}.")
     object.__setattr__(self, "quantization", tuple(self.quantization))
     object.__setattr__(self, "ner_seeds", tuple(int(s) for s in self.ner_seeds))
     if self.ner_seeds and (len(self.ner_seeds) < 2
@@ -171,6 +188,7 @@ def _entry_skeleton(variant: Variant, mode: str, group: str) -> Dict:
       "sparsity": (m.get("sparsity") or {}).get("overall"), "quantization": mode,
       "perplexity": None, "sst2_accuracy": None, "ner_test_f1": None, "mrpc_accuracy": None,
       "mrpc_f1": None, "cola_mcc": None, "cola_accuracy": None,
+      "sst2_dropin_accuracy": None, "cola_dropin_mcc": None, "ner_dropin_test_f1": None,
       "sizes": {"saved_model_bytes": sizes.get("saved_model_bytes"),
                 "saved_model_zip_bytes": sizes.get("saved_model_zip_bytes"),
                 "tflite_bytes": tfl.get("bytes"), "tflite_gzip_bytes": tfl.get("gzip_bytes"),
@@ -245,6 +263,7 @@ def quality_settings(config: EvaluateConfig, ppl_sentences) -> Dict:
       "ner_config": config.ner.to_dict() if config.ner_dir else None,
       "ner_seeds": list(config.ner_seeds) if config.ner_dir else None,
       "num_threads": config.num_threads,
+      "downstream_protocol": list(config.downstream_protocol),
   })
 
 
@@ -272,7 +291,8 @@ def _cached(path: str, settings: Dict) -> Optional[Dict]:
 
 def evaluate_variant(variant: Variant, mode: str, config: EvaluateConfig, out_dir: str, *,
                      group: str = "", ppl_sentences=None, latency_ids=None,
-                     throughput_ids=None, settings: Optional[Dict] = None) -> Dict:
+                     throughput_ids=None, settings: Optional[Dict] = None,
+                     reference: Optional[Dict] = None) -> Dict:
   """Evaluates one (variant, quantization mode); returns its entry (cached on disk).
 
   Perplexity, SST-2 and sizes are cached in ``evaluation.json``, latency
@@ -280,7 +300,7 @@ def evaluate_variant(variant: Variant, mode: str, config: EvaluateConfig, out_di
   its own on a quiet machine (``measure_latency=False`` first, then True).
   Each cache records the settings it was measured with (``quality_settings``;
   ``settings`` is computed from ``config`` when not given) and is measured
-  again when they differ.
+  again when they differ. ``reference`` is `dropin_reference`'s result (drop-in protocol).
   """
   entry_dir = os.path.join(out_dir, variant.name, mode)
   done = os.path.join(entry_dir, "evaluation.json")
@@ -300,7 +320,7 @@ def evaluate_variant(variant: Variant, mode: str, config: EvaluateConfig, out_di
     entry = None
   if entry is None:
     entry = _evaluate_quality(variant, mode, config, entry_dir, group, ppl_sentences, artifact,
-                              settings)
+                              settings, reference)
   if config.measure_latency and latency_ids is not None and not entry["errors"].get("tflite"):
     measured = _latency(variant, mode, config, entry_dir, latency_ids)
     entry["latency"] = {k: measured[k] for k in ("tflite", "saved_model")}
@@ -383,7 +403,8 @@ def _latency(variant: Variant, mode: str, config: EvaluateConfig, entry_dir: str
 
 
 def _evaluate_quality(variant: Variant, mode: str, config: EvaluateConfig, entry_dir: str,
-                      group: str, ppl_sentences, artifact: str, settings: Dict) -> Dict:
+                      group: str, ppl_sentences, artifact: str, settings: Dict,
+                      reference: Optional[Dict] = None) -> Dict:
   """Perplexity, SST-2 and sizes of one entry, written to evaluation.json."""
   done = os.path.join(entry_dir, "evaluation.json")
   os.makedirs(entry_dir, exist_ok=True)
@@ -442,7 +463,8 @@ def _evaluate_quality(variant: Variant, mode: str, config: EvaluateConfig, entry
       fingerprint = "tflite:" + feature_cache.fingerprint_file(variant.tflite[mode])
   # A fixed-length (int8) file refuses sentences longer than its length: that
   # task is recorded as not measurable for this entry, the others still run.
-  if config.sst2_dir:
+  retrain = "retrain" in config.downstream_protocol
+  if config.sst2_dir and retrain:
     if embedder is not None:
       try:
         result = downstream.evaluate_sst2(
@@ -455,7 +477,7 @@ def _evaluate_quality(variant: Variant, mode: str, config: EvaluateConfig, entry
       except SentenceTooLong as e:
         entry["errors"]["sst2"] = str(e)
   entry["seconds"]["sst2"] = time.time() - t
-  if config.ner_dir and embedder is not None:
+  if config.ner_dir and embedder is not None and retrain:
     t = time.time()
     try:
       if config.ner_seeds:
@@ -472,7 +494,7 @@ def _evaluate_quality(variant: Variant, mode: str, config: EvaluateConfig, entry
     except SentenceTooLong as e:
       entry["errors"]["ner"] = str(e)
     entry["seconds"]["ner"] = time.time() - t
-  if config.mrpc_dir and embedder is not None:
+  if config.mrpc_dir and embedder is not None and retrain:
     t = time.time()
     try:
       result = mrpc.evaluate_mrpc(embedder, os.path.join(config.mrpc_dir, "train.tsv"),
@@ -484,7 +506,7 @@ def _evaluate_quality(variant: Variant, mode: str, config: EvaluateConfig, entry
     except SentenceTooLong as e:
       entry["errors"]["mrpc"] = str(e)
     entry["seconds"]["mrpc"] = time.time() - t
-  if config.cola_dir and embedder is not None:
+  if config.cola_dir and embedder is not None and retrain:
     t = time.time()
     try:
       result = cola.evaluate_cola(embedder, os.path.join(config.cola_dir, "train.tsv"),
@@ -497,12 +519,144 @@ def _evaluate_quality(variant: Variant, mode: str, config: EvaluateConfig, entry
     except SentenceTooLong as e:
       entry["errors"]["cola"] = str(e)
     entry["seconds"]["cola"] = time.time() - t
+  if "dropin" in config.downstream_protocol and embedder is not None and reference:
+    t = time.time()
+    _dropin(entry, variant, embedder, fingerprint, config, entry_dir, reference)
+    entry["seconds"]["dropin"] = time.time() - t
 
   files.write_json(done, entry)
   logging.info("evaluated %s: ppl %s  sst2 %s", entry["name"],
                entry["perplexity"] and round(entry["perplexity"]["mean"], 2),
                entry["sst2_accuracy"])
   return entry
+
+
+def _ner_seeds(config: EvaluateConfig) -> List[int]:
+  return list(config.ner_seeds) or [config.ner.seed]
+
+
+def _representation_shape(config) -> tuple:
+  """[n_layers + 1, 2 * projection] of a biLM's representations."""
+  return (config.n_layers + 1, 2 * config.projection_dim)
+
+
+def dropin_reference(dense: Variant, config: EvaluateConfig, out_dir: str,
+                     settings: Dict) -> Dict:
+  """The downstream models of the drop-in protocol, trained once on the dense model.
+
+  SST-2 and CoLA probes (``config.probe``) and one NER tagger per seed are trained on the
+  dense Keras model's features (cached in ``out_dir/dense/none/<task>``, the dense entry's
+  own caches) and saved in ``out_dir/dropin/`` (``feature_cache.save_frozen_model``), with
+  ``reference.json`` naming the dense artifact and the settings; a reference of another
+  model or other settings is trained again.
+
+  Returns:
+    {"shape": [n_layers + 1, dim], "sst2": path, "cola": path, "ner": {seed: path}} for the
+    tasks configured.
+  """
+  folder = os.path.join(out_dir, "dropin")
+  record_path = os.path.join(folder, "reference.json")
+  record = {"dense_artifact": artifact_fingerprint(dense, "none"),
+            "settings": {k: settings[k] for k in ("sst2", "cola", "ner", "probe", "ner_config",
+                                                  "ner_seeds")}}
+  paths = {"shape": list(_representation_shape(dense.config))}
+  if config.sst2_dir:
+    paths["sst2"] = os.path.join(folder, "sst2_probe.npz")
+  if config.cola_dir:
+    paths["cola"] = os.path.join(folder, "cola_probe.npz")
+  if config.ner_dir:
+    paths["ner"] = {s: os.path.join(folder, f"ner_tagger_seed{s}.npz") for s in _ner_seeds(config)}
+  wanted = [p for k, p in paths.items() if k in ("sst2", "cola")] + list(
+      paths.get("ner", {}).values())
+  if os.path.exists(record_path) and files.read_json(record_path) == _json_form(record) and \
+      all(os.path.exists(p) for p in wanted):
+    return paths
+  from prunelm_tf.export.saved_model import load_saved_model
+  if dense.saved_model:
+    model = load_saved_model(dense.saved_model)
+  else:
+    from prunelm_tf.training.run_folder import load_run
+    model = load_run(dense.directory)[0]
+  embedder = ElmoEmbedder(model, dense.config, vocab=dense.vocab)
+  fingerprint = "keras:" + feature_cache.fingerprint_weights(model)
+  dense_dir = os.path.join(out_dir, dense.name, "none")
+  logging.info("drop-in: training the downstream models once on the dense model's features.")
+  if config.sst2_dir:
+    _train_frozen_probe(downstream.read_sentence_labels, config.sst2_dir, "sst2", embedder,
+                        fingerprint, config.probe, os.path.join(dense_dir, "sst2"),
+                        (downstream.TRAIN_CACHE, downstream.DEV_CACHE), paths["sst2"])
+  if config.cola_dir:
+    _train_frozen_probe(cola.read_cola, config.cola_dir, "cola", embedder, fingerprint,
+                        config.probe, os.path.join(dense_dir, "cola"),
+                        (cola.TRAIN_CACHE, cola.DEV_CACHE), paths["cola"])
+  if config.ner_dir:
+    splits = ner.split_features(embedder, config.ner_dir, os.path.join(dense_dir, "ner"),
+                                fingerprint, config.ner, ("train", "dev"))
+    for seed, path in paths["ner"].items():
+      ner.train_tagger(*splits["train"], *splits["dev"],
+                       config=dataclasses.replace(config.ner, seed=seed), save_frozen=path)
+  files.write_json(record_path, _json_form(record))
+  return paths
+
+
+def _train_frozen_probe(read, task_dir, task, embedder, fingerprint, probe, cache_dir,
+                        cache_names, path) -> None:
+  """Trains the SST-2 / CoLA probe on the dense features and saves it (drop-in reference)."""
+  train_sentences, train_labels = read(os.path.join(task_dir, "train.tsv"))
+  dev_sentences, dev_labels = read(os.path.join(task_dir, "dev.tsv"))
+  subset = downstream.train_subset(len(train_sentences), probe)
+  train = downstream.pooled_features(embedder, [train_sentences[i] for i in subset],
+                                     cache_path=os.path.join(cache_dir, cache_names[0]),
+                                     model_fingerprint=fingerprint)
+  dev = downstream.pooled_features(embedder, dev_sentences,
+                                   cache_path=os.path.join(cache_dir, cache_names[1]),
+                                   model_fingerprint=fingerprint)
+  downstream.train_probe(train, train_labels[subset], dev, dev_labels, probe, save_frozen=path)
+  logging.info("drop-in: %s probe of the dense model saved to %s.", task, path)
+
+
+def _dropin(entry: Dict, variant: Variant, embedder: Embedder, fingerprint: str,
+            config: EvaluateConfig, entry_dir: str, reference: Dict) -> None:
+  """The entry's features fed to the dense model's downstream models, unchanged."""
+  shape = list(_representation_shape(variant.config))
+  if shape != reference["shape"]:
+    entry["dropin"] = {"not_dropin": (
+        f"representations of [n_layers + 1, dim] = {shape}, the dense model's are "
+        f"{reference['shape']}: a downstream model trained on the dense model cannot read "
+        "them")}
+    return
+  result: Dict[str, Any] = {}
+  try:
+    for task, read, cache_name in (("sst2", downstream.read_sentence_labels, downstream.DEV_CACHE),
+                                   ("cola", cola.read_cola, cola.DEV_CACHE)):
+      if task not in reference:
+        continue
+      task_dir = config.sst2_dir if task == "sst2" else config.cola_dir
+      sentences, labels = read(os.path.join(task_dir, "dev.tsv"))
+      features = downstream.pooled_features(
+          embedder, sentences, cache_path=os.path.join(entry_dir, task, cache_name),
+          model_fingerprint=fingerprint)
+      result[task] = downstream.score_frozen_probe(reference[task], features, labels,
+                                                   config.probe)
+    if "ner" in reference:
+      splits = ner.split_features(embedder, config.ner_dir, os.path.join(entry_dir, "ner"),
+                                  fingerprint, config.ner, ("dev", "test"))
+      runs = {str(seed): {split: ner.score_frozen_tagger(path, *splits[split], config.ner)
+                          ["overall"]["f1"] for split in ("dev", "test")}
+              for seed, path in reference["ner"].items()}
+      test = [r["test"] for r in runs.values()]
+      result["ner"] = {"seeds": runs, "test_f1_mean": float(np.mean(test)),
+                       "test_f1_std": float(np.std(test, ddof=1)) if len(test) > 1 else 0.0}
+  except SentenceTooLong as e:
+    entry["errors"]["dropin"] = str(e)
+  entry["dropin"] = result
+  if "sst2" in result:
+    entry["sst2_dropin_accuracy"] = result["sst2"]["accuracy"]
+  if "cola" in result:
+    entry["cola_dropin_mcc"] = result["cola"]["matthews_corrcoef"]
+  if "ner" in result:
+    entry["ner_dropin_test_f1"] = result["ner"]["test_f1_mean"]
+    entry["ner_dropin_test_f1_std"] = result["ner"]["test_f1_std"]
 
 
 def evaluate(config: EvaluateConfig, out_dir: str, *, group: str = "",
@@ -514,6 +668,13 @@ def evaluate(config: EvaluateConfig, out_dir: str, *, group: str = "",
       dense model was evaluated already).
   """
   variants = find_variants(config.target)
+  dense = next((v for v in variants if v.name == "dense"), None)
+  dropin = "dropin" in config.downstream_protocol and bool(
+      config.sst2_dir or config.cola_dir or config.ner_dir)
+  if dropin and dense is None:
+    raise ValueError(f"--downstream_protocol=dropin feeds every variant to downstream models "
+                     f"trained on the dense model, and {config.target} holds no dense model; "
+                     "pass the compression run folder as --target (with --variants to choose).")
   if config.variants:
     unknown = set(config.variants) - {v.name for v in variants}
     if unknown:
@@ -542,8 +703,9 @@ def evaluate(config: EvaluateConfig, out_dir: str, *, group: str = "",
     # One process per evaluation folder: a second one is refused, not interleaved.
     with files.run_dir_lock(out_dir, flag_name="evaluation folder"):
       files.mark_run_dir(out_dir)
+      reference = dropin_reference(dense, config, out_dir, settings) if dropin else None
       entries = _evaluate_locked(config, out_dir, variants, group, ppl_sentences,
-                                 throughput_sentences, settings)
+                                 throughput_sentences, settings, reference)
       # Written last: it describes what the entries above were measured with.
       files.write_json(os.path.join(out_dir, "evaluate_config.json"),
                        _json_form({"config": config.to_dict(), "inputs": settings}))
@@ -575,7 +737,8 @@ def check_out_dir(config: EvaluateConfig, out_dir: str) -> None:
 
 
 def _evaluate_locked(config: EvaluateConfig, out_dir: str, variants, group: str,
-                     ppl_sentences, throughput_sentences, settings: Dict) -> List[Dict]:
+                     ppl_sentences, throughput_sentences, settings: Dict,
+                     reference: Optional[Dict] = None) -> List[Dict]:
   entries = []
   for v in variants:
     modes = list(v.tflite) + [m for m in v.metrics.get("tflite_errors", {})
@@ -594,5 +757,6 @@ def _evaluate_locked(config: EvaluateConfig, out_dir: str, variants, group: str,
     for mode in modes:
       entries.append(evaluate_variant(v, mode, config, out_dir, group=group,
                                       ppl_sentences=ppl_sentences, latency_ids=ids,
-                                      throughput_ids=throughput_ids, settings=settings))
+                                      throughput_ids=throughput_ids, settings=settings,
+                                      reference=reference))
   return entries

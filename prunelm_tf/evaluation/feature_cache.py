@@ -118,3 +118,25 @@ def save_arrays(cache_path: str, fingerprint: str, arrays: Mapping[str, np.ndarr
   # name, and atomic_path would then rename a file that does not exist.
   with atomic_path(cache_path) as tmp, open(tmp, "wb") as f:
     np.savez(f, fingerprint=np.asarray(fingerprint), **arrays)
+
+
+def save_frozen_model(path: str, weights: Sequence[np.ndarray], mean: np.ndarray,
+                      inv_std: np.ndarray) -> None:
+  """A trained downstream model for drop-in use: its weights and the input standardization.
+
+  Written as an uncompressed ``.npz`` (never a pickle) atomically: ``weight_0`` ...,
+  ``mean`` and ``inv_std`` (the training features' statistics the model was trained on).
+  """
+  arrays = {f"weight_{i}": np.asarray(w) for i, w in enumerate(weights)}
+  arrays.update(mean=np.asarray(mean, np.float32), inv_std=np.asarray(inv_std, np.float32))
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  with atomic_path(path) as tmp:
+    with open(tmp, "wb") as f:
+      np.savez(f, **arrays)
+
+
+def load_frozen_model(path: str):
+  """(weights, mean, inv_std) written by ``save_frozen_model``."""
+  with np.load(path, allow_pickle=False) as npz:
+    count = sum(1 for k in npz.files if k.startswith("weight_"))
+    return [npz[f"weight_{i}"] for i in range(count)], npz["mean"], npz["inv_std"]

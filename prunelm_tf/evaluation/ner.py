@@ -355,8 +355,13 @@ def train_tagger(train_features: TokenFeatures, train_tags: Sequence[Sequence[st
                  dev_features: TokenFeatures, dev_tags: Sequence[Sequence[str]],
                  test_features: Optional[TokenFeatures] = None,
                  test_tags: Optional[Sequence[Sequence[str]]] = None,
-                 config: NerConfig = NerConfig()) -> Dict[str, Any]:
+                 config: NerConfig = NerConfig(),
+                 save_frozen: Optional[str] = None) -> Dict[str, Any]:
   """Trains the tagger on frozen features, keeps the best dev epoch, scores dev and test.
+
+  With ``save_frozen`` (an ``.npz`` path), the kept tagger and its input
+  standardization are written there (``feature_cache.save_frozen_model``), for
+  ``score_frozen_tagger`` to feed other models' features to it unchanged (drop-in).
 
   Deterministic for a fixed ``config.seed`` on CPU. ``max_train_sentences``
   is not applied here: pass the training sentences to use.
@@ -448,6 +453,8 @@ def train_tagger(train_features: TokenFeatures, train_tags: Sequence[Sequence[st
                    config.patience, best_epoch)
       break
   model.set_weights(best_weights)
+  if save_frozen:
+    feature_cache.save_frozen_model(save_frozen, best_weights, mean, inv_std)
 
   result: Dict[str, Any] = {"dev": best_dev, "test": None}
   if test_features is not None:
@@ -471,6 +478,51 @@ def train_tagger(train_features: TokenFeatures, train_tags: Sequence[Sequence[st
                result["dev_f1"], result["test_f1"], best_epoch, result["scalar_mix_weights"],
                result["seconds"])
   return result
+
+
+def score_frozen_tagger(path: str, features: TokenFeatures, tags: Sequence[Sequence[str]],
+                        config: NerConfig = NerConfig()) -> Dict[str, Any]:
+  """CoNLL F1 of a tagger saved by ``train_tagger(save_frozen=...)`` on other features.
+
+  The features go through the saved standardization and ScalarMix unchanged: what a
+  user's tagger, trained on the reference model, does with a compressed model's layers.
+
+  Raises:
+    ValueError: the features' [n_layers + 1, dim] is not the tagger's.
+  """
+  weights, mean, inv_std = feature_cache.load_frozen_model(path)
+  if tuple(features.features.shape[1:]) != tuple(mean.shape):
+    raise ValueError(f"features of [n_layers + 1, dim] = {list(features.features.shape[1:])} "
+                     f"cannot feed the tagger of {path}, trained on {list(mean.shape)}.")
+  model = build_tagger(mean.shape[0], mean.shape[1], config)
+  model.set_weights(weights)
+  x_spec = tf.TensorSpec([None, mean.shape[0], None, mean.shape[1]], tf.float32)
+
+  @tf.function(input_signature=[x_spec, tf.TensorSpec([None, None], tf.bool)])
+  def predict_step(x, mask):
+    return tf.argmax(model([x, mask], training=False), axis=-1, output_type=tf.int32)
+
+  return conll_f1(tags, _predict(predict_step, features, mean, inv_std,
+                                 max(config.batch_size, 128)))
+
+
+def split_features(embedder: Embedder, data_dir, cache_dir, model_fingerprint: str,
+                   config: NerConfig, splits: Sequence[str]) -> Dict[str, Tuple]:
+  """The token features and tags of some splits ("train", "dev", "test"), cached as usual."""
+  read = _read_splits(data_dir)
+  out = {}
+  for split in splits:
+    sentences = read[split]
+    if split == "train":
+      subset = train_sentence_subset(len(sentences), config.max_train_sentences)
+      sentences = [sentences[i] for i in subset]
+    cache_path = None if cache_dir is None else os.path.join(os.fspath(cache_dir),
+                                                              CACHE_FILES[split])
+    out[split] = (token_features(embedder, [t for t, _ in sentences], cache_path=cache_path,
+                                 model_fingerprint=model_fingerprint,
+                                 batch_size=config.embed_batch_size),
+                  [tags for _, tags in sentences])
+  return out
 
 
 # --- evaluation --------------------------------------------------------------------------------

@@ -204,3 +204,54 @@ def test_a_variant_made_again_is_evaluated_again(tiny_run_dir, tiny_text, tmp_pa
             encoding="utf-8") as f:
     expected = json.load(f)["perplexity"]["forward"]
   assert remade["perplexity"]["forward"] == pytest.approx(expected, rel=1e-4)
+
+
+def test_dropin_feeds_every_entry_to_the_dense_models_downstream_models(compressed, sst2_dir,
+                                                                       tmp_path):
+  from prunelm_tf.evaluation.ner import NerConfig  # pylint: disable=import-outside-toplevel
+  for name in ("conll", "cola"):
+    (tmp_path / name).mkdir()
+  config = EvaluateConfig(target=compressed, measure_latency=False, sst2_dir=sst2_dir,
+                          ner_dir=_tiny_conll(tmp_path / "conll"),
+                          ner=NerConfig(epochs=2, hidden_units=4, batch_size=2),
+                          ner_seeds=(0, 1), cola_dir=_tiny_cola(tmp_path / "cola"),
+                          probe=ProbeConfig(epochs=3), quantization=("none", "dynamic"),
+                          downstream_protocol=("dropin", "retrain"))
+  out = str(tmp_path / "e")
+  entries = {e["name"]: e for e in evaluate(config, out)}
+  dense = entries["dense/none"]
+  # The dense model read by its own downstream models: drop-in = retrained, exactly.
+  assert dense["sst2_dropin_accuracy"] == dense["sst2_accuracy"]
+  assert dense["cola_dropin_mcc"] == dense["cola_mcc"]
+  assert dense["ner_dropin_test_f1"] == pytest.approx(dense["ner_test_f1"], abs=1e-12)
+  assert set(dense["dropin"]["ner"]["seeds"]) == {"0", "1"}
+  for e in entries.values():
+    assert 0.0 <= e["sst2_dropin_accuracy"] <= 1.0 and -1 <= e["cola_dropin_mcc"] <= 1
+    assert 0.0 <= e["ner_dropin_test_f1"] <= 1.0
+  assert sorted(os.listdir(os.path.join(out, "dropin"))) == [
+      "cola_probe.npz", "ner_tagger_seed0.npz", "ner_tagger_seed1.npz", "reference.json",
+      "sst2_probe.npz"]
+  # Drop-in only: the retrained figures are not measured; the reference is reused.
+  only = dataclasses.replace(config, downstream_protocol=("dropin",))
+  stamp = os.path.getmtime(os.path.join(out, "dropin", "sst2_probe.npz"))
+  again = {e["name"]: e for e in evaluate(only, out)}
+  assert again["threshold_50/none"]["sst2_accuracy"] is None
+  assert again["threshold_50/none"]["sst2_dropin_accuracy"] == \
+      entries["threshold_50/none"]["sst2_dropin_accuracy"]
+  assert os.path.getmtime(os.path.join(out, "dropin", "sst2_probe.npz")) == stamp
+
+
+def test_dropin_marks_a_variant_of_another_width_and_needs_the_dense_model(compressed, sst2_dir):
+  from prunelm_tf.evaluation import evaluate as evaluate_lib  # pylint: disable=import-outside-toplevel
+  variant = find_variants(compressed)[1]
+  narrower = dataclasses.replace(variant, config=dataclasses.replace(variant.config,
+                                                                     projection_dim=2))
+  entry = {"errors": {}}
+  evaluate_lib._dropin(entry, narrower, None, "", EvaluateConfig(target=compressed), "",
+                       {"shape": [3, 16], "sst2": "unused"})
+  assert "not_dropin" in entry["dropin"] and "[3, 4]" in entry["dropin"]["not_dropin"]
+  with pytest.raises(ValueError, match="holds no dense model"):
+    evaluate(EvaluateConfig(target=os.path.join(compressed, "variants", "threshold_50"),
+                            sst2_dir=sst2_dir, downstream_protocol=("dropin",)), "/nonexistent")
+  with pytest.raises(ValueError, match="--downstream_protocol takes one or both"):
+    EvaluateConfig(target=compressed, downstream_protocol=("dropin", "dropin"))
