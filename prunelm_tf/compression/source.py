@@ -139,24 +139,7 @@ def representation_similarity(model, reference, dataset) -> Dict[str, float]:
   Averaged over every real word position. With fewer layers (a variant that
   dropped layers) only the token embedding ("layer_0") and the top layer
   ("top") are compared; with another width (projection dimensions removed)
-  nothing is comparable and the result is empty.
+  nothing is comparable and the result is empty. (``representation_fidelity``'s
+  ``cosine_mean`` per layer.)
   """
-  sums, count, keys = None, 0.0, None
-  model_fn, reference_fn = representations_fn(model), representations_fn(reference)
-  for batch in dataset:
-    a = model_fn(model_input(model, batch)).numpy()
-    # The dense entry is compared with itself: its representations once.
-    b = a if reference is model else reference_fn(model_input(reference, batch)).numpy()
-    if a.shape[-1] != b.shape[-1]:
-      return {}
-    if a.shape[1] != b.shape[1]:
-      a, b, keys = a[:, [0, -1]], b[:, [0, -1]], ["layer_0", "top"]
-    mask = (batch["token_ids"].numpy()[:, 2:] > 0)  # word positions
-    na = np.linalg.norm(a, axis=-1)
-    nb = np.linalg.norm(b, axis=-1)
-    cos = (a * b).sum(-1) / np.maximum(na * nb, 1e-12)  # [batch, layers, words]
-    layer_sums = (cos * mask[:, None, :]).sum(axis=(0, 2))
-    sums = layer_sums if sums is None else sums + layer_sums
-    count += mask.sum()
-  keys = keys or [f"layer_{k}" for k in range(len(sums))]
-  return {key: float(v / max(count, 1.0)) for key, v in zip(keys, sums)}
+  return similarity_of(representation_fidelity(model, reference, dataset))
