@@ -360,7 +360,7 @@ def export_elmo(model: keras.Model, config: BiLMConfig, options_path: str | os.P
         "embedding table, only the character CNN. Train with token_encoder='char'.")
   multiplied = [name for name, _ in config.ranks]
   if multiplied:
-    from prunelm_tf.models.factors import multiply_back  # pylint: disable=import-outside-toplevel
+    from prunelm_tf.models.surgery import multiply_back  # pylint: disable=import-outside-toplevel
     logging.warning("ELMo's HDF5 format holds dense matrices only: the low-rank factors of %s "
                     "are multiplied back, so %s holds the dense equivalent (same outputs, not "
                     "smaller).", ", ".join(multiplied), weight_path)

@@ -24,7 +24,7 @@ from prunelm_tf.evaluation.evaluate import EvaluateConfig, evaluate
 from prunelm_tf.export.saved_model import load_saved_model
 from prunelm_tf.models import BiLMConfig, build_bilm
 from prunelm_tf.models.config import factorizable_matrices, num_parameters
-from prunelm_tf.models.factors import matrix_values, multiply_back, rebuild
+from prunelm_tf.models.surgery import matrix_values, multiply_back, rebuild
 from prunelm_tf.training.run_folder import load_run
 from tests.tolerance import assert_float32_close
 
@@ -129,7 +129,7 @@ def test_factors_of_the_matrices_true_rank_reproduce_the_dense_model():
   rng = np.random.default_rng(1)
   shapes = factorizable_matrices(TINY_CHAR)
   true_rank = {n: max_saving_rank(s) for n, s in shapes.items()}
-  from prunelm_tf.models.factors import assign_matrix  # pylint: disable=import-outside-toplevel
+  from prunelm_tf.models.surgery import assign_matrix  # pylint: disable=import-outside-toplevel
   for name, (m, n) in shapes.items():
     r = true_rank[name]
     assign_matrix(dense, name, (rng.normal(size=(m, r)) @ rng.normal(size=(r, n)) / m)

@@ -39,7 +39,7 @@ from prunelm_tf.compression.methods.base import CompressedModel, CompressionMeth
 from prunelm_tf.compression.options import option
 from prunelm_tf.compression.targets import overridden_names, prunable_weights, resolve_targets
 from prunelm_tf.models.config import factorizable_matrices
-from prunelm_tf.models.factors import matrix_values, rebuild
+from prunelm_tf.models.surgery import matrix_values, rebuild
 
 CRITERIA = ("svd", "data")
 
