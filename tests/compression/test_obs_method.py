@@ -11,6 +11,7 @@ from tests.dense_reuse import compress
 from prunelm_tf.compression.methods.retrain import RetrainOptions
 from prunelm_tf.compression.methods.obs import ObsOptions
 from prunelm_tf.compression import RetrainConfig, ScheduleConfig
+from prunelm_tf.compression.methods import REGISTRY
 from prunelm_tf.compression.allocation import calibration_loss_fn, sensitivity_curves
 from prunelm_tf.compression.finetune import first_averaged_step
 from prunelm_tf.compression.source import Source
@@ -85,7 +86,7 @@ def test_init_allocation_is_refused_without_a_one_shot_start():
 
 
 def test_obs_sensitivity_allocation_is_obs_only():
-  from prunelm_tf.compression.methods.retrain import _init_options  # pylint: disable=import-outside-toplevel
+  _init_options = REGISTRY["retrain"].start_options
   base = dict(model_dir="m", eval="e", calibration="c")
   with pytest.raises(ValueError) as e:
     CompressConfig(**base, method="wanda", method_options={"allocation": "obs_sensitivity"})
@@ -105,7 +106,7 @@ def test_obs_sensitivity_allocation_is_obs_only():
 
 
 def test_sensitivity_max_level_is_validated_and_reaches_the_init_method():
-  from prunelm_tf.compression.methods.retrain import _init_options  # pylint: disable=import-outside-toplevel
+  _init_options = REGISTRY["retrain"].start_options
   with pytest.raises(ValueError, match=r"--sensitivity_max_level must lie in \[0.95, 1\)"):
     ObsOptions(sensitivity_max_level=1.0)
   options = RetrainOptions(init="obs", init_allocation="obs_sensitivity",
@@ -474,7 +475,7 @@ def test_an_epoch_budget_too_short_for_the_schedule_is_refused(tiny_run_dir, tin
 def test_magnitude_sensitivity_curves_reach_higher_levels(tiny_run_dir, tiny_text, tmp_path):
   """threshold --sensitivity_max_level (and retrain --init=magnitude with it): a 0.95 target
   is spread unevenly, with levels above 0.95; the level is refused where it does nothing."""
-  from prunelm_tf.compression.methods.retrain import _init_options  # pylint: disable=import-outside-toplevel
+  _init_options = REGISTRY["retrain"].start_options
   from prunelm_tf.compression.methods.threshold import ThresholdOptions  # pylint: disable=import-outside-toplevel
   with pytest.raises(ValueError, match="--sensitivity_max_level applies to "
                                        "--threshold_allocation=sensitivity"):

@@ -20,11 +20,12 @@ from prunelm_tf.compression.methods.structured import StructuredMethod
 from prunelm_tf.compression.methods.threshold import ThresholdMethod
 from prunelm_tf.compression.methods.wanda import WandaMethod
 
+# The one-shot methods retraining can start from (--init): given to it, not looked up.
+_ONE_SHOT = (ThresholdMethod(), WandaMethod(), ObsMethod())
+
 REGISTRY: Dict[str, CompressionMethod] = {m.name: m for m in (
-    ThresholdMethod(),
-    WandaMethod(),
-    ObsMethod(),
-    RetrainMethod(),
+    *_ONE_SHOT,
+    RetrainMethod(starts=_ONE_SHOT),
     LowRankMethod(),
     StructuredMethod(),
     LayersMethod(),

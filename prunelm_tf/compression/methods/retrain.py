@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
+from typing import Sequence
 
 import tensorflow_model_optimization as tfmot
 
@@ -102,45 +103,6 @@ class RetrainOptions:
                        "pruned softmax must be called every step. Use num_sampled=0.")
 
 
-def _init_method(options):
-  from prunelm_tf.compression.methods.registry import get_method  # pylint: disable=import-outside-toplevel
-  try:
-    method = get_method(options.init)
-  except ValueError:
-    method = None
-  if method is None or not getattr(method, "one_shot", False):
-    from prunelm_tf.compression.methods.registry import REGISTRY  # pylint: disable=import-outside-toplevel
-    choices = [DENSE_INIT, "magnitude"] + sorted(
-        n for n, m in REGISTRY.items() if getattr(m, "one_shot", False))
-    raise ValueError(f"--init={options.init!r} is not a starting point for retraining; choose "
-                     f"from {', '.join(choices)}.")
-  return method
-
-
-def _init_options(options):
-  """The --init method's options: its defaults, with --init_allocation."""
-  method = _init_method(options)
-  fields = {f.name for f in dataclasses.fields(method.Options)}
-  if "allocation" not in fields:
-    if options.init_allocation != "uniform":
-      raise ValueError(f"--init={options.init} has no per-matrix allocation; "
-                       "use --init_allocation=uniform.")
-    return method.Options()
-  extra = {}
-  if options.init_sensitivity_max_level != 0.95:
-    if ("sensitivity_max_level" not in fields or options.init_allocation !=
-        getattr(method.Options, "max_level_allocation", None)):
-      raise ValueError("--init_sensitivity_max_level applies to --init=obs with "
-                       "--init_allocation=obs_sensitivity and to --init=magnitude with "
-                       "--init_allocation=sensitivity only.")
-    extra["sensitivity_max_level"] = options.init_sensitivity_max_level
-  try:
-    return method.Options(allocation=options.init_allocation, **extra)
-  except ValueError as e:
-    raise ValueError(f"--init_allocation={options.init_allocation} is not an allocation of "
-                     f"--init={options.init}: {e}") from None
-
-
 class RetrainMethod(CompressionMethod):
   """tfmot pruning with retraining on --train."""
 
@@ -148,24 +110,64 @@ class RetrainMethod(CompressionMethod):
   summary = "tfmot prune_low_magnitude while training on --train"
   Options = RetrainOptions
 
+  def __init__(self, starts: Sequence[CompressionMethod] = ()):
+    """``starts``: the one-shot methods ``--init`` may name, given by the registry.
+
+    Retraining composes them; it never looks a method up in the registry itself.
+    """
+    self._starts = {m.name: m for m in starts if getattr(m, "one_shot", False)}
+
+  def start_method(self, options) -> CompressionMethod:
+    """The one-shot method ``options.init`` names.
+
+    Raises:
+      ValueError: it is not one of the starts this method was given.
+    """
+    if options.init not in self._starts:
+      choices = [DENSE_INIT, "magnitude"] + sorted(self._starts)
+      raise ValueError(f"--init={options.init!r} is not a starting point for retraining; choose "
+                       f"from {', '.join(choices)}.")
+    return self._starts[options.init]
+
+  def start_options(self, options):
+    """The --init method's options: its defaults, with --init_allocation."""
+    method = self.start_method(options)
+    fields = {f.name for f in dataclasses.fields(method.Options)}
+    if "allocation" not in fields:
+      if options.init_allocation != "uniform":
+        raise ValueError(f"--init={options.init} has no per-matrix allocation; "
+                         "use --init_allocation=uniform.")
+      return method.Options()
+    extra = {}
+    if options.init_sensitivity_max_level != 0.95:
+      if ("sensitivity_max_level" not in fields or options.init_allocation !=
+          getattr(method.Options, "max_level_allocation", None)):
+        raise ValueError("--init_sensitivity_max_level applies to --init=obs with "
+                         "--init_allocation=obs_sensitivity and to --init=magnitude with "
+                         "--init_allocation=sensitivity only.")
+      extra["sensitivity_max_level"] = options.init_sensitivity_max_level
+    try:
+      return method.Options(allocation=options.init_allocation, **extra)
+    except ValueError as e:
+      raise ValueError(f"--init_allocation={options.init_allocation} is not an allocation of "
+                       f"--init={options.init}: {e}") from None
+
   @property
   def hparam_domains(self):
-    from prunelm_tf.compression.methods.registry import REGISTRY  # pylint: disable=import-outside-toplevel
-    inits = (DENSE_INIT,) + tuple(sorted(n for n, m in REGISTRY.items()
-                                         if getattr(m, "one_shot", False)))
+    inits = (DENSE_INIT,) + tuple(sorted(self._starts))
     return {"schedule": SCHEDULES + ("fixed_masks", "staged_masks"),
             "retrain_objective": OBJECTIVES, "retrain_init": inits,
             "init_allocation": INIT_ALLOCATIONS}
 
   def needs(self, options):
-    init = (_init_method(options).needs(_init_options(options))
+    init = (self.start_method(options).needs(self.start_options(options))
             if options.init != DENSE_INIT else Needs())
     return Needs(train=True, calibration=init.calibration,
                  softmax=options.retrain.needs_softmax or init.softmax)
 
   def check(self, options, config, source):
     if options.init != DENSE_INIT:
-      _init_method(options).check(_init_options(options), config, source)
+      self.start_method(options).check(self.start_options(options), config, source)
 
   def variant_name(self, options, target_sparsity):
     start = "" if options.init == DENSE_INIT else f"_{options.init}"
@@ -196,8 +198,8 @@ class RetrainMethod(CompressionMethod):
     t = time.time()
     start, metrics = context.source.model, {}
     if options.init != DENSE_INIT:
-      init = _init_method(options)
-      done = init.compress(_init_options(options), context)
+      init = self.start_method(options)
+      done = init.compress(self.start_options(options), context)
       start = done.model
       metrics["init"] = {"method": init.name, **done.metrics, "seconds": done.seconds}
       # The one-shot masks (and its per-matrix allocation) are kept as they are.
@@ -215,7 +217,7 @@ class RetrainMethod(CompressionMethod):
   def _compress_in_stages(self, options, context):
     """``--init_stages`` > 1: one-shot pruning and fixed-mask retraining, alternated."""
     t = time.time()
-    init, init_options = _init_method(options), _init_options(options)
+    init, init_options = self.start_method(options), self.start_options(options)
     free = set(context.free_weights)
     sparsities = stage_sparsities(context.target_sparsity, options.init_stages)
     total = with_steps(options.retrain, steps_per_epoch(options.retrain, context)).num_steps
