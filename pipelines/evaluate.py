@@ -53,7 +53,7 @@ _COLA = flags.DEFINE_string("cola_dir", "", "Folder with GLUE CoLA train.tsv and
                             "empty = skip CoLA (Matthews correlation on dev, same probe settings "
                             "as SST-2).")
 _PROTOCOL = flags.DEFINE_list(
-    "downstream_protocol", ["retrain"], "How SST-2, CoLA and NER meet each variant: retrain "
+    "downstream_protocol", ["retrain"], "How SST-2, CoLA, MRPC and NER meet each variant: retrain "
     "(the probe / tagger trained on each variant's own features: information left) and/or "
     "dropin (trained once on the dense model's features, per --ner_seeds seed, and fed each "
     "variant's features unchanged: whether a downstream model you trained still works). "

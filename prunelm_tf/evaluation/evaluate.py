@@ -89,11 +89,11 @@ class EvaluateConfig:
   throughput_sentences: int = 1000
   # Threads of the LiteRT interpreter for perplexity / SST-2 (not latency).
   num_threads: int = 2
-  # How the downstream models meet each entry (SST-2, CoLA, NER): "retrain" trains the
-  # probe / tagger on the entry's own features (how much information is left); "dropin"
-  # trains them once (per NER seed) on the dense model's features and feeds every entry's
-  # features to them unchanged, same mix and standardization (whether a user's downstream
-  # model keeps working). MRPC is measured under "retrain" only.
+  # How the downstream models meet each entry (SST-2, CoLA, MRPC, NER): "retrain" trains
+  # the probe / tagger on the entry's own features (how much information is left);
+  # "dropin" trains them once (per NER seed) on the dense model's features and feeds every
+  # entry's features to them unchanged, same mix and standardization (whether a user's
+  # downstream model keeps working).
   downstream_protocol: tuple = ("retrain",)
 
   def __post_init__(self):
@@ -189,6 +189,7 @@ def _entry_skeleton(variant: Variant, mode: str, group: str) -> Dict:
       "perplexity": None, "sst2_accuracy": None, "ner_test_f1": None, "mrpc_accuracy": None,
       "mrpc_f1": None, "cola_mcc": None, "cola_accuracy": None,
       "sst2_dropin_accuracy": None, "cola_dropin_mcc": None, "ner_dropin_test_f1": None,
+      "mrpc_dropin_accuracy": None, "mrpc_dropin_f1": None,
       "sizes": {"saved_model_bytes": sizes.get("saved_model_bytes"),
                 "saved_model_zip_bytes": sizes.get("saved_model_zip_bytes"),
                 "tflite_bytes": tfl.get("bytes"), "tflite_gzip_bytes": tfl.get("gzip_bytes"),
@@ -544,7 +545,7 @@ def dropin_reference(dense: Variant, config: EvaluateConfig, out_dir: str,
                      settings: Dict) -> Dict:
   """The downstream models of the drop-in protocol, trained once on the dense model.
 
-  SST-2 and CoLA probes (``config.probe``) and one NER tagger per seed are trained on the
+  SST-2, CoLA and MRPC probes (``config.probe``) and one NER tagger per seed are trained on the
   dense Keras model's features (cached in ``out_dir/dense/none/<task>``, the dense entry's
   own caches) and saved in ``out_dir/dropin/`` (``feature_cache.save_frozen_model``), with
   ``reference.json`` naming the dense artifact and the settings; a reference of another
@@ -557,16 +558,18 @@ def dropin_reference(dense: Variant, config: EvaluateConfig, out_dir: str,
   folder = os.path.join(out_dir, "dropin")
   record_path = os.path.join(folder, "reference.json")
   record = {"dense_artifact": artifact_fingerprint(dense, "none"),
-            "settings": {k: settings[k] for k in ("sst2", "cola", "ner", "probe", "ner_config",
-                                                  "ner_seeds")}}
+            "settings": {k: settings[k] for k in ("sst2", "cola", "mrpc", "ner", "probe",
+                                                  "ner_config", "ner_seeds")}}
   paths = {"shape": list(_representation_shape(dense.config))}
   if config.sst2_dir:
     paths["sst2"] = os.path.join(folder, "sst2_probe.npz")
   if config.cola_dir:
     paths["cola"] = os.path.join(folder, "cola_probe.npz")
+  if config.mrpc_dir:
+    paths["mrpc"] = os.path.join(folder, "mrpc_probe.npz")
   if config.ner_dir:
     paths["ner"] = {s: os.path.join(folder, f"ner_tagger_seed{s}.npz") for s in _ner_seeds(config)}
-  wanted = [p for k, p in paths.items() if k in ("sst2", "cola")] + list(
+  wanted = [p for k, p in paths.items() if k in ("sst2", "cola", "mrpc")] + list(
       paths.get("ner", {}).values())
   if os.path.exists(record_path) and files.read_json(record_path) == _json_form(record) and \
       all(os.path.exists(p) for p in wanted):
@@ -589,6 +592,18 @@ def dropin_reference(dense: Variant, config: EvaluateConfig, out_dir: str,
     _train_frozen_probe(cola.read_cola, config.cola_dir, "cola", embedder, fingerprint,
                         config.probe, os.path.join(dense_dir, "cola"),
                         (cola.TRAIN_CACHE, cola.DEV_CACHE), paths["cola"])
+  if config.mrpc_dir:
+    train_pairs, train_labels = mrpc.read_mrpc(os.path.join(config.mrpc_dir, "train.tsv"))
+    dev_pairs, dev_labels = mrpc.read_mrpc(os.path.join(config.mrpc_dir, "dev.tsv"))
+    subset = downstream.train_subset(len(train_pairs), config.probe)
+    train = mrpc.pair_features(embedder, [train_pairs[i] for i in subset],
+                               cache_path=os.path.join(dense_dir, "mrpc", mrpc.TRAIN_CACHE),
+                               model_fingerprint=fingerprint)
+    dev = mrpc.pair_features(embedder, dev_pairs,
+                             cache_path=os.path.join(dense_dir, "mrpc", mrpc.DEV_CACHE),
+                             model_fingerprint=fingerprint)
+    mrpc.train_pair_probe(*train, train_labels[subset], *dev, dev_labels, config.probe,
+                          save_frozen=paths["mrpc"])
   if config.ner_dir:
     splits = ner.split_features(embedder, config.ner_dir, os.path.join(dense_dir, "ner"),
                                 fingerprint, config.ner, ("train", "dev"))
@@ -638,6 +653,13 @@ def _dropin(entry: Dict, variant: Variant, embedder: Embedder, fingerprint: str,
           model_fingerprint=fingerprint)
       result[task] = downstream.score_frozen_probe(reference[task], features, labels,
                                                    config.probe)
+    if "mrpc" in reference:
+      pairs, labels = mrpc.read_mrpc(os.path.join(config.mrpc_dir, "dev.tsv"))
+      first, second = mrpc.pair_features(
+          embedder, pairs, cache_path=os.path.join(entry_dir, "mrpc", mrpc.DEV_CACHE),
+          model_fingerprint=fingerprint)
+      result["mrpc"] = mrpc.score_frozen_pair_probe(reference["mrpc"], first, second, labels,
+                                                    config.probe)
     if "ner" in reference:
       splits = ner.split_features(embedder, config.ner_dir, os.path.join(entry_dir, "ner"),
                                   fingerprint, config.ner, ("dev", "test"))
@@ -654,6 +676,9 @@ def _dropin(entry: Dict, variant: Variant, embedder: Embedder, fingerprint: str,
     entry["sst2_dropin_accuracy"] = result["sst2"]["accuracy"]
   if "cola" in result:
     entry["cola_dropin_mcc"] = result["cola"]["matthews_corrcoef"]
+  if "mrpc" in result:
+    entry["mrpc_dropin_accuracy"] = result["mrpc"]["accuracy"]
+    entry["mrpc_dropin_f1"] = result["mrpc"]["f1"]
   if "ner" in result:
     entry["ner_dropin_test_f1"] = result["ner"]["test_f1_mean"]
     entry["ner_dropin_test_f1_std"] = result["ner"]["test_f1_std"]
@@ -670,7 +695,7 @@ def evaluate(config: EvaluateConfig, out_dir: str, *, group: str = "",
   variants = find_variants(config.target)
   dense = next((v for v in variants if v.name == "dense"), None)
   dropin = "dropin" in config.downstream_protocol and bool(
-      config.sst2_dir or config.cola_dir or config.ner_dir)
+      config.sst2_dir or config.cola_dir or config.mrpc_dir or config.ner_dir)
   if dropin and dense is None:
     raise ValueError(f"--downstream_protocol=dropin feeds every variant to downstream models "
                      f"trained on the dense model, and {config.target} holds no dense model; "

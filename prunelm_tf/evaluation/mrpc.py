@@ -27,6 +27,7 @@ import numpy as np
 import tensorflow as tf
 
 from prunelm_tf.elmo.embedder import Embedder
+from prunelm_tf.evaluation import feature_cache
 from prunelm_tf.evaluation.downstream import (ProbeConfig, check_binary_labels, check_pooled,
                                               fit_probe, pooled_features, train_subset)
 from prunelm_tf.models.layers import ScalarMix
@@ -180,9 +181,12 @@ def binary_scores(labels: np.ndarray, predictions: np.ndarray) -> Dict[str, floa
 
 def train_pair_probe(train_first: np.ndarray, train_second: np.ndarray,
                      train_labels: np.ndarray, dev_first: np.ndarray, dev_second: np.ndarray,
-                     dev_labels: np.ndarray, config: ProbeConfig = ProbeConfig()
-                     ) -> Dict[str, Any]:
+                     dev_labels: np.ndarray, config: ProbeConfig = ProbeConfig(),
+                     save_frozen: Optional[str] = None) -> Dict[str, Any]:
   """Trains the ScalarMix + pair-feature probe; scores dev.
+
+  With ``save_frozen`` (an ``.npz`` path) the trained probe and its input
+  standardization are written there, for ``score_frozen_pair_probe`` (drop-in).
 
   Deterministic for a fixed seed on CPU.
 
@@ -224,18 +228,21 @@ def train_pair_probe(train_first: np.ndarray, train_second: np.ndarray,
   train_first, train_second = arrays["train_first"][subset], arrays["train_second"][subset]
   train_labels = train_labels[subset]
   dev_first, dev_second = arrays["dev_first"], arrays["dev_second"]
+  mean = np.zeros(train_first.shape[1:], np.float32)
+  inv_std = np.ones(train_first.shape[1:], np.float32)
   if config.standardize:  # one statistic for both sentences, so |u - v| compares like with like
     both = np.concatenate([train_first, train_second])
-    mean = both.mean(axis=0, keepdims=True)
-    std = both.std(axis=0, keepdims=True) + 1e-6
-    train_first, train_second = (train_first - mean) / std, (train_second - mean) / std
-    dev_first, dev_second = (dev_first - mean) / std, (dev_second - mean) / std
+    mean, inv_std = both.mean(axis=0), 1.0 / (both.std(axis=0) + 1e-6)
+    train_first, train_second = (train_first - mean) * inv_std, (train_second - mean) * inv_std
+    dev_first, dev_second = (dev_first - mean) * inv_std, (dev_second - mean) * inv_std
 
   start = time.perf_counter()
   tf.keras.utils.set_random_seed(config.seed)
   _, n_layers, dim = train_first.shape
   model = build_pair_probe(n_layers, dim, config)
   fit_probe(model, [train_first, train_second], train_labels, config, "MRPC probe")
+  if save_frozen:
+    feature_cache.save_frozen_model(save_frozen, model.get_weights(), mean, inv_std)
 
   def predict(first, second):
     return np.argmax(model.predict([first, second], batch_size=1024, verbose=0), axis=-1)
@@ -256,6 +263,39 @@ def train_pair_probe(train_first: np.ndarray, train_second: np.ndarray,
                result["accuracy"], result["f1"], result["train_accuracy"],
                result["scalar_mix_weights"], result["seconds"])
   return result
+
+
+def score_frozen_pair_probe(path: str, first: np.ndarray, second: np.ndarray,
+                            labels: np.ndarray, config: ProbeConfig = ProbeConfig()
+                            ) -> Dict[str, float]:
+  """Accuracy and F1 of a pair probe saved by ``train_pair_probe(save_frozen=...)``.
+
+  The pooled features go through the saved standardization and mix unchanged (drop-in).
+
+  Raises:
+    ValueError: features of another [n_layers, dim] than the probe's.
+  """
+  weights, mean, inv_std = feature_cache.load_frozen_model(path)
+  first, second = check_pooled("first", first), check_pooled("second", second)
+  if first.shape[1:] != mean.shape:
+    raise ValueError(f"features of [n_layers, dim] = {list(first.shape[1:])} cannot feed the "
+                     f"probe of {path}, trained on {list(mean.shape)}.")
+  model = build_pair_probe(mean.shape[0], mean.shape[1], config)
+  model.set_weights(weights)
+  logits = model.predict([(first - mean) * inv_std, (second - mean) * inv_std],
+                         batch_size=1024, verbose=0)
+  return binary_scores(np.asarray(labels), np.argmax(logits, axis=-1))
+
+
+def pair_features(embedder: Embedder, pairs: Sequence[Tuple[List[str], List[str]]], *,
+                  cache_path: Optional[str] = None, model_fingerprint: str = "",
+                  batch_size: int = 64) -> Tuple[np.ndarray, np.ndarray]:
+  """Pooled features of the first and of the second sentence of each pair (one cache file)."""
+  # One list, first sentences then second ones: one cache file per split.
+  pooled = pooled_features(embedder, [p[0] for p in pairs] + [p[1] for p in pairs],
+                           cache_path=cache_path, batch_size=batch_size,
+                           model_fingerprint=model_fingerprint)
+  return pooled[:len(pairs)], pooled[len(pairs):]
 
 
 def evaluate_mrpc(embedder: Embedder, train_path: str | os.PathLike,
@@ -299,11 +339,8 @@ def evaluate_mrpc(embedder: Embedder, train_path: str | os.PathLike,
 
   def features(pairs: Sequence[Tuple[List[str], List[str]]], name: str):
     cache_path = None if cache_dir is None else os.path.join(os.fspath(cache_dir), name)
-    # One list, first sentences then second ones: one cache file per split.
-    pooled = pooled_features(embedder, [p[0] for p in pairs] + [p[1] for p in pairs],
-                             cache_path=cache_path, batch_size=batch_size,
-                             model_fingerprint=model_fingerprint)
-    return pooled[:len(pairs)], pooled[len(pairs):]
+    return pair_features(embedder, pairs, cache_path=cache_path,
+                         model_fingerprint=model_fingerprint, batch_size=batch_size)
 
   start = time.perf_counter()
   train_first, train_second = features(train_pairs, TRAIN_CACHE)

@@ -209,9 +209,10 @@ def test_a_variant_made_again_is_evaluated_again(tiny_run_dir, tiny_text, tmp_pa
 def test_dropin_feeds_every_entry_to_the_dense_models_downstream_models(compressed, sst2_dir,
                                                                        tmp_path):
   from prunelm_tf.evaluation.ner import NerConfig  # pylint: disable=import-outside-toplevel
-  for name in ("conll", "cola"):
+  for name in ("conll", "cola", "mrpc"):
     (tmp_path / name).mkdir()
   config = EvaluateConfig(target=compressed, measure_latency=False, sst2_dir=sst2_dir,
+                          mrpc_dir=_tiny_mrpc(tmp_path / "mrpc"),
                           ner_dir=_tiny_conll(tmp_path / "conll"),
                           ner=NerConfig(epochs=2, hidden_units=4, batch_size=2),
                           ner_seeds=(0, 1), cola_dir=_tiny_cola(tmp_path / "cola"),
@@ -223,14 +224,16 @@ def test_dropin_feeds_every_entry_to_the_dense_models_downstream_models(compress
   # The dense model read by its own downstream models: drop-in = retrained, exactly.
   assert dense["sst2_dropin_accuracy"] == dense["sst2_accuracy"]
   assert dense["cola_dropin_mcc"] == dense["cola_mcc"]
+  assert dense["mrpc_dropin_accuracy"] == dense["mrpc_accuracy"]
+  assert dense["mrpc_dropin_f1"] == dense["mrpc_f1"]
   assert dense["ner_dropin_test_f1"] == pytest.approx(dense["ner_test_f1"], abs=1e-12)
   assert set(dense["dropin"]["ner"]["seeds"]) == {"0", "1"}
   for e in entries.values():
     assert 0.0 <= e["sst2_dropin_accuracy"] <= 1.0 and -1 <= e["cola_dropin_mcc"] <= 1
-    assert 0.0 <= e["ner_dropin_test_f1"] <= 1.0
+    assert 0.0 <= e["ner_dropin_test_f1"] <= 1.0 and 0.0 <= e["mrpc_dropin_f1"] <= 1.0
   assert sorted(os.listdir(os.path.join(out, "dropin"))) == [
-      "cola_probe.npz", "ner_tagger_seed0.npz", "ner_tagger_seed1.npz", "reference.json",
-      "sst2_probe.npz"]
+      "cola_probe.npz", "mrpc_probe.npz", "ner_tagger_seed0.npz", "ner_tagger_seed1.npz",
+      "reference.json", "sst2_probe.npz"]
   # Drop-in only: the retrained figures are not measured; the reference is reused.
   only = dataclasses.replace(config, downstream_protocol=("dropin",))
   stamp = os.path.getmtime(os.path.join(out, "dropin", "sst2_probe.npz"))
