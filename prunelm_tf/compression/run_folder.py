@@ -161,6 +161,22 @@ class CompressionRunFolder:
     return text
 
 
+def is_recipe_run_config(config: Any) -> bool:
+  """Whether a parsed config.json is that of a recipe run of several stages."""
+  return isinstance(config, dict) and {"recipe", "recipe_config", "inputs"} <= set(config)
+
+
+def stage_dir(run_dir: str, k: int, method: str) -> str:
+  """The compression run folder of stage ``k`` (0-based) of a recipe run."""
+  return os.path.join(run_dir, "stages", f"{k + 1}_{method}")
+
+
+def recipe_stage_dirs(run_dir: str, config: Dict[str, Any]) -> List[str]:
+  """The stage folders of a recipe run, in order, from its parsed config.json."""
+  return [stage_dir(run_dir, k, s["method"])
+          for k, s in enumerate(config["recipe_config"]["stages"])]
+
+
 def locate_variant(path: str) -> Optional[Tuple[CompressionRunFolder, VariantFolder]]:
   """(run folder, variant) if ``path`` is ``RUN/dense`` or ``RUN/variants/NAME``."""
   path = os.path.normpath(path)

@@ -27,7 +27,8 @@ from typing import Any, Dict, Mapping, Optional, Sequence
 from prunelm_tf.compression.config import CompressConfig
 from prunelm_tf.compression.pipeline import compress
 from prunelm_tf.compression.recipes import Recipe, check_applies, recipe_from_dict, stage_config
-from prunelm_tf.compression.run_folder import CompressionRunFolder, locate_variant
+from prunelm_tf.compression.run_folder import (CompressionRunFolder, is_recipe_run_config,
+                                               locate_variant, stage_dir)
 from prunelm_tf.utils import files
 
 # The input fields a recipe run takes from the user (CompressConfig field names).
@@ -80,20 +81,9 @@ def read_run_config(path: str) -> Dict[str, Any]:
   return config
 
 
-def is_recipe_run_config(config: Any) -> bool:
-  """Whether a config.json is that of a recipe run of several stages."""
-  return isinstance(config, dict) and {"recipe", "recipe_config", "inputs"} <= set(config)
-
-
 def recipe_run_from_config(config: Mapping[str, Any]):
   """(recipe, inputs) recorded in a recipe run's config.json, validated."""
   return recipe_from_dict(config["recipe"], config["recipe_config"]), dict(config["inputs"])
-
-
-def final_stage_dir(run_dir: str) -> str:
-  """The compression run folder of a recipe run's last stage."""
-  recipe, _ = recipe_run_from_config(files.read_config_json(os.path.join(run_dir, "config.json")))
-  return _stage_dir(run_dir, len(recipe.stages) - 1, recipe)
 
 
 def rerun(config_file: str, run_dir: str, **kwargs) -> Dict:
@@ -106,7 +96,7 @@ def rerun(config_file: str, run_dir: str, **kwargs) -> Dict:
 
 
 def _stage_dir(run_dir: str, k: int, recipe: Recipe) -> str:
-  return os.path.join(run_dir, "stages", f"{k + 1}_{recipe.stages[k].method}")
+  return stage_dir(run_dir, k, recipe.stages[k].method)
 
 
 def run_recipe(recipe: Recipe, inputs: Mapping[str, Any], run_dir: str, *,
@@ -163,16 +153,16 @@ def _run_locked(recipe, inputs, later, run_dir, record, overwrite, folder_inputs
     files.write_text(os.path.join(run_dir, "flags.txt"), flags_text)
   stages, stage_inputs = [], dict(inputs)
   for k, stage in enumerate(recipe.stages):
-    stage_dir = _stage_dir(run_dir, k, recipe)
-    result = compress(stage_config(recipe, k, **stage_inputs), stage_dir, flags_text=flags_text,
+    stage_folder = _stage_dir(run_dir, k, recipe)
+    result = compress(stage_config(recipe, k, **stage_inputs), stage_folder, flags_text=flags_text,
                       strategy=strategy, reuse_dense=reuse_dense if k == 0 else ())
     stages.append({"stage": k + 1, "method": stage.method, "amount": list(stage.amount),
-                   "run_dir": os.path.relpath(stage_dir, run_dir),
+                   "run_dir": os.path.relpath(stage_folder, run_dir),
                    "input": result["dense"].get("source"),
                    "variants": [_stage_figures(v, result["dense"]) for v in result["variants"]],
                    "wall_seconds": result["wall_seconds"]})
     if k + 1 < len(recipe.stages):
-      (variant,) = CompressionRunFolder(stage_dir).variants()  # one amount before the last
+      (variant,) = CompressionRunFolder(stage_folder).variants()  # one amount before the last
       stage_inputs = dict(later, model_dir=variant.path)
   result = {"recipe": recipe.name, "stages": stages,
             "final_stage_dir": os.path.relpath(_stage_dir(run_dir, len(recipe.stages) - 1,

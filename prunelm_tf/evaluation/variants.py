@@ -22,7 +22,9 @@ from typing import Dict, List, Optional
 from absl import logging
 
 from prunelm_tf import data as data_lib
-from prunelm_tf.compression.run_folder import CompressionRunFolder, VariantFolder, locate_variant
+from prunelm_tf.compression.run_folder import (CompressionRunFolder, VariantFolder,
+                                               is_recipe_run_config, locate_variant,
+                                               recipe_stage_dirs)
 from prunelm_tf.export.tflite import QUANTIZATION_MODES
 from prunelm_tf.models.config import BiLMConfig
 from prunelm_tf.training.run_folder import WEIGHTS_FILE
@@ -116,14 +118,12 @@ def find_variants(path: str) -> List[Variant]:
     return [_variant(folder)]
   if os.path.exists(run.config_json):
     run_config = files.read_config_json(run.config_json)
-    if isinstance(run_config, dict) and {"recipe", "recipe_config"} <= set(run_config):
+    if is_recipe_run_config(run_config):
       # A recipe run of several stages: the input model of its first stage (the user's
       # dense model) and the variants of its last.
-      stages = sorted(glob.glob(os.path.join(path, "stages", "*", "config.json")),
-                      key=lambda p: int(os.path.basename(os.path.dirname(p)).split("_")[0]))
-      first, last = (CompressionRunFolder(os.path.dirname(p)) for p in (stages[0], stages[-1]))
+      first, *_, last = (CompressionRunFolder(d) for d in recipe_stage_dirs(path, run_config))
       out = [_variant(f) for f in [first.dense] + last.variants() if f.is_complete()]
-      if len(stages) < 2 or len(out) < 2:
+      if not first.dense.is_complete() or len(out) < 2:
         raise FileNotFoundError(f"{path} is a recipe run whose stages have not finished; run "
                                 "pipelines.compress again with its flags to finish it.")
       return out
