@@ -28,7 +28,7 @@ from prunelm_tf.compression.run_folder import (CompressionRunFolder, VariantFold
                                                check_dense_donors, locate_variant,
                                                reuse_dense_entry)
 from prunelm_tf.compression.source import (Source, check_corpus_fits, representation_fidelity,
-                                           representation_similarity, similarity_of)
+                                           similarity_of)
 from prunelm_tf.compression.targets import (measure_sparsity, overridden_names, prunable_weights,
                                             resolve_targets)
 from prunelm_tf.data.corpus import load_corpus

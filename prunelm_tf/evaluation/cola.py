@@ -70,10 +70,12 @@ def read_cola(path: str | os.PathLike) -> Tuple[List[List[str]], np.ndarray]:
 def evaluate_cola(embedder: Embedder, train_path: str | os.PathLike,
                   dev_path: str | os.PathLike, *, cache_dir: Optional[str | os.PathLike] = None,
                   probe: downstream.ProbeConfig = downstream.ProbeConfig(),
-                  batch_size: int = 64, model_fingerprint: str = "") -> Dict[str, Any]:
+                  batch_size: int = 64, model_fingerprint: str = "",
+                  save_frozen: Optional[str] = None) -> Dict[str, Any]:
   """CoLA dev Matthews correlation of the SST-2 probe on the frozen ``embedder``.
 
-  Args: as ``downstream.evaluate_sst2`` (caches ``cola_train.npz``, ``cola_dev.npz``).
+  Args: as ``downstream.evaluate_sst2`` (caches ``cola_train.npz``, ``cola_dev.npz``;
+    ``save_frozen`` keeps the probe for drop-in scoring).
 
   Returns:
     The ``downstream.train_probe`` result (``matthews_corrcoef``, ``accuracy``, the mix
@@ -100,7 +102,7 @@ def evaluate_cola(embedder: Embedder, train_path: str | os.PathLike,
       embedder, dev_sentences, cache_path=cache(DEV_CACHE), batch_size=batch_size,
       model_fingerprint=model_fingerprint)
   result = downstream.train_probe(train_features, train_labels[subset], dev_features,
-                                  dev_labels, probe)
+                                  dev_labels, probe, save_frozen=save_frozen)
   majority = int(np.argmax(np.bincount(train_labels, minlength=2)))
   result["majority_baseline"] = float(np.mean(dev_labels == majority))
   logging.info("CoLA probe: dev MCC %.4f, accuracy %.4f.", result["matthews_corrcoef"],

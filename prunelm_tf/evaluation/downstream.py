@@ -429,7 +429,8 @@ def score_frozen_probe(path: str, features: np.ndarray, labels: np.ndarray,
 def evaluate_sst2(embedder: Embedder, train_path: str | os.PathLike,
                   dev_path: str | os.PathLike, *, cache_dir: Optional[str | os.PathLike] = None,
                   probe: ProbeConfig = ProbeConfig(), batch_size: int = 64,
-                  model_fingerprint: str = "") -> Dict[str, Any]:
+                  model_fingerprint: str = "", save_frozen: Optional[str] = None
+                  ) -> Dict[str, Any]:
   """SST-2 dev accuracy of a probe on the frozen ``embedder``.
 
   Only the training sentences the probe uses (``max_train_sentences``) are
@@ -446,6 +447,7 @@ def evaluate_sst2(embedder: Embedder, train_path: str | os.PathLike,
     batch_size: sentences per embedder batch.
     model_fingerprint: see ``pooled_features``; "" = the cache does not
       identify the model.
+    save_frozen: see ``train_probe`` (the probe kept for drop-in scoring).
 
   Returns:
     The ``train_probe`` result plus ``majority_baseline``: dev accuracy of
@@ -475,6 +477,7 @@ def evaluate_sst2(embedder: Embedder, train_path: str | os.PathLike,
   dev_features = pooled_features(embedder, dev_sentences, cache_path=cache(DEV_CACHE),
                                  batch_size=batch_size, model_fingerprint=model_fingerprint)
   # The rows are already the subset, so train_probe's own selection keeps them all.
-  result = train_probe(train_features, train_labels[subset], dev_features, dev_labels, probe)
+  result = train_probe(train_features, train_labels[subset], dev_features, dev_labels, probe,
+                       save_frozen=save_frozen)
   result["majority_baseline"] = float(np.mean(dev_labels == majority))
   return result

@@ -584,26 +584,14 @@ def dropin_reference(dense: Variant, config: EvaluateConfig, out_dir: str,
   fingerprint = "keras:" + feature_cache.fingerprint_weights(model)
   dense_dir = os.path.join(out_dir, dense.name, "none")
   logging.info("drop-in: training the downstream models once on the dense model's features.")
-  if config.sst2_dir:
-    _train_frozen_probe(downstream.read_sentence_labels, config.sst2_dir, "sst2", embedder,
-                        fingerprint, config.probe, os.path.join(dense_dir, "sst2"),
-                        (downstream.TRAIN_CACHE, downstream.DEV_CACHE), paths["sst2"])
-  if config.cola_dir:
-    _train_frozen_probe(cola.read_cola, config.cola_dir, "cola", embedder, fingerprint,
-                        config.probe, os.path.join(dense_dir, "cola"),
-                        (cola.TRAIN_CACHE, cola.DEV_CACHE), paths["cola"])
-  if config.mrpc_dir:
-    train_pairs, train_labels = mrpc.read_mrpc(os.path.join(config.mrpc_dir, "train.tsv"))
-    dev_pairs, dev_labels = mrpc.read_mrpc(os.path.join(config.mrpc_dir, "dev.tsv"))
-    subset = downstream.train_subset(len(train_pairs), config.probe)
-    train = mrpc.pair_features(embedder, [train_pairs[i] for i in subset],
-                               cache_path=os.path.join(dense_dir, "mrpc", mrpc.TRAIN_CACHE),
-                               model_fingerprint=fingerprint)
-    dev = mrpc.pair_features(embedder, dev_pairs,
-                             cache_path=os.path.join(dense_dir, "mrpc", mrpc.DEV_CACHE),
-                             model_fingerprint=fingerprint)
-    mrpc.train_pair_probe(*train, train_labels[subset], *dev, dev_labels, config.probe,
-                          save_frozen=paths["mrpc"])
+  # The tasks' own evaluation, on the dense model's cached features, keeping the probe.
+  for task, evaluate_task, task_dir in (("sst2", downstream.evaluate_sst2, config.sst2_dir),
+                                        ("cola", cola.evaluate_cola, config.cola_dir),
+                                        ("mrpc", mrpc.evaluate_mrpc, config.mrpc_dir)):
+    if task_dir:
+      evaluate_task(embedder, os.path.join(task_dir, "train.tsv"),
+                    os.path.join(task_dir, "dev.tsv"), cache_dir=os.path.join(dense_dir, task),
+                    model_fingerprint=fingerprint, probe=config.probe, save_frozen=paths[task])
   if config.ner_dir:
     splits = ner.split_features(embedder, config.ner_dir, os.path.join(dense_dir, "ner"),
                                 fingerprint, config.ner, ("train", "dev"))
@@ -612,22 +600,6 @@ def dropin_reference(dense: Variant, config: EvaluateConfig, out_dir: str,
                        config=dataclasses.replace(config.ner, seed=seed), save_frozen=path)
   files.write_json(record_path, _json_form(record))
   return paths
-
-
-def _train_frozen_probe(read, task_dir, task, embedder, fingerprint, probe, cache_dir,
-                        cache_names, path) -> None:
-  """Trains the SST-2 / CoLA probe on the dense features and saves it (drop-in reference)."""
-  train_sentences, train_labels = read(os.path.join(task_dir, "train.tsv"))
-  dev_sentences, dev_labels = read(os.path.join(task_dir, "dev.tsv"))
-  subset = downstream.train_subset(len(train_sentences), probe)
-  train = downstream.pooled_features(embedder, [train_sentences[i] for i in subset],
-                                     cache_path=os.path.join(cache_dir, cache_names[0]),
-                                     model_fingerprint=fingerprint)
-  dev = downstream.pooled_features(embedder, dev_sentences,
-                                   cache_path=os.path.join(cache_dir, cache_names[1]),
-                                   model_fingerprint=fingerprint)
-  downstream.train_probe(train, train_labels[subset], dev, dev_labels, probe, save_frozen=path)
-  logging.info("drop-in: %s probe of the dense model saved to %s.", task, path)
 
 
 def _dropin(entry: Dict, variant: Variant, embedder: Embedder, fingerprint: str,

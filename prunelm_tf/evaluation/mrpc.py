@@ -301,7 +301,7 @@ def pair_features(embedder: Embedder, pairs: Sequence[Tuple[List[str], List[str]
 def evaluate_mrpc(embedder: Embedder, train_path: str | os.PathLike,
                   dev_path: str | os.PathLike, *, cache_dir: Optional[str | os.PathLike] = None,
                   model_fingerprint: str = "", probe: ProbeConfig = ProbeConfig(),
-                  batch_size: int = 64) -> Dict[str, Any]:
+                  batch_size: int = 64, save_frozen: Optional[str] = None) -> Dict[str, Any]:
   """MRPC dev accuracy and F1 of a pair probe on the frozen ``embedder``.
 
   Only the training pairs the probe uses (``max_train_sentences``) are
@@ -319,6 +319,7 @@ def evaluate_mrpc(embedder: Embedder, train_path: str | os.PathLike,
       use one cache_dir per variant.
     probe: the classifier and its training.
     batch_size: sentences per embedder batch.
+    save_frozen: see ``train_pair_probe`` (the probe kept for drop-in scoring).
 
   Returns:
     The ``train_pair_probe`` result with ``seconds`` = ``{"features": s,
@@ -348,7 +349,7 @@ def evaluate_mrpc(embedder: Embedder, train_path: str | os.PathLike,
   feature_seconds = time.perf_counter() - start
   # The rows are already the subset, so train_pair_probe's own selection keeps them all.
   result = train_pair_probe(train_first, train_second, train_labels[subset], dev_first,
-                            dev_second, dev_labels, probe)
+                            dev_second, dev_labels, probe, save_frozen=save_frozen)
   result["seconds"] = {"features": feature_seconds, "probe": result["seconds"]}
   baseline = binary_scores(dev_labels, np.full_like(dev_labels, majority))
   result["majority_baseline"] = {"accuracy": baseline["accuracy"], "f1": baseline["f1"]}

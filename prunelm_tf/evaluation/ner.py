@@ -508,20 +508,28 @@ def score_frozen_tagger(path: str, features: TokenFeatures, tags: Sequence[Seque
 
 def split_features(embedder: Embedder, data_dir, cache_dir, model_fingerprint: str,
                    config: NerConfig, splits: Sequence[str]) -> Dict[str, Tuple]:
-  """The token features and tags of some splits ("train", "dev", "test"), cached as usual."""
+  """The token features and tags of some splits ("train", "dev", "test"), cached as usual.
+
+  All three files are read and checked before any embedding; "train" is the
+  ``max_train_sentences`` subset.
+  """
+  if cache_dir is not None and not model_fingerprint:
+    raise ValueError(f"cache_dir={cache_dir} needs a model_fingerprint naming the model (and "
+                     "quantization mode) whose features it holds, e.g. "
+                     "feature_cache.fingerprint_weights(model) or fingerprint_file(tflite).")
   read = _read_splits(data_dir)
+  subset = train_sentence_subset(len(read["train"]), config.max_train_sentences)
+  logging.info("CoNLL-2003: %d of %d training sentences, %d dev, %d test.", subset.size,
+               len(read["train"]), len(read["dev"]), len(read["test"]))
+  read["train"] = [read["train"][i] for i in subset]
   out = {}
   for split in splits:
-    sentences = read[split]
-    if split == "train":
-      subset = train_sentence_subset(len(sentences), config.max_train_sentences)
-      sentences = [sentences[i] for i in subset]
     cache_path = None if cache_dir is None else os.path.join(os.fspath(cache_dir),
                                                               CACHE_FILES[split])
-    out[split] = (token_features(embedder, [t for t, _ in sentences], cache_path=cache_path,
+    out[split] = (token_features(embedder, [t for t, _ in read[split]], cache_path=cache_path,
                                  model_fingerprint=model_fingerprint,
                                  batch_size=config.embed_batch_size),
-                  [tags for _, tags in sentences])
+                  [tags for _, tags in read[split]])
   return out
 
 
@@ -552,25 +560,9 @@ def _read_splits(data_dir: str | os.PathLike) -> Dict[str, List]:
 def _split_features(embedder: Embedder, data_dir, cache_dir, model_fingerprint: str,
                     config: NerConfig) -> Tuple[Dict[str, Tuple[TokenFeatures, List]], float]:
   """Reads the three files (all before any embedding) and embeds them: split -> (features, tags)."""
-  if cache_dir is not None and not model_fingerprint:
-    raise ValueError(f"cache_dir={cache_dir} needs a model_fingerprint naming the model (and "
-                     "quantization mode) whose features it holds, e.g. "
-                     "feature_cache.fingerprint_weights(model) or fingerprint_file(tflite).")
-  splits = _read_splits(data_dir)
-  subset = train_sentence_subset(len(splits["train"]), config.max_train_sentences)
-  num_train = len(splits["train"])
-  splits["train"] = [splits["train"][i] for i in subset]
-  logging.info("CoNLL-2003: %d of %d training sentences, %d dev, %d test.", subset.size,
-               num_train, len(splits["dev"]), len(splits["test"]))
   start = time.perf_counter()
-  out = {}
-  for split, sentences in splits.items():
-    cache_path = None if cache_dir is None else os.path.join(os.fspath(cache_dir),
-                                                              CACHE_FILES[split])
-    features = token_features(embedder, [tokens for tokens, _ in sentences],
-                              cache_path=cache_path, model_fingerprint=model_fingerprint,
-                              batch_size=config.embed_batch_size)
-    out[split] = (features, [tags for _, tags in sentences])
+  out = split_features(embedder, data_dir, cache_dir, model_fingerprint, config,
+                       ("train", "dev", "test"))
   return out, time.perf_counter() - start
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from typing import Optional, Sequence, Tuple
 
-import numpy as np
 import tensorflow as tf
 import tensorflow_model_optimization as tfmot
 
