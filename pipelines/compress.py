@@ -104,6 +104,24 @@ _CONFIG_FILE = flags.DEFINE_string("config_file", "", "The config.json of a fini
                                    "method, recipe or input flags).")
 _LIST = flags.DEFINE_bool("list_recipes", False, "Print every recipe with its purpose, the "
                           "models it applies to and its measured figures, and exit.")
+# Flags of earlier releases: given, they are refused with the form that replaces them.
+_STAGES = ("two stages now: the one-shot method, then finetune (its zeros kept): "
+           "--recipe=retrain_90 [--set obs.amount=0.8 --set obs.allocation=uniform], or "
+           "--method=obs, then --method=finetune --model_dir=RUN/variants/NAME "
+           "--teacher_dir=DENSE_RUN")
+RETIRED = {"init": "Retraining from a one-shot result is " + _STAGES,
+           "init_allocation": "The one-shot stage's allocation is its own option: "
+                              "--set obs.allocation=VALUE (or --allocation with --method=obs)",
+           "init_stages": "Gradual one-shot pruning is a recipe of alternating stages "
+                          "(obs, finetune, obs, finetune, ...) with rising amounts",
+           "init_sensitivity_max_level": "The one-shot stage's option: "
+                                         "--set obs.sensitivity_max_level=VALUE",
+           "finetune": "Fine-tuning is a stage of its own after the compression: "
+                       "--recipe=lowrank_70_ft or structured_30_ft, or --method=finetune "
+                       "--model_dir=RUN/variants/NAME --teacher_dir=DENSE_RUN"}
+for _name in RETIRED:
+  (flags.DEFINE_bool if _name == "finetune" else flags.DEFINE_string)(
+      _name, None, f"Removed: {RETIRED[_name]}.")
 # Every option of every registered method, as a flag (shared names defined once).
 _METHOD_FLAGS = option_flags(list(REGISTRY.values()))
 for _spec in _METHOD_FLAGS:
@@ -123,6 +141,8 @@ for _spec in _METHOD_FLAGS:
 
 
 def _sweep():
+  if not REGISTRY[_METHOD.value].has_amount and not flags.FLAGS["sparsity_sweep"].present:
+    return (0.0,)  # a stage that removes nothing (finetune)
   if _FINAL.value is not None:
     if flags.FLAGS["sparsity_sweep"].present:
       raise app.UsageError("--final_sparsity is a one-value --sparsity_sweep; give one of them.")
@@ -178,6 +198,9 @@ def _recipe_run(strategy) -> None:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  for name, instead in RETIRED.items():
+    if flags.FLAGS[name].present:
+      raise app.UsageError(f"--{name} was removed. {instead}.")
   if _LIST.value:
     print("\n\n".join(recipes.describe(recipes.load_recipe(n)) for n in recipes.recipe_names()))
     return

@@ -1,8 +1,8 @@
 """Retraining a compressed biLM: the optimisation settings and the resumable loop.
 
-Shared by every method that trains after (or while) compressing: tfmot
-pruning with retraining today, fine-tuning after one-shot, low-rank or
-structured compression tomorrow.
+Shared by the methods that train: ``retrain`` (tfmot pruning on a schedule while
+training) and ``finetune`` (training after the compression stages, their zeros and shared
+values kept).
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ import contextlib
 import dataclasses
 import math
 import os
-import time
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -226,16 +225,6 @@ def check_warmup(config: RetrainConfig, num_steps: int, what: str = "") -> None:
                      "leave its warm-up.")
 
 
-def check_finetuning(finetune: bool, config: RetrainConfig, model: str) -> None:
-  """The one check of a shape-changing method's fine-tuning options (lowrank, structured,
-  layers, cluster): the loop calls the whole softmax every step (the KD term and the
-  compressed softmax need it), so a sampled one is refused. ``model`` names the
-  compressed model in the message ("a factorized model")."""
-  if finetune and config.num_sampled:
-    raise ValueError(f"sampled softmax is not available when fine-tuning {model}; "
-                     "use num_sampled=0.")
-
-
 def _layer_name(layer) -> str:
   """A layer's own name, also when tfmot wraps it (``prune_low_magnitude_<name>``)."""
   return getattr(layer, "layer", layer).name
@@ -410,20 +399,3 @@ def budget_record(budget: Dict, keys: Sequence[str]) -> Dict:
   average (--retrain_average_last)."""
   return {k: budget[k] for k in (*keys, "averaged_steps", "valid_perplexity_before_average")
           if k in budget}
-
-
-def finetune_after(model: keras.Model, teacher: keras.Model, config: RetrainConfig, context,
-                   metrics: Dict, seconds: Dict, *, callbacks: Sequence = ()) -> None:
-  """Fine-tunes a compressed ``model`` in place after a shape-changing method.
-
-  The one place lowrank, structured, layers and cluster fine-tune: `retrain`
-  on the context's training corpus, its budget recorded as
-  ``metrics["finetuning"]`` and its time as ``seconds["finetune"]``.
-  ``callbacks`` go to the loop (cluster's `clustering.TieToClusters` keeps the
-  clustered weights shared).
-  """
-  t = time.time()
-  budget = retrain(model, teacher, config, context, callbacks=callbacks)
-  metrics["finetuning"] = budget_record(budget, (
-      "num_train_steps", "steps_per_epoch", "num_train_epochs", "budget_given_in"))
-  seconds["finetune"] = time.time() - t

@@ -106,6 +106,9 @@ def load_teacher(config: CompressConfig, source: Source, needs_softmax: bool,
   if needs_distill and theirs.projection_dim != mine.projection_dim:
     problems.append(f"its representations have {2 * theirs.projection_dim} dimensions, the "
                     f"input model's {2 * mine.projection_dim} (distillation compares them)")
+  if needs_distill and theirs.n_layers != mine.n_layers:
+    problems.append(f"it has {theirs.n_layers} LSTM layers, the input model "
+                    f"{mine.n_layers} (distillation compares every layer's representations)")
   if problems:
     raise ValueError(f"--teacher_dir={config.teacher_dir} cannot teach {source.description}: "
                      + "; ".join(problems) + ".")

@@ -14,7 +14,8 @@ is a run folder of its own::
 
 Each stage folder is a complete, resumable compression run, so a killed recipe run picks
 up where it stopped. A stage that trains learns from the original input model
-(``teacher_dir``) when that is a run folder, not from the previous stage's variant.
+(``teacher_dir``: the input folder, or for an ELMo weight file the first stage's
+``dense/`` entry, its Keras form), not from the previous stage's variant.
 """
 
 from __future__ import annotations
@@ -132,8 +133,10 @@ def run_recipe(recipe: Recipe, inputs: Mapping[str, Any], run_dir: str, *,
     return compress(first, run_dir, overwrite=overwrite, flags_text=flags_text,
                     strategy=strategy, reuse_dense=reuse_dense)
   later = {k: v for k, v in inputs.items() if k not in ("options_file", "weight_file")}
-  if inputs.get("model_dir") and not inputs.get("teacher_dir"):
-    later["teacher_dir"] = inputs["model_dir"]  # later stages learn from the original model
+  if not inputs.get("teacher_dir"):  # later stages learn from the original model:
+    # the input folder, or for an ELMo weight file its Keras form, the first stage's dense
+    later["teacher_dir"] = (inputs["model_dir"] if inputs.get("model_dir") else
+                            os.path.join(_stage_dir(run_dir, 0, recipe), "dense"))
   for k in range(1, len(recipe.stages)):  # every stage's needs, before any work
     stage_config(recipe, k, **dict(later, model_dir=os.path.join(run_dir, "stages", "previous")))
   record = json.dumps(_recorded(recipe, inputs), indent=2, sort_keys=True)

@@ -128,6 +128,11 @@ class CompressionMethod(abc.ABC):
   Options: ClassVar[type]
   # HParams keys of this method -> their discrete values ("n/a" is added).
   hparam_domains: ClassVar[Mapping[str, Tuple[str, ...]]] = {}
+  # Whether the method removes an amount (its sweep values); False for a stage that only
+  # trains (``finetune``), whose sweep is (0,).
+  has_amount: ClassVar[bool] = True
+  # Whether it compresses in one shot, without training (cheap to measure at many amounts).
+  one_shot: ClassVar[bool] = False
 
   def needs(self, options) -> Needs:  # pylint: disable=unused-argument
     return Needs()

@@ -24,12 +24,11 @@ per matrix, 0.625 = 3 bits = 8 values, 0.75 = 2 bits = 4 values; it must make
 value gives one matrix its own, and 0 leaves it unclustered (e.g. the
 softmax).
 
-``--finetune`` trains the shared values afterwards (Deep Compression's
-centroid training, "trained quantization"): the shared retraining loop (e.g.
-``--retrain_objective=kd`` from the dense model, ``--teacher_dir``) with every
-matrix tied to its clusters before each step (`clustering.TieToClusters`:
-the assignment and the zeros fixed, each value the mean of its members), so
-the fine-tuned model keeps at most k values per matrix.
+A ``finetune`` stage after this one trains the shared values (Deep Compression's
+centroid training, "trained quantization"): every clustered matrix is tied to its
+clusters before each step (`clustering.TieToClusters`: the assignment and the zeros
+fixed, each value the mean of its members), so the fine-tuned model keeps at most k
+values per matrix.
 """
 
 from __future__ import annotations
@@ -40,9 +39,7 @@ import time
 import numpy as np
 
 from prunelm_tf.compression.calibration import CALIBRATION_BATCH, collect_grams
-from prunelm_tf.compression.clustering import TieToClusters, cluster_model
-from prunelm_tf.compression.finetune import (OBJECTIVES, RetrainConfig, check_finetuning,
-                                             finetune_after)
+from prunelm_tf.compression.clustering import cluster_model
 from prunelm_tf.compression.methods.base import CompressedModel, CompressionMethod, Needs
 from prunelm_tf.compression.options import option
 from prunelm_tf.compression.targets import prunable_weights, resolve_targets
@@ -83,13 +80,6 @@ class ClusterOptions:
       4, "A matrix clustered into k values must hold at least this many times k nonzero "
       "weights (fewer: clustering saves nothing and is refused).",
       flag="cluster_min_weights_per_cluster", lower=1)
-  # Train the shared values on --train afterwards (settings in `retrain`).
-  finetune: bool = option(False, "Fine-tune the clustered model on --train afterwards with the "
-                          "assignments and zeros fixed (each matrix keeps its k values): "
-                          "--num_steps, --learning_rate, --retrain_objective (e.g. kd from the "
-                          "dense model).", flag="finetune")
-  # Optimisation of the fine-tuning (read only with finetune).
-  retrain: RetrainConfig = dataclasses.field(default_factory=RetrainConfig)
 
   def __post_init__(self):
     if self.weighting not in WEIGHTINGS:
@@ -98,7 +88,6 @@ class ClusterOptions:
     if self.min_weights_per_cluster < 1:
       raise ValueError(f"--cluster_min_weights_per_cluster must be >= 1, got "
                        f"{self.min_weights_per_cluster}.")
-    check_finetuning(self.finetune, self.retrain, "a clustered model")
 
 
 def clusters_for(targets):
@@ -113,15 +102,13 @@ class ClusterMethod(CompressionMethod):
   summary = ("keep k distinct nonzero values per matrix (1-D k-means, zeros kept): the sweep "
              "value is the fraction of the 8 int8 bits per weight removed (0.5 = 16 values)")
   Options = ClusterOptions
-  hparam_domains = {"cluster_weighting": WEIGHTINGS,
-                    "finetune_objective": ("none",) + OBJECTIVES}
+  hparam_domains = {"cluster_weighting": WEIGHTINGS}
 
   def needs(self, options):
-    return Needs(calibration=options.weighting == "data", train=options.finetune,
-                 softmax=options.finetune and options.retrain.needs_softmax)
+    return Needs(calibration=options.weighting == "data")
 
   def variant_name(self, options, target_sparsity):
-    tags = ("_data" if options.weighting == "data" else "") + ("_ft" if options.finetune else "")
+    tags = "_data" if options.weighting == "data" else ""
     try:
       return f"{self.name}{tags}_{2 ** bits_for(target_sparsity)}"
     except ValueError:  # refused by check(), which runs next, with the reason
@@ -176,24 +163,10 @@ class ClusterMethod(CompressionMethod):
     if tokens is not None:
       metrics["calibration_tokens"] = tokens
     seconds["cluster"] = time.time() - t - seconds.get("calibration", 0.0)
-    if options.finetune:
-      tie = TieToClusters({n: v for n, v in prunable_weights(model).items() if n in clusters})
-      finetune_after(model, context.teacher_model, options.retrain, context, metrics, seconds,
-                     callbacks=[tie])
-      for name, variable in prunable_weights(model).items():
-        if name not in clusters:
-          continue
-        values = variable.numpy()
-        distinct = int(np.unique(values[values != 0]).size)
-        if distinct > clusters[name]:  # the tie is what the variant promises
-          raise RuntimeError(f"{name} holds {distinct} values after fine-tuning, more than its "
-                             f"{clusters[name]} clusters.")
-        records[name]["distinct_values_after_finetuning"] = distinct
     return CompressedModel(model, context.source.config, metrics=metrics, seconds=seconds)
 
   def hparams(self, options):
-    return {"cluster_weighting": options.weighting,
-            "finetune_objective": options.retrain.objective if options.finetune else "none"}
+    return {"cluster_weighting": options.weighting}
 
 
 def input_energy(model, names, batches):

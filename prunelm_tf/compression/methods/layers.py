@@ -15,8 +15,8 @@ are kept is chosen by a criterion:
   downstream task (``scalar_mix_weights``, as in LD-Net), no calibration.
 
 With more than `MAX_SUBSETS` choices, layers are removed greedily one at a time.
-Optionally the smaller model is fine-tuned (``finetune``; representation
-distillation is refused: the number of representation layers changes).
+Fine-tuning the smaller model is a ``finetune`` stage after this one (kd or lm:
+representation distillation compares layers, and their number changed).
 """
 
 from __future__ import annotations
@@ -31,10 +31,7 @@ import numpy as np
 
 from prunelm_tf.compression import structured as lib
 from prunelm_tf.compression.calibration import CALIBRATION_BATCH
-from prunelm_tf.compression.finetune import (OBJECTIVES, RetrainConfig, check_finetuning,
-                                             finetune_after)
 from prunelm_tf.compression.methods.base import CompressedModel, CompressionMethod, Needs
-from prunelm_tf.compression.methods.structured import check_finetune
 from prunelm_tf.compression.options import option
 from prunelm_tf.compression.targets import prunable_weights
 from prunelm_tf.models.bilm import output_model
@@ -78,12 +75,6 @@ class LayersOptions:
                                    "ScalarMix parameters s_0,...,s_L (before the softmax; s_0 is "
                                    "the token embedding), comma separated.",
                                    flag="scalar_mix_weights")
-  # Fine-tune the smaller model on --train afterwards (settings in `retrain`).
-  finetune: bool = option(False, "Fine-tune the compressed model on --train afterwards with "
-                          "--num_steps, --learning_rate, --retrain_objective (e.g. distill or "
-                          "kd from the dense model).", flag="finetune")
-  # Optimisation of the fine-tuning (read only with finetune).
-  retrain: RetrainConfig = dataclasses.field(default_factory=RetrainConfig)
 
   def __post_init__(self):
     if self.criterion not in CRITERIA:
@@ -96,7 +87,6 @@ class LayersOptions:
     elif self.scalar_mix_weights:
       raise ValueError(f"--scalar_mix_weights is read only with --layer_criterion=scalar_mix, "
                        f"not {self.criterion}; drop it or change the criterion.")
-    check_finetuning(self.finetune, self.retrain, "a model with fewer layers")
 
 
 def _top_states(model, batch) -> np.ndarray:
@@ -139,11 +129,10 @@ class LayersMethod(CompressionMethod):
   summary = ("drop whole LSTM layers (LD-Net), chosen by their effect on --calibration text or "
              "by learned ScalarMix weights: a biLM with fewer layers")
   Options = LayersOptions
-  hparam_domains = {"layer_criterion": CRITERIA, "finetune_objective": ("none",) + OBJECTIVES}
+  hparam_domains = {"layer_criterion": CRITERIA}
 
   def needs(self, options):
-    return Needs(calibration=options.criterion != "scalar_mix", train=options.finetune,
-                 softmax=options.finetune and options.retrain.needs_softmax)
+    return Needs(calibration=options.criterion != "scalar_mix")
 
   def check(self, options, config, source):
     if config.layer_sparsity:
@@ -166,8 +155,6 @@ class LayersMethod(CompressionMethod):
         raise ValueError(f"--scalar_mix_weights has {len(weights)} values; a ScalarMix over "
                          f"{source.description} has {n_layers + 1} (token embedding + "
                          f"{n_layers} layers).")
-    check_finetune(self.name, options.finetune, options.retrain, False,
-                   "removing layers changes the number of representation layers")
 
   def variant_name(self, options, target_sparsity):
     return f"{self.name}_{options.criterion}_{round(target_sparsity * 100):02d}"
@@ -217,10 +204,7 @@ class LayersMethod(CompressionMethod):
     metrics = {"removed_fraction": 1.0 - lib.matrix_parameters(config, names) / dense_matrices,
                "layers": record}
     seconds = {"select": time.time() - t}
-    if options.finetune:
-      finetune_after(model, context.teacher_model, options.retrain, context, metrics, seconds)
     return CompressedModel(model, config, metrics=metrics, seconds=seconds)
 
   def hparams(self, options):
-    return {"layer_criterion": options.criterion,
-            "finetune_objective": options.retrain.objective if options.finetune else "none"}
+    return {"layer_criterion": options.criterion}

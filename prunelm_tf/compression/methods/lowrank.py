@@ -19,8 +19,8 @@ from the dense model in one pass; each LSTM kernel half is weighted by its own
 block of the H of ``[x_t; h_{t-1}]``, the cross term between the halves is
 ignored). The result's `BiLMConfig` records the ranks,
 so SavedModel and TFLite run two smaller matmuls per matrix; its ELMo HDF5
-export multiplies the factors back (`prunelm_tf.elmo.export_elmo`). Optional
-fine-tuning afterwards with `compression.finetune.retrain` (lm, kd or distill).
+export multiplies the factors back (`prunelm_tf.elmo.export_elmo`). Fine-tuning
+afterwards is a ``finetune`` stage (the recipe ``lowrank_70_ft``).
 """
 
 from __future__ import annotations
@@ -33,8 +33,6 @@ from absl import logging
 
 from prunelm_tf.compression import factorization
 from prunelm_tf.compression.calibration import CALIBRATION_BATCH, collect_grams
-from prunelm_tf.compression.finetune import (OBJECTIVES, RetrainConfig, check_finetuning,
-                                             finetune_after)
 from prunelm_tf.compression.methods.base import CompressedModel, CompressionMethod, Needs
 from prunelm_tf.compression.options import option
 from prunelm_tf.compression.targets import overridden_names, prunable_weights, resolve_targets
@@ -63,12 +61,6 @@ class LowRankOptions:
   damp: float = option(0.01, "Dampening of the calibration Gram matrix H for "
                        "--lowrank_criterion=data (fraction of its mean diagonal).",
                        flag="lowrank_damp", lower=0.0)
-  # Fine-tune the factorized model on --train afterwards (settings in `retrain`).
-  finetune: bool = option(False, "Fine-tune the factorized model on --train afterwards "
-                          "(--num_steps, --learning_rate, --retrain_objective: lm, kd or "
-                          "distill, ...).", flag="finetune")
-  # The fine-tuning optimisation (shared flags with --method=retrain).
-  retrain: RetrainConfig = dataclasses.field(default_factory=RetrainConfig)
 
   def __post_init__(self):
     if self.criterion not in CRITERIA:
@@ -78,7 +70,6 @@ class LowRankOptions:
                        f"{self.allocation!r}.")
     if not self.damp >= 0:
       raise ValueError(f"--lowrank_damp must be >= 0, got {self.damp}.")
-    check_finetuning(self.finetune, self.retrain, "a factorized model")
 
 
 def _prunable_name(matrix: str) -> str:
@@ -115,19 +106,15 @@ class LowRankMethod(CompressionMethod):
              "the --calibration input covariance); ranks from the sweep's parameter budget")
   Options = LowRankOptions
   hparam_domains = {"lowrank_criterion": CRITERIA,
-                    "lowrank_allocation": factorization.ALLOCATIONS,
-                    "finetune_objective": ("none",) + OBJECTIVES}
+                    "lowrank_allocation": factorization.ALLOCATIONS}
 
   def needs(self, options):
-    return Needs(train=options.finetune, calibration=options.criterion == "data",
-                 softmax=options.finetune and options.retrain.needs_softmax)
+    return Needs(calibration=options.criterion == "data")
 
   def variant_name(self, options, target_sparsity):
     parts = [self.name, options.criterion]
     if options.allocation != "energy":
       parts.append(options.allocation)
-    if options.finetune:
-      parts.append("ft")
     return "_".join(parts) + f"_{round(target_sparsity * 100):02d}"
 
   def check(self, options, config, source):
@@ -217,10 +204,7 @@ class LowRankMethod(CompressionMethod):
     if options.criterion == "data":
       metrics["calibration_tokens"] = int(next(iter(accumulators.values())).count)
       seconds["calibration"] = calibration_seconds
-    if options.finetune:
-      finetune_after(model, context.teacher_model, options.retrain, context, metrics, seconds)
     return CompressedModel(model, config, metrics=metrics, seconds=seconds)
 
   def hparams(self, options):
-    return {"lowrank_criterion": options.criterion, "lowrank_allocation": options.allocation,
-            "finetune_objective": options.retrain.objective if options.finetune else "none"}
+    return {"lowrank_criterion": options.criterion, "lowrank_allocation": options.allocation}

@@ -12,6 +12,7 @@ from typing import Dict, Iterator
 
 from prunelm_tf.compression.methods.base import CompressionMethod
 from prunelm_tf.compression.methods.cluster import ClusterMethod
+from prunelm_tf.compression.methods.finetune import FinetuneMethod
 from prunelm_tf.compression.methods.layers import LayersMethod
 from prunelm_tf.compression.methods.lowrank import LowRankMethod
 from prunelm_tf.compression.methods.obs import ObsMethod
@@ -20,12 +21,12 @@ from prunelm_tf.compression.methods.structured import StructuredMethod
 from prunelm_tf.compression.methods.threshold import ThresholdMethod
 from prunelm_tf.compression.methods.wanda import WandaMethod
 
-# The one-shot methods retraining can start from (--init): given to it, not looked up.
-_ONE_SHOT = (ThresholdMethod(), WandaMethod(), ObsMethod())
-
 REGISTRY: Dict[str, CompressionMethod] = {m.name: m for m in (
-    *_ONE_SHOT,
-    RetrainMethod(starts=_ONE_SHOT),
+    ThresholdMethod(),
+    WandaMethod(),
+    ObsMethod(),
+    RetrainMethod(),
+    FinetuneMethod(),
     LowRankMethod(),
     StructuredMethod(),
     LayersMethod(),

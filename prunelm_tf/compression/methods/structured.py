@@ -18,8 +18,8 @@ is recorded). Which units are kept is chosen per layer (cells), per bank
   --calibration text; with ``compensate``, each LSTM projection's kept rows
   are then updated (least squares) to replace the removed cells.
 
-Optionally the smaller model is fine-tuned (``finetune``) with the shared
-retraining loop, e.g. distilled from the dense model.
+Fine-tuning the smaller model is a ``finetune`` stage after this one (the recipe
+``structured_30_ft``).
 """
 
 from __future__ import annotations
@@ -30,8 +30,6 @@ import time
 
 from prunelm_tf.compression import structured as lib
 from prunelm_tf.compression.calibration import CALIBRATION_BATCH, collect_grams
-from prunelm_tf.compression.finetune import (OBJECTIVES, RetrainConfig, check_finetuning,
-                                             finetune_after)
 from prunelm_tf.compression.methods.base import CompressedModel, CompressionMethod, Needs
 from prunelm_tf.compression.options import option
 from prunelm_tf.compression.targets import prunable_weights
@@ -41,7 +39,7 @@ IMPORTANCES = ("norm", "obs")
 
 @dataclasses.dataclass(frozen=True)
 class StructuredOptions:
-  """Which units are removed, how they are ranked, and the optional fine-tuning."""
+  """Which units are removed and how they are ranked."""
 
   # Remove whole LSTM cells (the same number in every layer and direction).
   cells: bool = option(True, "structured: remove whole LSTM cells (gate columns, bias, "
@@ -67,12 +65,6 @@ class StructuredOptions:
   compensate: bool = option(True, "structured with --structured_importance=obs: update each "
                             "LSTM projection's kept rows (least squares on --calibration) to "
                             "replace the removed cells.", flag="structured_compensate")
-  # Fine-tune the smaller model on --train afterwards (settings in `retrain`).
-  finetune: bool = option(False, "Fine-tune the compressed model on --train afterwards with "
-                          "--num_steps, --learning_rate, --retrain_objective (e.g. distill or "
-                          "kd from the dense model).", flag="finetune")
-  # Optimisation of the fine-tuning (read only with finetune).
-  retrain: RetrainConfig = dataclasses.field(default_factory=RetrainConfig)
 
   def __post_init__(self):
     if self.importance not in IMPORTANCES:
@@ -83,21 +75,11 @@ class StructuredOptions:
     if not (self.cells or self.filters or self.projection):
       raise ValueError("structured needs at least one kind of unit to remove: set "
                        "--structured_cells, --structured_filters or --structured_projection.")
-    check_finetuning(self.finetune, self.retrain, "a structurally pruned model")
 
   def groups(self, char: bool):
     """The enabled kinds of unit for a char (True) or word model."""
     return tuple(g for g, on in (("cells", self.cells), ("filters", self.filters and char),
                                  ("projection", self.projection)) if on)
-
-
-def check_finetune(method: str, finetune: bool, retrain_config: RetrainConfig,
-                   same_representations: bool, why: str) -> None:
-  """Representation distillation needs representations of the dense model's shape."""
-  if finetune and retrain_config.uses_distill and not same_representations:
-    raise ValueError(f"--method={method} --finetune with --retrain_objective="
-                     f"{retrain_config.objective}: {why}, so they cannot be distilled from the "
-                     "dense model's. Use --retrain_objective=kd or lm.")
 
 
 class StructuredMethod(CompressionMethod):
@@ -111,12 +93,10 @@ class StructuredMethod(CompressionMethod):
       "structured_groups": tuple("+".join(c) for k in range(1, 4)
                                  for c in itertools.combinations(lib.GROUPS, k)),
       "structured_importance": IMPORTANCES,
-      "finetune_objective": ("none",) + OBJECTIVES,
   }
 
   def needs(self, options):
-    return Needs(calibration=options.importance == "obs", train=options.finetune,
-                 softmax=options.finetune and options.retrain.needs_softmax)
+    return Needs(calibration=options.importance == "obs")
 
   def check(self, options, config, source):
     if config.layer_sparsity:
@@ -135,8 +115,6 @@ class StructuredMethod(CompressionMethod):
         lib.choose_counts(model_config, s, groups, names)
       except ValueError as e:
         raise ValueError(f"--sparsity_sweep value {s}: {e}") from None
-    check_finetune(self.name, options.finetune, options.retrain, not options.projection,
-                   "--structured_projection makes the representations narrower")
 
   def variant_name(self, options, target_sparsity):
     imp = "_obs" if options.importance == "obs" else ""
@@ -181,11 +159,8 @@ class StructuredMethod(CompressionMethod):
     }
     # One name with lowrank and layers: the fraction of the compressed matrices' parameters.
     metrics = {"removed_fraction": achieved, "structured": record}
-    if options.finetune:
-      finetune_after(new, context.teacher_model, options.retrain, context, metrics, seconds)
     return CompressedModel(new, new_config, metrics=metrics, seconds=seconds)
 
   def hparams(self, options):
     return {"structured_groups": "+".join(options.groups(True)),
-            "structured_importance": options.importance,
-            "finetune_objective": options.retrain.objective if options.finetune else "none"}
+            "structured_importance": options.importance}

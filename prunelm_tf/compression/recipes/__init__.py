@@ -21,7 +21,7 @@ File layout (every key is checked; unknown keys are refused)::
 
 A stage's ``amount`` is its ``--sparsity_sweep``: the fraction of the compressed matrices'
 parameters removed (zeros for pruning, parameters for the shape-changing methods, bits for
-clustering; see each method); its ``layer_sparsity`` (``--layer_sparsity``) sets or skips
+clustering; see each method); a stage that only trains (``finetune``) has none. Its ``layer_sparsity`` (``--layer_sparsity``) sets or skips
 matrices by name, e.g. ``[["softmax", 0.0]]`` keeps the softmax of a model that has one dense. A recipe of several stages runs them one after the other,
 each on the previous stage's variant (`run_stages`); every stage but the last has one amount.
 """
@@ -83,8 +83,9 @@ class Recipe:
     """The recipe's file form (what `recipe_from_dict` reads back)."""
     return json.loads(json.dumps({
         "purpose": self.purpose, "applies_to": list(self.applies_to),
-        "stages": [dict({"method": s.method, "options": dict(s.options),
-                         "amount": list(s.amount)},
+        "stages": [dict({"method": s.method, "options": dict(s.options)},
+                        **({"amount": list(s.amount)} if get_method(s.method).has_amount
+                           else {}),
                         **({"layer_sparsity": [list(p) for p in s.layer_sparsity]}
                            if s.layer_sparsity else {}))
                    for s in self.stages],
@@ -139,7 +140,13 @@ def recipe_from_dict(name: str, d: Mapping[str, Any]) -> Recipe:
       options = method.options_from_dict(raw.get("options") or {})
     except (TypeError, ValueError) as e:
       raise ValueError(f"{where} ({method.name}): {e}") from None
-    amount = _amount(where, raw.get("amount", [0.5]))
+    if method.has_amount:
+      amount = _amount(where, raw.get("amount", [0.5]))
+    elif raw.get("amount", [0.0]) not in ([0.0], [0], 0, 0.0):
+      raise ValueError(f"{where} ({method.name}): this stage removes nothing and takes no "
+                       f"amount; leave 'amount' out (got {raw['amount']!r}).")
+    else:
+      amount = (0.0,)
     if k < len(d["stages"]) - 1 and len(amount) != 1:
       raise ValueError(f"{where}: only the last stage may have several amounts (the next "
                        f"stage compresses this one's variant), got {list(amount)}.")
@@ -272,8 +279,8 @@ def overrides_from_flags(recipe: Recipe, given: Mapping[str, Any],
     recipe: the recipe.
     given: flag name -> value of the flags the user gave (inputs left out); run flags
       (``FLAG_OVERRIDES``) become overrides: ``--tflite_quantization=none`` is
-      ``run.tflite_quantization=["none"]``, ``--sparsity_sweep`` the last stage's amount,
-      ``--layer_sparsity`` (already parsed into pairs) the last stage's.
+      ``run.tflite_quantization=["none"]``, ``--sparsity_sweep`` the amount of the last stage that has one,
+      ``--layer_sparsity`` (already parsed into pairs) that stage's.
     option_targets: method option flag -> ((method, option path), ...), the flags that
       set a method's options.
 
@@ -292,7 +299,9 @@ def overrides_from_flags(recipe: Recipe, given: Mapping[str, Any],
                        f"with {' or '.join(forms) or '--set STAGE.OPTION=VALUE'}.")
     if flag not in FLAG_OVERRIDES:
       raise ValueError(f"--{flag} does not apply with --recipe.")
-    target = FLAG_OVERRIDES[flag].replace("LAST", str(len(methods)))
+    with_amount = [k + 1 for k, m in enumerate(methods) if get_method(m).has_amount]
+    target = FLAG_OVERRIDES[flag].replace("LAST", str(with_amount[-1] if with_amount
+                                                      else len(methods)))
     if target.endswith(".amount"):
       value = ",".join(str(v) for v in (value if isinstance(value, (list, tuple)) else [value]))
       out.append(f"{target}={value}")
@@ -332,6 +341,7 @@ def stage_config(recipe: Recipe, stage: int, **inputs: Any) -> CompressConfig:
 def describe(recipe: Recipe) -> str:
   """Lines for --list_recipes: name, kinds, stages, purpose and the measured figures."""
   stages = " -> ".join(f"{s.method} {'/'.join(f'{a:g}' for a in s.amount)}"
+                       if get_method(s.method).has_amount else s.method
                        for s in recipe.stages)
   lines = [f"{recipe.name}  [{', '.join(recipe.applies_to)}]  {stages}", f"    {recipe.purpose}"]
   for m in recipe.measured:
