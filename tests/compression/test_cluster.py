@@ -12,7 +12,7 @@ from prunelm_tf.compression.clustering import (TieToClusters, cluster_ids, clust
                                                kmeans_1d)
 from prunelm_tf.compression.methods.cluster import bits_for
 from prunelm_tf.compression.pipeline import load_source
-from prunelm_tf.compression.targets import prunable_weights
+from prunelm_tf.compression.shared.targets import prunable_weights
 
 
 def test_kmeans_finds_separated_clusters_and_is_deterministic():

@@ -9,7 +9,7 @@ import pytest
 
 from prunelm_tf.compression import CompressConfig
 from tests.dense_reuse import compress
-from prunelm_tf.compression.calibration import collect_grams
+from prunelm_tf.compression.shared.calibration import collect_grams
 from prunelm_tf.compression.factorization import (allocate_ranks, errors, max_saving_rank,
                                                   min_kept_fraction, spectrum)
 from prunelm_tf.compression.methods.lowrank import LowRankOptions
@@ -242,7 +242,7 @@ def test_lowrank_through_compress_export_evaluate_and_embed(tiny_run_dir, tiny_t
 
 def _context(source, tmp_path, target, **kw):
   from prunelm_tf.compression.methods import MethodContext  # pylint: disable=import-outside-toplevel
-  from prunelm_tf.compression.targets import prunable_weights  # pylint: disable=import-outside-toplevel
+  from prunelm_tf.compression.shared.targets import prunable_weights  # pylint: disable=import-outside-toplevel
   names = list(prunable_weights(source.model))
   return MethodContext(
       source=source, target_sparsity=target, targets={n: target for n in names},

@@ -12,8 +12,8 @@ from prunelm_tf.compression.methods.retrain import RetrainOptions
 from prunelm_tf.compression.methods.obs import ObsOptions
 from prunelm_tf.compression import RetrainConfig, ScheduleConfig
 from prunelm_tf.compression.methods import REGISTRY
-from prunelm_tf.compression.allocation import calibration_loss_fn, sensitivity_curves
-from prunelm_tf.compression.finetune import first_averaged_step
+from prunelm_tf.compression.shared.allocation import calibration_loss_fn, sensitivity_curves
+from prunelm_tf.compression.shared.finetune import first_averaged_step
 from prunelm_tf.compression.source import Source
 from prunelm_tf.data.corpus import load_corpus
 from prunelm_tf.training.run_folder import load_run
@@ -199,7 +199,7 @@ def test_retraining_dropout_is_applied_while_training_and_restored(monkeypatch, 
                                                                    tiny_text, tmp_path):
   """RetrainConfig.dropout sets every dropout layer's rate for the training only."""
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
-  from prunelm_tf.compression import finetune  # pylint: disable=import-outside-toplevel
+  from prunelm_tf.compression.shared import finetune  # pylint: disable=import-outside-toplevel
   seen = []
   real = finetune._run  # pylint: disable=protected-access
 
@@ -218,7 +218,7 @@ def test_retraining_dropout_is_applied_while_training_and_restored(monkeypatch, 
 
 def test_retraining_warms_its_learning_rate_up(monkeypatch, tiny_run_dir, tiny_text, tmp_path):
   """--warmup_steps: the rate rises linearly over the first steps, then follows the schedule."""
-  from prunelm_tf.compression import finetune  # pylint: disable=import-outside-toplevel
+  from prunelm_tf.compression.shared import finetune  # pylint: disable=import-outside-toplevel
   seen = []
   real = finetune.LearningRate
 
@@ -263,7 +263,7 @@ def test_a_warmup_as_long_as_the_retraining_is_refused(tiny_run_dir, tiny_text, 
 def test_retraining_uses_and_records_its_adam_epsilon(monkeypatch, tiny_run_dir, tiny_text,
                                                     tmp_path):
   """--adam_epsilon reaches the optimizer of the retraining; recorded only when set."""
-  from prunelm_tf.compression import finetune  # pylint: disable=import-outside-toplevel
+  from prunelm_tf.compression.shared import finetune  # pylint: disable=import-outside-toplevel
   seen = []
   real = finetune.keras.optimizers.Adam
 
@@ -293,7 +293,7 @@ def test_momentum_sgd_leaves_a_model_at_its_teacher(monkeypatch, tiny_run_dir, t
   gradients to steps of about its rate, moved it by 1.4e-3 in the same 4 steps at 1e-2 when
   this test was written: not asserted, as rounding differs between CPUs); the momentum
   reaches the optimizer; bad settings are refused."""
-  from prunelm_tf.compression import finetune  # pylint: disable=import-outside-toplevel
+  from prunelm_tf.compression.shared import finetune  # pylint: disable=import-outside-toplevel
   seen = []
   real = finetune.keras.optimizers.SGD
 

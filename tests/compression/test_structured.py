@@ -9,10 +9,10 @@ import pytest
 from prunelm_tf.compression import CompressConfig
 from tests.dense_reuse import compress
 from prunelm_tf.compression import structured as lib
-from prunelm_tf.compression.calibration import collect_grams
+from prunelm_tf.compression.shared.calibration import collect_grams
 from prunelm_tf.compression.methods.structured import StructuredOptions
 from prunelm_tf.compression.run_folder import CompressionRunFolder
-from prunelm_tf.compression.targets import prunable_weights
+from prunelm_tf.compression.shared.targets import prunable_weights
 from prunelm_tf.elmo import load_elmo
 from prunelm_tf.elmo.embedding_file import embed_text_file, read_embedding_file
 from prunelm_tf.elmo.embedder import ElmoEmbedder

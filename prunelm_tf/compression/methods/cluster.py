@@ -39,13 +39,13 @@ import time
 
 import numpy as np
 
-from prunelm_tf.compression.calibration import CALIBRATION_BATCH, collect_grams
 from prunelm_tf.compression.clustering import TieToClusters, cluster_model
-from prunelm_tf.compression.finetune import (OBJECTIVES, RetrainConfig, check_finetuning,
-                                             finetune_after)
 from prunelm_tf.compression.methods.base import CompressedModel, CompressionMethod, Needs
 from prunelm_tf.compression.options import option
-from prunelm_tf.compression.targets import prunable_weights, resolve_targets
+from prunelm_tf.compression.shared.calibration import CALIBRATION_BATCH, collect_grams
+from prunelm_tf.compression.shared.finetune import (OBJECTIVES, RetrainConfig, check_finetuning,
+                                                    finetune_after)
+from prunelm_tf.compression.shared.targets import prunable_weights, resolve_targets
 
 # Bits of the dynamic-range int8 code a clustered weight's storage is measured against.
 CODE_BITS = 8

@@ -30,13 +30,13 @@ from typing import Dict, List, Sequence, Tuple
 import numpy as np
 
 from prunelm_tf.compression import structured as lib
-from prunelm_tf.compression.calibration import CALIBRATION_BATCH
-from prunelm_tf.compression.finetune import (OBJECTIVES, RetrainConfig, check_finetuning,
-                                             finetune_after)
 from prunelm_tf.compression.methods.base import CompressedModel, CompressionMethod, Needs
 from prunelm_tf.compression.methods.structured import check_finetune
 from prunelm_tf.compression.options import option
-from prunelm_tf.compression.targets import prunable_weights
+from prunelm_tf.compression.shared.calibration import CALIBRATION_BATCH
+from prunelm_tf.compression.shared.finetune import (OBJECTIVES, RetrainConfig, check_finetuning,
+                                                    finetune_after)
+from prunelm_tf.compression.shared.targets import prunable_weights
 from prunelm_tf.models.bilm import output_model
 from prunelm_tf.training.loop import evaluate_perplexity, model_input
 

@@ -20,7 +20,7 @@ block of the H of ``[x_t; h_{t-1}]``, the cross term between the halves is
 ignored). The result's `BiLMConfig` records the ranks,
 so SavedModel and TFLite run two smaller matmuls per matrix; its ELMo HDF5
 export multiplies the factors back (`prunelm_tf.elmo.export_elmo`). Optional
-fine-tuning afterwards with `compression.finetune.retrain` (lm, kd or distill).
+fine-tuning afterwards with `compression.shared.finetune.retrain` (lm, kd or distill).
 """
 
 from __future__ import annotations
@@ -32,12 +32,13 @@ from typing import Dict, List, Tuple
 from absl import logging
 
 from prunelm_tf.compression import factorization
-from prunelm_tf.compression.calibration import CALIBRATION_BATCH, collect_grams
-from prunelm_tf.compression.finetune import (OBJECTIVES, RetrainConfig, check_finetuning,
-                                             finetune_after)
 from prunelm_tf.compression.methods.base import CompressedModel, CompressionMethod, Needs
 from prunelm_tf.compression.options import option
-from prunelm_tf.compression.targets import overridden_names, prunable_weights, resolve_targets
+from prunelm_tf.compression.shared.calibration import CALIBRATION_BATCH, collect_grams
+from prunelm_tf.compression.shared.finetune import (OBJECTIVES, RetrainConfig, check_finetuning,
+                                                    finetune_after)
+from prunelm_tf.compression.shared.targets import (overridden_names, prunable_weights,
+                                                   resolve_targets)
 from prunelm_tf.models.config import factorizable_matrices
 from prunelm_tf.models.surgery import matrix_values, rebuild
 

@@ -29,12 +29,12 @@ import itertools
 import time
 
 from prunelm_tf.compression import structured as lib
-from prunelm_tf.compression.calibration import CALIBRATION_BATCH, collect_grams
-from prunelm_tf.compression.finetune import (OBJECTIVES, RetrainConfig, check_finetuning,
-                                             finetune_after)
 from prunelm_tf.compression.methods.base import CompressedModel, CompressionMethod, Needs
 from prunelm_tf.compression.options import option
-from prunelm_tf.compression.targets import prunable_weights
+from prunelm_tf.compression.shared.calibration import CALIBRATION_BATCH, collect_grams
+from prunelm_tf.compression.shared.finetune import (OBJECTIVES, RetrainConfig, check_finetuning,
+                                                    finetune_after)
+from prunelm_tf.compression.shared.targets import prunable_weights
 
 IMPORTANCES = ("norm", "obs")
 
