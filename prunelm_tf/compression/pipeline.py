@@ -1,7 +1,7 @@
 """The compression run: ``compress(config, run_dir)``.
 
 The run folder's layout is `prunelm_tf.compression.run_folder`; what each
-method does is its module in `prunelm_tf.compression.methods`. This module
+method does is its folder in `prunelm_tf.compression.methods`. This module
 loads and checks the inputs, asks the method for each variant of the sweep,
 and exports and measures every variant the same way.
 """

@@ -8,9 +8,9 @@ import pytest
 
 from prunelm_tf.compression import CompressConfig
 from tests.dense_reuse import compress
-from prunelm_tf.compression.clustering import (TieToClusters, cluster_ids, cluster_values,
-                                               kmeans_1d)
-from prunelm_tf.compression.methods.cluster import bits_for
+from prunelm_tf.compression.methods.cluster.clustering import (TieToClusters, cluster_ids,
+                                                               cluster_values, kmeans_1d)
+from prunelm_tf.compression.methods.cluster.method import bits_for
 from prunelm_tf.compression.pipeline import load_source
 from prunelm_tf.compression.shared.targets import prunable_weights
 

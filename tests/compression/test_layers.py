@@ -8,9 +8,10 @@ import pytest
 
 from prunelm_tf.compression import CompressConfig
 from tests.dense_reuse import compress
-from prunelm_tf.compression import structured as lib
+from prunelm_tf.compression.methods.structured import structured as lib
 from prunelm_tf.compression.methods import MethodContext
-from prunelm_tf.compression.methods.layers import LayersMethod, LayersOptions, layers_to_remove
+from prunelm_tf.compression.methods.layers import LayersMethod, LayersOptions
+from prunelm_tf.compression.methods.layers.method import layers_to_remove
 from prunelm_tf.compression.pipeline import load_source
 from prunelm_tf.compression.run_folder import CompressionRunFolder
 from prunelm_tf.data.corpus import load_corpus

@@ -10,8 +10,9 @@ import pytest
 from prunelm_tf.compression import CompressConfig
 from tests.dense_reuse import compress
 from prunelm_tf.compression.shared.calibration import collect_grams
-from prunelm_tf.compression.factorization import (allocate_ranks, errors, max_saving_rank,
-                                                  min_kept_fraction, spectrum)
+from prunelm_tf.compression.methods.lowrank.factorization import (allocate_ranks, errors,
+                                                                  max_saving_rank,
+                                                                  min_kept_fraction, spectrum)
 from prunelm_tf.compression.methods.lowrank import LowRankOptions
 from prunelm_tf.compression.options import option_flags
 from prunelm_tf.compression.run_folder import CompressionRunFolder
@@ -334,7 +335,7 @@ def test_a_variant_retrained_further_learns_from_the_teacher_dir(tiny_run_dir, t
                                                                  tmp_path, monkeypatch):
   """--teacher_dir: a low-rank variant retrained (obs + kd) is taught by the dense model."""
   from prunelm_tf.compression import RetrainConfig, ScheduleConfig  # pylint: disable=import-outside-toplevel
-  from prunelm_tf.compression.methods import retrain as retrain_method  # pylint: disable=import-outside-toplevel
+  from prunelm_tf.compression.methods.retrain import method as retrain_method  # pylint: disable=import-outside-toplevel
   from prunelm_tf.compression.methods.retrain import RetrainOptions  # pylint: disable=import-outside-toplevel
   from prunelm_tf.training.run_folder import load_run  # pylint: disable=import-outside-toplevel
   low_run = str(tmp_path / "lr")

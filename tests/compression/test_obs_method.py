@@ -156,7 +156,7 @@ def test_obs_sensitivity_allocation_measures_obs_costs(tiny_run_dir, tiny_text, 
 
 
 def test_stage_ramp_is_cubic_and_ends_at_the_target():
-  from prunelm_tf.compression.methods.retrain import stage_sparsities, stage_steps  # pylint: disable=import-outside-toplevel
+  from prunelm_tf.compression.methods.retrain.method import stage_sparsities, stage_steps  # pylint: disable=import-outside-toplevel
   ramp = stage_sparsities(0.9, 3)
   assert ramp[-1] == pytest.approx(0.9)
   assert ramp == sorted(ramp) and ramp[0] == pytest.approx(0.9 * (1 - (2 / 3) ** 3))

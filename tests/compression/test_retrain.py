@@ -5,7 +5,8 @@ import pytest
 import tensorflow as tf
 
 from prunelm_tf.compression import ScheduleConfig, prunable_weights, resolve_targets
-from prunelm_tf.compression.retrain import layer_targets, make_schedule, wrap_for_pruning
+from prunelm_tf.compression.methods.retrain.pruning import (layer_targets, make_schedule,
+                                                            wrap_for_pruning)
 from prunelm_tf.models import BiLMConfig, CharCNNConfig, build_bilm
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from prunelm_tf.compression import CompressConfig
 from tests.dense_reuse import compress
-from prunelm_tf.compression import structured as lib
+from prunelm_tf.compression.methods.structured import structured as lib
 from prunelm_tf.compression.shared.calibration import collect_grams
 from prunelm_tf.compression.methods.structured import StructuredOptions
 from prunelm_tf.compression.run_folder import CompressionRunFolder

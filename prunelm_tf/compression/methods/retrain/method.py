@@ -29,9 +29,10 @@ from typing import Sequence
 import tensorflow_model_optimization as tfmot
 
 from prunelm_tf.compression.methods.base import CompressedModel, CompressionMethod, Needs
+from prunelm_tf.compression.methods.retrain.pruning import (SCHEDULES, ScheduleConfig, strip,
+                                                            wrap_for_pruning,
+                                                            wrap_keeping_masks)
 from prunelm_tf.compression.options import option
-from prunelm_tf.compression.retrain import (SCHEDULES, ScheduleConfig, strip, wrap_for_pruning,
-                                            wrap_keeping_masks)
 from prunelm_tf.compression.shared.finetune import (OBJECTIVES, RetrainConfig, budget_record,
                                                     check_warmup, retrain, steps_per_epoch,
                                                     with_steps)

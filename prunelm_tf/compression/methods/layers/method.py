@@ -29,9 +29,9 @@ from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 
-from prunelm_tf.compression import structured as lib
 from prunelm_tf.compression.methods.base import CompressedModel, CompressionMethod, Needs
-from prunelm_tf.compression.methods.structured import check_finetune
+from prunelm_tf.compression.methods.structured import structured as lib
+from prunelm_tf.compression.methods.structured.method import check_finetune
 from prunelm_tf.compression.options import option
 from prunelm_tf.compression.shared.calibration import CALIBRATION_BATCH
 from prunelm_tf.compression.shared.finetune import (OBJECTIVES, RetrainConfig, check_finetuning,

@@ -3,7 +3,7 @@
 The result is a physically smaller biLM with its own `BiLMConfig` (smaller
 ``lstm_dim``, filter counts, ``projection_dim``): the SavedModel, TFLite and
 ELMo files really hold fewer weights and do less work. What each unit owns is
-in `prunelm_tf.compression.structured`.
+in `structured` (``structured.py`` beside this module).
 
 The sweep value is the fraction of the prunable matrices' parameters
 (`targets.prunable_weights`, the set unstructured pruning counts) removed:
@@ -28,8 +28,8 @@ import dataclasses
 import itertools
 import time
 
-from prunelm_tf.compression import structured as lib
 from prunelm_tf.compression.methods.base import CompressedModel, CompressionMethod, Needs
+from prunelm_tf.compression.methods.structured import structured as lib
 from prunelm_tf.compression.options import option
 from prunelm_tf.compression.shared.calibration import CALIBRATION_BATCH, collect_grams
 from prunelm_tf.compression.shared.finetune import (OBJECTIVES, RetrainConfig, check_finetuning,

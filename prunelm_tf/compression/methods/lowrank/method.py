@@ -31,8 +31,8 @@ from typing import Dict, List, Tuple
 
 from absl import logging
 
-from prunelm_tf.compression import factorization
 from prunelm_tf.compression.methods.base import CompressedModel, CompressionMethod, Needs
+from prunelm_tf.compression.methods.lowrank import factorization
 from prunelm_tf.compression.options import option
 from prunelm_tf.compression.shared.calibration import CALIBRATION_BATCH, collect_grams
 from prunelm_tf.compression.shared.finetune import (OBJECTIVES, RetrainConfig, check_finetuning,

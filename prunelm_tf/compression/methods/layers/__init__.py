@@ -1,0 +1,6 @@
+"""``layers``: LD-Net layer selection, a biLM with fewer LSTM layers.
+
+``method.py``: its options, criteria and method.
+"""
+
+from prunelm_tf.compression.methods.layers.method import LayersMethod, LayersOptions
