@@ -13,6 +13,7 @@ from prunelm_tf.compression.shared.calibration import collect_grams
 from prunelm_tf.compression.methods.structured import StructuredOptions
 from prunelm_tf.compression.run_folder import CompressionRunFolder
 from prunelm_tf.compression.shared.targets import prunable_weights
+from prunelm_tf.compression.shared.units import matrix_parameters, most_important
 from prunelm_tf.elmo import load_elmo
 from prunelm_tf.elmo.embedding_file import embed_text_file, read_embedding_file
 from prunelm_tf.elmo.embedder import ElmoEmbedder
@@ -111,11 +112,11 @@ def test_removing_dead_units_changes_no_output(config, importance):
     norms = lib.obs_saliencies(model, config, grams, damp=0.01)
   for n, dead in dead_cells.items():
     assert np.all(norms["cells"][n][dead] == 0) and np.all(np.delete(norms["cells"][n], dead) > 0)
-  kept_dims = lib.most_important(norms["projection"], 4)
+  kept_dims = most_important(norms["projection"], 4)
   assert kept_dims == [0, 2, 3, 5]
-  cells = {n: lib.most_important(s, 6) for n, s in norms["cells"].items()}
-  filters = ([lib.most_important(s, len(s) - len(d)) for s, d in zip(norms["filters"],
-                                                                     dead_filters)]
+  cells = {n: most_important(s, 6) for n, s in norms["cells"].items()}
+  filters = ([most_important(s, len(s) - len(d)) for s, d in zip(norms["filters"],
+                                                                 dead_filters)]
              if dead_filters else None)
   small, small_config = lib.slice_bilm(model, config, cells=cells, projection=kept_dims,
                                        filters=filters)
@@ -135,11 +136,11 @@ def test_removing_dead_units_changes_no_output(config, importance):
 def test_choose_counts_meets_the_fraction_and_refuses_removing_every_unit():
   model = build_bilm(CHAR)
   names = list(prunable_weights(model))
-  total = lib.matrix_parameters(CHAR, names)
+  total = matrix_parameters(CHAR, names)
   for fraction in (0.0, 0.3, 0.5):
     counts, achieved = lib.choose_counts(CHAR, fraction, ("cells", "filters"), names)
     smaller = counts.config(CHAR)
-    assert achieved == pytest.approx(1 - lib.matrix_parameters(smaller, names) / total)
+    assert achieved == pytest.approx(1 - matrix_parameters(smaller, names) / total)
     assert abs(achieved - fraction) < 0.03, (fraction, achieved, counts)
     assert smaller.projection_dim == CHAR.projection_dim  # not an enabled group
   most = lib.removable_fraction(CHAR, ("cells",), names)

@@ -236,6 +236,15 @@ def check_finetuning(finetune: bool, config: RetrainConfig, model: str) -> None:
                      "use num_sampled=0.")
 
 
+def check_finetune(method: str, finetune: bool, retrain_config: RetrainConfig,
+                   same_representations: bool, why: str) -> None:
+  """Representation distillation needs representations of the dense model's shape."""
+  if finetune and retrain_config.uses_distill and not same_representations:
+    raise ValueError(f"--method={method} --finetune with --retrain_objective="
+                     f"{retrain_config.objective}: {why}, so they cannot be distilled from the "
+                     "dense model's. Use --retrain_objective=kd or lm.")
+
+
 def _layer_name(layer) -> str:
   """A layer's own name, also when tfmot wraps it (``prune_low_magnitude_<name>``)."""
   return getattr(layer, "layer", layer).name

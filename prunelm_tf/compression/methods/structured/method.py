@@ -32,9 +32,10 @@ from prunelm_tf.compression.methods.base import CompressedModel, CompressionMeth
 from prunelm_tf.compression.methods.structured import structured as lib
 from prunelm_tf.compression.options import option
 from prunelm_tf.compression.shared.calibration import CALIBRATION_BATCH, collect_grams
-from prunelm_tf.compression.shared.finetune import (OBJECTIVES, RetrainConfig, check_finetuning,
-                                                    finetune_after)
+from prunelm_tf.compression.shared.finetune import (OBJECTIVES, RetrainConfig, check_finetune,
+                                                    check_finetuning, finetune_after)
 from prunelm_tf.compression.shared.targets import prunable_weights
+from prunelm_tf.compression.shared.units import matrix_parameters, most_important
 
 IMPORTANCES = ("norm", "obs")
 
@@ -89,15 +90,6 @@ class StructuredOptions:
     """The enabled kinds of unit for a char (True) or word model."""
     return tuple(g for g, on in (("cells", self.cells), ("filters", self.filters and char),
                                  ("projection", self.projection)) if on)
-
-
-def check_finetune(method: str, finetune: bool, retrain_config: RetrainConfig,
-                   same_representations: bool, why: str) -> None:
-  """Representation distillation needs representations of the dense model's shape."""
-  if finetune and retrain_config.uses_distill and not same_representations:
-    raise ValueError(f"--method={method} --finetune with --retrain_objective="
-                     f"{retrain_config.objective}: {why}, so they cannot be distilled from the "
-                     "dense model's. Use --retrain_objective=kd or lm.")
 
 
 class StructuredMethod(CompressionMethod):
@@ -157,7 +149,7 @@ class StructuredMethod(CompressionMethod):
       scores = lib.obs_saliencies(model, config, grams, options.damp)
     else:
       scores = lib.group_norms(model, config)
-    cells = {n: lib.most_important(s, counts.cells) for n, s in scores["cells"].items()}
+    cells = {n: most_important(s, counts.cells) for n, s in scores["cells"].items()}
     if grams is not None and options.compensate and "cells" in groups:
       for n, kept in cells.items():
         projection = model.get_layer(n).projection
@@ -165,16 +157,16 @@ class StructuredMethod(CompressionMethod):
         values[kept] = lib.compensate_rows(values, grams[f"{n}/projection"].gram(),
                                            kept, options.damp)
         projection.assign(values)
-    projection_dims = lib.most_important(scores["projection"], counts.projection)
-    filters = ([lib.most_important(s, n) for s, n in zip(scores["filters"], counts.filters)]
+    projection_dims = most_important(scores["projection"], counts.projection)
+    filters = ([most_important(s, n) for s, n in zip(scores["filters"], counts.filters)]
                if config.token_encoder == "char" else None)
     new, new_config = lib.slice_bilm(model, config, cells=cells, projection=projection_dims,
                                      filters=filters)
     seconds = {"prune": time.time() - t}
     record = {
         "groups": list(groups), "importance": options.importance,
-        "matrix_parameters": {"dense": lib.matrix_parameters(config, names),
-                              "compressed": lib.matrix_parameters(new_config, names)},
+        "matrix_parameters": {"dense": matrix_parameters(config, names),
+                              "compressed": matrix_parameters(new_config, names)},
         "lstm_dim": new_config.lstm_dim, "projection_dim": new_config.projection_dim,
         "filters": [list(f) for f in new_config.char_cnn.filters]
                    if config.token_encoder == "char" else None,
