@@ -29,7 +29,7 @@ from prunelm_tf.compression.methods.cluster import ClusterOptions
 from prunelm_tf.compression.methods.retrain import RetrainOptions
 from prunelm_tf.compression.run_folder import (CompressionRunFolder, dense_settings,
                                                reuse_dense_entry)
-from prunelm_tf.compression.targets import prunable_weights, subset_sparsity
+from prunelm_tf.compression.shared.targets import prunable_weights, subset_sparsity
 from prunelm_tf.evaluation.evaluate import EvaluateConfig, evaluate
 from prunelm_tf.export.saved_model import export_saved_model
 from prunelm_tf.export.sizes import path_bytes, zip_directory

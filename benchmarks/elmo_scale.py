@@ -35,8 +35,8 @@ import tensorflow_model_optimization as tfmot
 
 from prunelm_tf import data as data_lib
 from prunelm_tf.compression import prunable_weights, prune_by_threshold, resolve_targets
-from prunelm_tf.compression.calibration import prune_model_layerwise
-from prunelm_tf.compression.retrain import strip, wrap_keeping_masks
+from prunelm_tf.compression.shared.calibration import prune_model_layerwise
+from prunelm_tf.compression.methods.retrain.pruning import strip, wrap_keeping_masks
 from prunelm_tf.training.loop import LossSpec, Trainer
 from prunelm_tf.data import open_corpus, read_sentences
 from prunelm_tf.elmo import ElmoEmbedder, config_to_options, export_elmo, load_elmo, \

@@ -25,8 +25,8 @@ import tensorflow as tf
 
 from benchmarks.elmo_ptb import PTB, is_embedder_matrix
 from prunelm_tf import data as data_lib
-from prunelm_tf.compression.targets import prunable_weights, resolve_targets
-from prunelm_tf.compression.threshold import prune_by_threshold
+from prunelm_tf.compression.shared.targets import prunable_weights, resolve_targets
+from prunelm_tf.compression.shared.threshold import prune_by_threshold
 from prunelm_tf.data.corpus import load_corpus
 from prunelm_tf.models.bilm import build_bilm
 from prunelm_tf.training.loop import kd_divergence, model_input

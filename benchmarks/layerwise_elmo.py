@@ -27,7 +27,7 @@ import numpy as np
 
 from prunelm_tf import data as data_lib
 from prunelm_tf.compression import prunable_weights, prune_by_threshold
-from prunelm_tf.compression.calibration import prune_model_layerwise
+from prunelm_tf.compression.shared.calibration import prune_model_layerwise
 from prunelm_tf.compression.source import representation_similarity
 from prunelm_tf.elmo import load_elmo
 from prunelm_tf.utils import files

@@ -30,8 +30,8 @@ import tensorflow as tf
 from benchmarks.elmo_scale import ORIGINAL_OPTIONS, write_random_elmo
 from prunelm_tf import data as data_lib
 from prunelm_tf.compression import prunable_weights
-from prunelm_tf.compression.calibration import prune_model_layerwise
-from prunelm_tf.compression.layerwise import prune_obs, prune_wanda
+from prunelm_tf.compression.shared.calibration import prune_model_layerwise
+from prunelm_tf.compression.shared.layerwise import prune_obs, prune_wanda
 from prunelm_tf.elmo import load_elmo
 from benchmarks.paths import PTB_VALID
 

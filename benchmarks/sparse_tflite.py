@@ -43,7 +43,7 @@ import prunelm_tf  # noqa: F401  (Keras 2 before TensorFlow)
 import numpy as np
 import tensorflow as tf
 
-from prunelm_tf.compression.targets import prunable_weights
+from prunelm_tf.compression.shared.targets import prunable_weights
 from prunelm_tf.evaluation.latency import latency_input, measure_latency
 from prunelm_tf.export.saved_model import serving_function
 from prunelm_tf.export.sizes import gzip_bytes

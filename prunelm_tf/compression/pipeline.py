@@ -1,7 +1,7 @@
 """The compression run: ``compress(config, run_dir)``.
 
 The run folder's layout is `prunelm_tf.compression.run_folder`; what each
-method does is its module in `prunelm_tf.compression.methods`. This module
+method does is its folder in `prunelm_tf.compression.methods`. This module
 loads and checks the inputs, asks the method for each variant of the sweep,
 and exports and measures every variant the same way.
 """
@@ -21,16 +21,16 @@ import tensorflow as tf
 from prunelm_tf import data as data_lib
 from prunelm_tf.compression import report
 from prunelm_tf.compression.config import CompressConfig
-from prunelm_tf.compression.finetune import frozen_layers
 from prunelm_tf.compression.methods import MethodContext
 from prunelm_tf.compression.options import options_record
 from prunelm_tf.compression.run_folder import (CompressionRunFolder, VariantFolder,
                                                check_dense_donors, locate_variant,
                                                reuse_dense_entry)
+from prunelm_tf.compression.shared.finetune import frozen_layers
+from prunelm_tf.compression.shared.targets import (measure_sparsity, overridden_names,
+                                                   prunable_weights, resolve_targets)
 from prunelm_tf.compression.source import (Source, check_corpus_fits, representation_fidelity,
                                            similarity_of)
-from prunelm_tf.compression.targets import (measure_sparsity, overridden_names, prunable_weights,
-                                            resolve_targets)
 from prunelm_tf.data.corpus import load_corpus
 from prunelm_tf.export.saved_model import export_saved_model
 from prunelm_tf.export.sizes import gzip_bytes, path_bytes, zip_directory

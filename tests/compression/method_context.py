@@ -8,7 +8,7 @@ from typing import Optional
 
 from prunelm_tf.compression.methods import MethodContext
 from prunelm_tf.compression.source import Source
-from prunelm_tf.compression.targets import prunable_weights
+from prunelm_tf.compression.shared.targets import prunable_weights
 from prunelm_tf.data.corpus import load_corpus
 from prunelm_tf.training.run_folder import load_run
 

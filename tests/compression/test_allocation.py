@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from prunelm_tf.compression.allocation import (allocate_sparsity, predicted_cost,
-                                               sensitivity_curves)
-from prunelm_tf.compression.targets import prunable_weights
+from prunelm_tf.compression.shared.allocation import (allocate_sparsity, predicted_cost,
+                                                      sensitivity_curves)
+from prunelm_tf.compression.shared.targets import prunable_weights
 from prunelm_tf.models import BiLMConfig, build_bilm
 
 CURVES = {
@@ -75,7 +75,7 @@ def test_sensitivity_curves_are_monotone_and_restore_the_weights():
 
 def test_cached_curves_are_reused_only_for_the_same_number_of_sentences(tmp_path, monkeypatch):
   import types  # pylint: disable=import-outside-toplevel
-  from prunelm_tf.compression import allocation  # pylint: disable=import-outside-toplevel
+  from prunelm_tf.compression.shared import allocation  # pylint: disable=import-outside-toplevel
   measured = []
   monkeypatch.setattr(allocation, "calibration_loss_fn",
                       lambda source, sentences: measured.append(len(sentences)))
@@ -96,7 +96,7 @@ def test_cached_curves_are_reused_only_for_the_same_number_of_sentences(tmp_path
 def test_cached_curves_are_extended_by_the_missing_levels_only(tmp_path, monkeypatch):
   """Higher levels are measured alone and merged; the curves returned hold the grid asked for."""
   import types  # pylint: disable=import-outside-toplevel
-  from prunelm_tf.compression import allocation  # pylint: disable=import-outside-toplevel
+  from prunelm_tf.compression.shared import allocation  # pylint: disable=import-outside-toplevel
   asked = []
   # A measurement whose cost at a level is 10 x the level, except a noisy dip at 0.97.
   cost = {0.5: 5.0, 0.95: 9.5, 0.97: 1.0, 0.99: 9.9}
@@ -123,7 +123,7 @@ def test_cached_curves_are_extended_by_the_missing_levels_only(tmp_path, monkeyp
 
 
 def test_levels_up_to_adds_the_high_levels_and_refuses_out_of_range():
-  from prunelm_tf.compression import allocation  # pylint: disable=import-outside-toplevel
+  from prunelm_tf.compression.shared import allocation  # pylint: disable=import-outside-toplevel
   assert allocation.levels_up_to(0.95) == allocation.DEFAULT_LEVELS
   assert allocation.levels_up_to(0.98)[-3:] == (0.95, 0.97, 0.98)
   for bad in (0.9, 1.0):
@@ -132,7 +132,7 @@ def test_levels_up_to_adds_the_high_levels_and_refuses_out_of_range():
 
 
 def test_allocation_with_high_levels_spends_a_95_percent_target_unevenly():
-  from prunelm_tf.compression.allocation import allocate_sparsity  # pylint: disable=import-outside-toplevel
+  from prunelm_tf.compression.shared.allocation import allocate_sparsity  # pylint: disable=import-outside-toplevel
   levels = (0.5, 0.9, 0.95, 0.97, 0.99)
   cheap = {repr(l): l * 0.1 for l in levels}
   dear = {repr(l): l * 10.0 for l in levels}

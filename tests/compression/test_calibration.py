@@ -9,8 +9,8 @@ import tensorflow_model_optimization as tfmot
 
 from prunelm_tf import data as data_lib
 from prunelm_tf.compression import prunable_weights
-from prunelm_tf.compression.calibration import collect_grams, prune_model_layerwise
-from prunelm_tf.compression.layerwise import reconstruction_error
+from prunelm_tf.compression.shared.calibration import collect_grams, prune_model_layerwise
+from prunelm_tf.compression.shared.layerwise import reconstruction_error
 from prunelm_tf.models import BiLMConfig, CharCNNConfig, build_bilm
 
 keras = tf.keras

@@ -8,11 +8,11 @@ import pytest
 
 from prunelm_tf.compression import CompressConfig
 from tests.dense_reuse import compress
-from prunelm_tf.compression.clustering import (TieToClusters, cluster_ids, cluster_values,
-                                               kmeans_1d)
-from prunelm_tf.compression.methods.cluster import bits_for
+from prunelm_tf.compression.methods.cluster.clustering import (TieToClusters, cluster_ids,
+                                                               cluster_values, kmeans_1d)
+from prunelm_tf.compression.methods.cluster.method import bits_for
 from prunelm_tf.compression.pipeline import load_source
-from prunelm_tf.compression.targets import prunable_weights
+from prunelm_tf.compression.shared.targets import prunable_weights
 
 
 def test_kmeans_finds_separated_clusters_and_is_deterministic():
@@ -199,41 +199,3 @@ def test_tie_to_clusters_sets_each_cluster_to_its_mean_and_keeps_the_zeros():
     np.testing.assert_allclose(out[members], moved[members].mean(), rtol=1e-6)
   np.testing.assert_array_equal(out[start == 0], 0.0)
   assert len(np.unique(out[out != 0])) == 3
-
-
-def test_finetuning_trains_the_shared_values_and_keeps_k_of_them(tiny_run_dir, tiny_text,
-                                                                tmp_path):
-  """threshold 40 %, then 4 values per matrix with and without 6 steps of LM fine-tuning:
-  the fine-tuned values move, every matrix keeps at most 4 of them and its zeros, and the
-  fine-tuned variant fits the training text better."""
-  pruned_run = str(tmp_path / "pruned")
-  compress(CompressConfig(model_dir=tiny_run_dir, eval=tiny_text, method="threshold",
-                          sparsity_sweep=(0.4,), layer_sparsity=(("softmax", 0.0),),
-                          tflite_quantization=(), num_parity_sentences=1), pruned_run)
-  vdir = os.path.join(pruned_run, "variants", "threshold_40")
-  base = dict(model_dir=vdir, eval=tiny_text, method="cluster", sparsity_sweep=(0.75,),
-              layer_sparsity=(("softmax", 0.0),), tflite_quantization=(),
-              num_parity_sentences=1)
-  one_shot = compress(CompressConfig(**base), str(tmp_path / "one_shot"))["variants"][0]
-  tuned = compress(CompressConfig(**base, train=tiny_text, method_options={
-      "finetune": True, "retrain": {"objective": "lm", "num_steps": 6, "batch_size": 4,
-                                    "learning_rate": 0.01}}),
-                   str(tmp_path / "tuned"))["variants"][0]
-  assert tuned["name"] == "cluster_ft_4" and tuned["finetuning"]["num_train_steps"] == 6
-
-  def weights_of(run, name):
-    model = load_source(CompressConfig(model_dir=os.path.join(run, "variants", name),
-                                       method="threshold")).model
-    return {n: w.numpy() for n, w in prunable_weights(model).items()}
-  source = weights_of(pruned_run, "threshold_40")
-  before = weights_of(str(tmp_path / "one_shot"), "cluster_4")
-  after = weights_of(str(tmp_path / "tuned"), "cluster_ft_4")
-  moved = 0
-  for name in tuned["clusters"]:
-    np.testing.assert_array_equal(after[name] == 0, source[name] == 0)
-    assert len(np.unique(after[name][after[name] != 0])) <= 4
-    assert tuned["clustering"][name]["distinct_values_after_finetuning"] <= 4
-    moved += not np.allclose(after[name], before[name], atol=1e-5)
-  assert moved == len(tuned["clusters"])  # every matrix's values were trained
-  assert not np.allclose(after["softmax/kernel"], before["softmax/kernel"])  # trained, unclustered
-  assert tuned["perplexity"]["mean"] < one_shot["perplexity"]["mean"]

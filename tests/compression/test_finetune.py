@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 
 from prunelm_tf.compression import CompressConfig, RetrainConfig
-from prunelm_tf.compression.clustering import cluster_model
-from prunelm_tf.compression.finetune import first_averaged_step, frozen_layers
-from prunelm_tf.compression.layerwise import prune_magnitude
-from prunelm_tf.compression.methods.finetune import (FinetuneMethod, FinetuneOptions,
+from prunelm_tf.compression.methods.cluster.clustering import cluster_model
+from prunelm_tf.compression.shared.finetune import first_averaged_step, frozen_layers
+from prunelm_tf.compression.shared.layerwise import prune_magnitude
+from prunelm_tf.compression.methods.finetune.method import (FinetuneMethod, FinetuneOptions,
                                                      shared_value_matrices)
 from prunelm_tf.compression.methods.lowrank import LowRankMethod, LowRankOptions
-from prunelm_tf.compression.targets import prunable_weights
+from prunelm_tf.compression.shared.targets import prunable_weights
 from tests.compression.method_context import method_context, tiny_source
 
 METHOD = FinetuneMethod()
@@ -105,7 +105,7 @@ def test_retraining_dropout_is_applied_while_training_and_restored(monkeypatch, 
                                                                    tiny_text, tmp_path):
   """RetrainConfig.dropout sets every dropout layer's rate for the training only."""
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
-  from prunelm_tf.compression import finetune  # pylint: disable=import-outside-toplevel
+  from prunelm_tf.compression.shared import finetune  # pylint: disable=import-outside-toplevel
   seen = []
   real = finetune._run  # pylint: disable=protected-access
 
@@ -126,7 +126,7 @@ def test_retraining_dropout_is_applied_while_training_and_restored(monkeypatch, 
 def test_retraining_warms_its_learning_rate_up(monkeypatch, tiny_run_dir, tiny_text, tmp_path):
   """--warmup_steps: the rate rises linearly over the first steps, then follows the schedule;
   recorded only when set; a warm-up as long as the training is refused."""
-  from prunelm_tf.compression import finetune  # pylint: disable=import-outside-toplevel
+  from prunelm_tf.compression.shared import finetune  # pylint: disable=import-outside-toplevel
   seen = []
   real = finetune.LearningRate
 
@@ -158,7 +158,7 @@ def test_retraining_warms_its_learning_rate_up(monkeypatch, tiny_run_dir, tiny_t
 def test_retraining_uses_and_records_its_adam_epsilon(monkeypatch, tiny_run_dir, tiny_text,
                                                     tmp_path):
   """--adam_epsilon reaches the optimizer; recorded only when set; bad values refused."""
-  from prunelm_tf.compression import finetune  # pylint: disable=import-outside-toplevel
+  from prunelm_tf.compression.shared import finetune  # pylint: disable=import-outside-toplevel
   seen = []
   real = finetune.keras.optimizers.Adam
 
@@ -185,7 +185,7 @@ def test_momentum_sgd_leaves_a_model_at_its_teacher(monkeypatch, tiny_run_dir, t
   """--retrain_optimizer=sgd: the dense model distilled from itself (its KD gradient is zero
   but for rounding) keeps its weights at a large rate (Adam normalizes those gradients to
   steps of about its rate); the momentum reaches the optimizer; bad settings are refused."""
-  from prunelm_tf.compression import finetune  # pylint: disable=import-outside-toplevel
+  from prunelm_tf.compression.shared import finetune  # pylint: disable=import-outside-toplevel
   seen = []
   real = finetune.keras.optimizers.SGD
 

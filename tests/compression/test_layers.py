@@ -8,9 +8,10 @@ import pytest
 
 from prunelm_tf.compression import CompressConfig
 from tests.dense_reuse import compress
-from prunelm_tf.compression import structured as lib
 from prunelm_tf.compression.methods import MethodContext
-from prunelm_tf.compression.methods.layers import LayersMethod, LayersOptions, layers_to_remove
+from prunelm_tf.compression.methods.layers import LayersMethod, LayersOptions
+from prunelm_tf.compression.methods.layers.method import layers_to_remove
+from prunelm_tf.compression.methods.layers.selection import select_layers
 from prunelm_tf.compression.pipeline import load_source
 from prunelm_tf.compression.run_folder import CompressionRunFolder
 from prunelm_tf.data.corpus import load_corpus
@@ -35,19 +36,19 @@ def test_select_layers_keeps_the_kept_layers_weights_and_the_lower_outputs():
   model = build_bilm(WORD)
   x = _ids(np.random.default_rng(0))
   dense = model(x)["representations"].numpy()
-  small, config = lib.select_layers(model, WORD, [0, 1])
+  small, config = select_layers(model, WORD, [0, 1])
   assert config.n_layers == 2 and small.count_params() == num_parameters(config)
   # Layers 0 and 1 read nothing from layer 2: their representations are unchanged.
   assert_float32_close(small(x)["representations"].numpy(), dense[:, :3])
-  top, _ = lib.select_layers(model, WORD, [2])
+  top, _ = select_layers(model, WORD, [2])
   np.testing.assert_array_equal(top.get_layer("backward_lstm_0").get_weights()[0],
                                 model.get_layer("backward_lstm_2").get_weights()[0])
-  same, _ = lib.select_layers(model, WORD, [0, 1, 2])
+  same, _ = select_layers(model, WORD, [0, 1, 2])
   assert_float32_close(same(x)["representations"].numpy(), dense)
   with pytest.raises(ValueError, match="removing every unit"):
-    lib.select_layers(model, WORD, [])
+    select_layers(model, WORD, [])
   with pytest.raises(ValueError, match="distinct and in"):
-    lib.select_layers(model, WORD, [0, 3])
+    select_layers(model, WORD, [0, 3])
 
 
 def test_sweep_rounds_to_whole_layers_and_refuses_removing_all(tiny_run_dir, tiny_text,
@@ -61,9 +62,6 @@ def test_sweep_rounds_to_whole_layers_and_refuses_removing_all(tiny_run_dir, tin
   with pytest.raises(ValueError, match="has 2 values; a ScalarMix over .* has 3"):
     compress(CompressConfig(**base, method_options={"criterion": "scalar_mix",
                                                     "scalar_mix_weights": "1,2"}), run_dir)
-  with pytest.raises(ValueError, match="cannot be distilled"):
-    compress(CompressConfig(**base, train=tiny_text, method_options={
-        "finetune": True, "retrain": {"objective": "distill"}}), run_dir)
   assert not os.path.exists(run_dir)
   with pytest.raises(ValueError, match="needs --scalar_mix_weights"):
     LayersOptions(criterion="scalar_mix")

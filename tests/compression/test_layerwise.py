@@ -4,11 +4,12 @@ import numpy as np
 import pytest
 
 from prunelm_tf import data as data_lib
-from prunelm_tf.compression.calibration import collect_grams
-from prunelm_tf.compression.layerwise import (GramAccumulator, bias_correction, prune_magnitude,
-                                              prune_obs, prune_obs_affine, prune_wanda,
-                                              reconstruction_error)
-from prunelm_tf.compression.layerwise import _upper_inverse_cholesky  # the O(n^3) step
+from prunelm_tf.compression.shared.calibration import collect_grams
+from prunelm_tf.compression.shared.layerwise import (GramAccumulator, bias_correction,
+                                                     prune_magnitude, prune_obs,
+                                                     prune_obs_affine, prune_wanda,
+                                                     reconstruction_error)
+from prunelm_tf.compression.shared.layerwise import _upper_inverse_cholesky  # the O(n^3) step
 from prunelm_tf.elmo import load_elmo
 
 

@@ -9,9 +9,10 @@ import pytest
 
 from prunelm_tf.compression import CompressConfig
 from tests.dense_reuse import compress
-from prunelm_tf.compression.calibration import collect_grams
-from prunelm_tf.compression.factorization import (allocate_ranks, errors, max_saving_rank,
-                                                  min_kept_fraction, spectrum)
+from prunelm_tf.compression.shared.calibration import collect_grams
+from prunelm_tf.compression.methods.lowrank.factorization import (allocate_ranks, errors,
+                                                                  max_saving_rank,
+                                                                  min_kept_fraction, spectrum)
 from prunelm_tf.compression.methods.lowrank import LowRankOptions
 from prunelm_tf.compression.options import option_flags
 from prunelm_tf.compression.run_folder import CompressionRunFolder
@@ -242,7 +243,7 @@ def test_lowrank_through_compress_export_evaluate_and_embed(tiny_run_dir, tiny_t
 
 def _context(source, tmp_path, target, **kw):
   from prunelm_tf.compression.methods import MethodContext  # pylint: disable=import-outside-toplevel
-  from prunelm_tf.compression.targets import prunable_weights  # pylint: disable=import-outside-toplevel
+  from prunelm_tf.compression.shared.targets import prunable_weights  # pylint: disable=import-outside-toplevel
   names = list(prunable_weights(source.model))
   return MethodContext(
       source=source, target_sparsity=target, targets={n: target for n in names},
@@ -273,29 +274,6 @@ def test_factorized_elmo_exports_hdf5_with_factors_multiplied_back(shared_data, 
   from_factors = ElmoEmbedder(done.model, done.config).embed_sentences(sentences[:3])
   for a, b in zip(from_hdf5, from_factors):
     np.testing.assert_allclose(a, b, atol=1e-4)
-
-
-def test_finetuning_after_factorization_trains_the_factors(tiny_run_dir, tiny_text, tmp_path):
-  from prunelm_tf.compression import RetrainConfig  # pylint: disable=import-outside-toplevel
-  from prunelm_tf.compression.methods.lowrank import LowRankMethod  # pylint: disable=import-outside-toplevel
-  from prunelm_tf.compression.source import Source  # pylint: disable=import-outside-toplevel
-  model, config, vocab = load_run(tiny_run_dir)
-  context = _context(Source(model, config, vocab, "tiny"), tmp_path, 0.5,
-                     train=read_sentences(open_corpus(tiny_text)))
-  method = LowRankMethod()
-  options = LowRankOptions(finetune=True, retrain=RetrainConfig(
-      num_steps=3, batch_size=2, objective="lm+distill", learning_rate=0.01))
-  assert method.needs(options).train and method.needs(options).softmax
-  assert method.variant_name(options, 0.5) == "lowrank_svd_ft_50"
-  done = method.compress(options, context)
-  assert done.metrics["finetuning"]["num_train_steps"] == 3 and done.seconds["finetune"] > 0
-  # The factors moved away from the truncated SVD they started from.
-  name, rank = next(iter(done.metrics["ranks"].items()))
-  start = spectrum(matrix_values(model, name)).factors(rank)
-  layer, matrix = name.split("/")
-  a = [w for w in done.model.get_layer(layer).weights if w.name.endswith(f"{matrix}_a:0")][0]
-  assert not np.allclose(a.numpy(), start[0], atol=1e-4)
-  assert done.config.ranks and dict(done.config.ranks) == done.metrics["ranks"]
 
 
 def test_a_compressed_variant_is_compressed_further(tiny_run_dir, tiny_text, tmp_path):
@@ -330,12 +308,11 @@ def test_a_compressed_variant_is_compressed_further(tiny_run_dir, tiny_text, tmp
              str(tmp_path / "chain2"))
 
 
-def test_a_variant_retrained_further_learns_from_the_teacher_dir(tiny_run_dir, tiny_text,
-                                                                 tmp_path, monkeypatch):
-  """--teacher_dir: a low-rank variant retrained (obs + kd) is taught by the dense model."""
-  from prunelm_tf.compression import RetrainConfig, ScheduleConfig  # pylint: disable=import-outside-toplevel
-  from prunelm_tf.compression.methods import retrain as retrain_method  # pylint: disable=import-outside-toplevel
-  from prunelm_tf.compression.methods.retrain import RetrainOptions  # pylint: disable=import-outside-toplevel
+def test_a_variant_fine_tuned_further_learns_from_the_teacher_dir(tiny_run_dir, tiny_text,
+                                                                  tmp_path, monkeypatch):
+  """--teacher_dir: a low-rank variant fine-tuned (kd) is taught by the dense model; obs on
+  its factors is refused before any work."""
+  from prunelm_tf.compression.methods.finetune import method as finetune_method  # pylint: disable=import-outside-toplevel
   from prunelm_tf.training.run_folder import load_run  # pylint: disable=import-outside-toplevel
   low_run = str(tmp_path / "lr")
   compress(CompressConfig(
@@ -345,42 +322,33 @@ def test_a_variant_retrained_further_learns_from_the_teacher_dir(tiny_run_dir, t
       num_parity_sentences=1), low_run)
   vdir = os.path.join(low_run, "variants", "lowrank_svd_40")
   teachers = []
-  original = retrain_method.retrain
+  original = finetune_method.retrain
 
   def spy(model, teacher, *args, **kwargs):
     teachers.append(teacher)
     return original(model, teacher, *args, **kwargs)
 
-  monkeypatch.setattr(retrain_method, "retrain", spy)
-  options = RetrainOptions(init="obs", schedule=ScheduleConfig(frequency=1, end_step=1),
-                           retrain=RetrainConfig(num_steps=1, batch_size=2, objective="kd"))
-  obs = CompressConfig(model_dir=vdir, teacher_dir=tiny_run_dir, train=tiny_text,
-                       eval=tiny_text, calibration=tiny_text, calibration_sentences=50,
-                       method="retrain", method_options=options, sparsity_sweep=(0.5,),
+  monkeypatch.setattr(finetune_method, "retrain", spy)
+  obs = CompressConfig(model_dir=vdir, eval=tiny_text, calibration=tiny_text,
+                       calibration_sentences=50, method="obs", sparsity_sweep=(0.5,),
                        layer_sparsity=(("softmax", 0.0),), tflite_quantization=())
   with pytest.raises(ValueError, match="--method=obs reconstructs the full matrices.*low-rank "
                                        "factors"):  # refused before any work
     compress(obs, str(tmp_path / "obs"))
   assert not os.path.exists(tmp_path / "obs")
-  options = dataclasses.replace(options, init="magnitude")
   config = CompressConfig(model_dir=vdir, teacher_dir=tiny_run_dir, train=tiny_text,
-                          eval=tiny_text, calibration=tiny_text, calibration_sentences=50,
-                          method="retrain", method_options=options, sparsity_sweep=(0.5,),
-                          layer_sparsity=(("softmax", 0.0),), tflite_quantization=(),
-                          num_parity_sentences=1)
+                          eval=tiny_text, method="finetune", sparsity_sweep=(0.0,),
+                          method_options={"retrain": {"num_steps": 1, "batch_size": 2,
+                                                      "objective": "kd"}},
+                          tflite_quantization=(), num_parity_sentences=1)
   result = compress(config, str(tmp_path / "chain"))
   dense, _, _ = load_run(tiny_run_dir)
   (teacher,) = teachers
   assert sorted(w.name for w in teacher.weights) == sorted(w.name for w in dense.weights)
   for got, want in zip(teacher.get_weights(), dense.get_weights()):
     np.testing.assert_array_equal(got, want)
-  factors = {n: s for n, s in result["variants"][0]["sparsity"]["per_weight"].items()
-             if "_a" in n or "_b" in n}
-  assert factors and all(abs(s - 0.5) < 0.02 for s in factors.values())
-  with open(os.path.join(str(tmp_path / "chain"), "config.json"), encoding="utf-8") as f:
-    assert json.load(f)["teacher_dir"] == tiny_run_dir
-  # Without it the key is not written: run folders made before it still resume.
-  assert "teacher_dir" not in json.loads(dataclasses.replace(config, teacher_dir="").to_json())
+  assert result["variants"][0]["name"] == "finetune"
+  assert result["variants"][0]["num_parameters"] == result["dense"]["num_parameters"]
 
 
 def test_a_teacher_dir_is_refused_where_it_cannot_teach(tiny_run_dir, tiny_text, tmp_path):

@@ -5,7 +5,8 @@ import pytest
 import tensorflow as tf
 
 from prunelm_tf.compression import ScheduleConfig, prunable_weights, resolve_targets
-from prunelm_tf.compression.retrain import layer_targets, make_schedule, wrap_for_pruning
+from prunelm_tf.compression.methods.retrain.pruning import (layer_targets, make_schedule,
+                                                            wrap_for_pruning)
 from prunelm_tf.models import BiLMConfig, CharCNNConfig, build_bilm
 
 
@@ -50,7 +51,7 @@ def test_schedules_round_trip_through_config():
 def test_retraining_settings_are_restored_when_the_retraining_fails():
   """--retrain_frozen and --retrain_dropout hold inside the retraining only, also when it
   raises: the model keeps its own trainable flags and rates (they are in its config)."""
-  from prunelm_tf.compression import finetune  # pylint: disable=import-outside-toplevel
+  from prunelm_tf.compression.shared import finetune  # pylint: disable=import-outside-toplevel
   model = build_bilm(BiLMConfig(vocab_size=20, token_encoder="word", lstm_dim=8,
                                 projection_dim=4, n_layers=1, dropout=0.2))
   dropouts = [l for l in model.layers if isinstance(l, tf.keras.layers.Dropout)]

@@ -8,11 +8,12 @@ import pytest
 
 from prunelm_tf.compression import CompressConfig
 from tests.dense_reuse import compress
-from prunelm_tf.compression import structured as lib
-from prunelm_tf.compression.calibration import collect_grams
+from prunelm_tf.compression.methods.structured import structured as lib
+from prunelm_tf.compression.shared.calibration import collect_grams
 from prunelm_tf.compression.methods.structured import StructuredOptions
 from prunelm_tf.compression.run_folder import CompressionRunFolder
-from prunelm_tf.compression.targets import prunable_weights
+from prunelm_tf.compression.shared.targets import prunable_weights
+from prunelm_tf.compression.shared.units import matrix_parameters, most_important
 from prunelm_tf.elmo import load_elmo
 from prunelm_tf.elmo.embedding_file import embed_text_file, read_embedding_file
 from prunelm_tf.elmo.embedder import ElmoEmbedder
@@ -111,11 +112,11 @@ def test_removing_dead_units_changes_no_output(config, importance):
     norms = lib.obs_saliencies(model, config, grams, damp=0.01)
   for n, dead in dead_cells.items():
     assert np.all(norms["cells"][n][dead] == 0) and np.all(np.delete(norms["cells"][n], dead) > 0)
-  kept_dims = lib.most_important(norms["projection"], 4)
+  kept_dims = most_important(norms["projection"], 4)
   assert kept_dims == [0, 2, 3, 5]
-  cells = {n: lib.most_important(s, 6) for n, s in norms["cells"].items()}
-  filters = ([lib.most_important(s, len(s) - len(d)) for s, d in zip(norms["filters"],
-                                                                     dead_filters)]
+  cells = {n: most_important(s, 6) for n, s in norms["cells"].items()}
+  filters = ([most_important(s, len(s) - len(d)) for s, d in zip(norms["filters"],
+                                                                 dead_filters)]
              if dead_filters else None)
   small, small_config = lib.slice_bilm(model, config, cells=cells, projection=kept_dims,
                                        filters=filters)
@@ -135,11 +136,11 @@ def test_removing_dead_units_changes_no_output(config, importance):
 def test_choose_counts_meets_the_fraction_and_refuses_removing_every_unit():
   model = build_bilm(CHAR)
   names = list(prunable_weights(model))
-  total = lib.matrix_parameters(CHAR, names)
+  total = matrix_parameters(CHAR, names)
   for fraction in (0.0, 0.3, 0.5):
     counts, achieved = lib.choose_counts(CHAR, fraction, ("cells", "filters"), names)
     smaller = counts.config(CHAR)
-    assert achieved == pytest.approx(1 - lib.matrix_parameters(smaller, names) / total)
+    assert achieved == pytest.approx(1 - matrix_parameters(smaller, names) / total)
     assert abs(achieved - fraction) < 0.03, (fraction, achieved, counts)
     assert smaller.projection_dim == CHAR.projection_dim  # not an enabled group
   most = lib.removable_fraction(CHAR, ("cells",), names)
@@ -194,24 +195,19 @@ def test_options_and_checks_refuse_bad_input_before_any_work(tiny_run_dir, tiny_
     compress(CompressConfig(**base, method_options={"cells": False}), run_dir)
   with pytest.raises(ValueError, match="drop --layer_sparsity"):
     compress(CompressConfig(**base, layer_sparsity=(("softmax", 0.0),)), run_dir)
-  with pytest.raises(ValueError, match="cannot be distilled"):
-    compress(CompressConfig(**base, train=tiny_text, method_options={
-        "projection": True, "finetune": True, "retrain": {"objective": "distill"}}), run_dir)
   with pytest.raises(ValueError, match="measures on --calibration"):
     CompressConfig(**base, method_options={"importance": "obs"})
   assert not os.path.exists(run_dir)
 
 
-def test_obs_with_projection_dims_and_finetuning_through_compress(tiny_run_dir, tiny_text,
-                                                                  tmp_path):
-  """A word model with a softmax: obs importance, every group, kd fine-tuning, TFLite parity."""
+def test_obs_with_projection_dims_through_compress(tiny_run_dir, tiny_text, tmp_path):
+  """A word model with a softmax: obs importance, every group, TFLite parity."""
   run_dir = str(tmp_path / "s")
   result = compress(CompressConfig(
-      model_dir=tiny_run_dir, eval=tiny_text, calibration=tiny_text, train=tiny_text,
+      model_dir=tiny_run_dir, eval=tiny_text, calibration=tiny_text,
       method="structured", sparsity_sweep=(0.5,), tflite_quantization=("none",),
-      num_parity_sentences=2, method_options={
-          "importance": "obs", "projection": True, "finetune": True,
-          "retrain": {"num_steps": 2, "batch_size": 2, "objective": "kd"}}), run_dir)
+      num_parity_sentences=2, method_options={"importance": "obs", "projection": True}),
+      run_dir)
   v = result["variants"][0]
   dense_config = load_run(tiny_run_dir)[1]
   record = v["structured"]
@@ -220,7 +216,6 @@ def test_obs_with_projection_dims_and_finetuning_through_compress(tiny_run_dir, 
   assert record["lstm_dim"] < dense_config.lstm_dim
   assert record["projection_dim"] < dense_config.projection_dim
   assert v["num_parameters"] < result["dense"]["num_parameters"]
-  assert v["finetuning"]["num_train_steps"] == 2
   assert v["tflite_max_abs_diff"]["none"] <= 1e-5
   assert v["perplexity"]["mean"] > 1
   assert v["representation_similarity"] == {}  # narrower representations: not comparable

@@ -53,7 +53,7 @@ def test_callbacks_end_once_more_after_the_loop_even_with_no_step_left(tmp_path)
 
 def test_kd_and_distill_terms_add_up_in_one_step():
   """kd+distill: both terms are computed against the teacher and summed into the loss."""
-  from prunelm_tf.compression.finetune import RetrainConfig  # pylint: disable=import-outside-toplevel
+  from prunelm_tf.compression.shared.finetune import RetrainConfig  # pylint: disable=import-outside-toplevel
   config = RetrainConfig(objective="kd+distill")
   assert config.uses_kd and config.uses_distill and not config.uses_lm and config.needs_softmax
   tf.keras.utils.set_random_seed(0)

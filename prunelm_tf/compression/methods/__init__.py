@@ -1,4 +1,4 @@
-"""Compression methods: the registry (the one list of methods) and their interface.
+"""Compression methods: the registry (the one list of methods), their interface, one folder each.
 
   from prunelm_tf.compression.methods import REGISTRY
 """

@@ -1,7 +1,8 @@
 """The interface every compression method implements, and what a method is given.
 
-A method is one module in this package plus one line in ``registry.py``. It
-declares:
+A method is one folder in this package (``<name>/method.py``, its algorithm
+beside it; what several methods use is in ``compression.shared``) plus one line
+in ``registry.py``. It declares:
 
 * ``Options``: a frozen, validated dataclass of its own settings. Fields made
   with `option(...)` become command-line flags of ``pipelines.compress`` (name,

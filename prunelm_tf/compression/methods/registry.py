@@ -1,8 +1,8 @@
 """The registry: the one mapping from method name to method.
 
-Adding a method: write its module in this package (see ``base.py``) and add
-one line below. Flags, validation, reports, HParams and evaluation read this
-mapping; no other file lists method names.
+Adding a method: write its folder in this package (``<name>/method.py`` and its
+algorithm beside it; see ``base.py``) and add one line below. Flags, validation,
+reports, HParams and evaluation read this mapping; no other file lists method names.
 """
 
 from __future__ import annotations

@@ -14,10 +14,11 @@ import time
 
 import tensorflow_model_optimization as tfmot
 
-from prunelm_tf.compression.finetune import (OBJECTIVES, RetrainConfig, budget_record,
-                                             retrain, steps_per_epoch, with_steps)
 from prunelm_tf.compression.methods.base import CompressedModel, CompressionMethod, Needs
-from prunelm_tf.compression.retrain import SCHEDULES, ScheduleConfig, strip, wrap_for_pruning
+from prunelm_tf.compression.methods.retrain.pruning import (SCHEDULES, ScheduleConfig, strip,
+                                                            wrap_for_pruning)
+from prunelm_tf.compression.shared.finetune import (OBJECTIVES, RetrainConfig, budget_record,
+                                                    retrain, steps_per_epoch, with_steps)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -62,8 +62,8 @@ import tensorflow as tf
 from tensorflow_model_optimization.python.core.sparsity.keras.pruning_wrapper import \
     PruneLowMagnitude
 
-from prunelm_tf.compression import layerwise
-from prunelm_tf.compression.targets import prunable_weights
+from prunelm_tf.compression.shared import layerwise
+from prunelm_tf.compression.shared.targets import prunable_weights
 
 keras = tf.keras
 

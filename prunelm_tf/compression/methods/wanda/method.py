@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import ClassVar, Optional, Tuple
 
-from prunelm_tf.compression.methods import obs
+from prunelm_tf.compression.methods.obs import method as obs
 
 
 class WandaOptions(obs.ObsOptions):

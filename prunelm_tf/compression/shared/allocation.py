@@ -21,8 +21,8 @@ from typing import Callable, Dict, Mapping, Optional, Sequence
 from absl import logging
 import numpy as np
 
-from prunelm_tf.compression.targets import prunable_weights
-from prunelm_tf.compression.threshold import prune_by_threshold
+from prunelm_tf.compression.shared.targets import prunable_weights
+from prunelm_tf.compression.shared.threshold import prune_by_threshold
 
 # Levels at which each matrix's sensitivity is measured (0 is implicit, cost 0).
 DEFAULT_LEVELS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)

@@ -2,7 +2,7 @@
 
 Every prunable matrix is pruned, in forward order, to minimise ‖XW − XŴ‖ on
 the inputs X it really sees on --calibration text, collected through the
-model as pruned so far (`prunelm_tf.compression.calibration`); the remaining
+model as pruned so far (`prunelm_tf.compression.shared.calibration`); the remaining
 weights (and the bias) get the OBS update. Exact sparsity per matrix.
 """
 
@@ -15,13 +15,13 @@ from typing import ClassVar, Optional, Tuple
 
 import numpy as np
 
-from prunelm_tf.compression.allocation import cached_sensitivity_curves, levels_up_to, \
-    targets_for
-from prunelm_tf.compression.calibration import (CALIBRATION_BATCH, CHAR_WINDOWS, obs_pruner,
-                                               prune_model_layerwise)
 from prunelm_tf.compression.methods.base import CompressedModel, CompressionMethod, Needs
 from prunelm_tf.compression.options import option
-from prunelm_tf.compression.targets import prunable_weights, resolve_targets
+from prunelm_tf.compression.shared.allocation import cached_sensitivity_curves, levels_up_to, \
+    targets_for
+from prunelm_tf.compression.shared.calibration import (CALIBRATION_BATCH, CHAR_WINDOWS, obs_pruner,
+                                                      prune_model_layerwise)
+from prunelm_tf.compression.shared.targets import prunable_weights, resolve_targets
 from prunelm_tf.data.corpus import load_corpus
 
 # Each matrix's cost measured OBS-pruned alone: an allocation of obs only.

@@ -29,7 +29,7 @@ from typing import Dict, Mapping, Optional, Tuple
 
 import numpy as np
 
-from prunelm_tf.compression.layerwise import reconstruction_error
+from prunelm_tf.compression.shared.layerwise import reconstruction_error
 
 ALLOCATIONS = ("energy", "uniform")
 

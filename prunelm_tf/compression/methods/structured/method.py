@@ -3,7 +3,7 @@
 The result is a physically smaller biLM with its own `BiLMConfig` (smaller
 ``lstm_dim``, filter counts, ``projection_dim``): the SavedModel, TFLite and
 ELMo files really hold fewer weights and do less work. What each unit owns is
-in `prunelm_tf.compression.structured`.
+in `structured` (``structured.py`` beside this module).
 
 The sweep value is the fraction of the prunable matrices' parameters
 (`targets.prunable_weights`, the set unstructured pruning counts) removed:
@@ -28,11 +28,12 @@ import dataclasses
 import itertools
 import time
 
-from prunelm_tf.compression import structured as lib
-from prunelm_tf.compression.calibration import CALIBRATION_BATCH, collect_grams
 from prunelm_tf.compression.methods.base import CompressedModel, CompressionMethod, Needs
+from prunelm_tf.compression.methods.structured import structured as lib
 from prunelm_tf.compression.options import option
-from prunelm_tf.compression.targets import prunable_weights
+from prunelm_tf.compression.shared.calibration import CALIBRATION_BATCH, collect_grams
+from prunelm_tf.compression.shared.targets import prunable_weights
+from prunelm_tf.compression.shared.units import matrix_parameters, most_important
 
 IMPORTANCES = ("norm", "obs")
 
@@ -135,7 +136,7 @@ class StructuredMethod(CompressionMethod):
       scores = lib.obs_saliencies(model, config, grams, options.damp)
     else:
       scores = lib.group_norms(model, config)
-    cells = {n: lib.most_important(s, counts.cells) for n, s in scores["cells"].items()}
+    cells = {n: most_important(s, counts.cells) for n, s in scores["cells"].items()}
     if grams is not None and options.compensate and "cells" in groups:
       for n, kept in cells.items():
         projection = model.get_layer(n).projection
@@ -143,16 +144,16 @@ class StructuredMethod(CompressionMethod):
         values[kept] = lib.compensate_rows(values, grams[f"{n}/projection"].gram(),
                                            kept, options.damp)
         projection.assign(values)
-    projection_dims = lib.most_important(scores["projection"], counts.projection)
-    filters = ([lib.most_important(s, n) for s, n in zip(scores["filters"], counts.filters)]
+    projection_dims = most_important(scores["projection"], counts.projection)
+    filters = ([most_important(s, n) for s, n in zip(scores["filters"], counts.filters)]
                if config.token_encoder == "char" else None)
     new, new_config = lib.slice_bilm(model, config, cells=cells, projection=projection_dims,
                                      filters=filters)
     seconds = {"prune": time.time() - t}
     record = {
         "groups": list(groups), "importance": options.importance,
-        "matrix_parameters": {"dense": lib.matrix_parameters(config, names),
-                              "compressed": lib.matrix_parameters(new_config, names)},
+        "matrix_parameters": {"dense": matrix_parameters(config, names),
+                              "compressed": matrix_parameters(new_config, names)},
         "lstm_dim": new_config.lstm_dim, "projection_dim": new_config.projection_dim,
         "filters": [list(f) for f in new_config.char_cnn.filters]
                    if config.token_encoder == "char" else None,

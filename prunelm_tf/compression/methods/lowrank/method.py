@@ -31,11 +31,12 @@ from typing import Dict, List, Tuple
 
 from absl import logging
 
-from prunelm_tf.compression import factorization
-from prunelm_tf.compression.calibration import CALIBRATION_BATCH, collect_grams
 from prunelm_tf.compression.methods.base import CompressedModel, CompressionMethod, Needs
+from prunelm_tf.compression.methods.lowrank import factorization
 from prunelm_tf.compression.options import option
-from prunelm_tf.compression.targets import overridden_names, prunable_weights, resolve_targets
+from prunelm_tf.compression.shared.calibration import CALIBRATION_BATCH, collect_grams
+from prunelm_tf.compression.shared.targets import (overridden_names, prunable_weights,
+                                                   resolve_targets)
 from prunelm_tf.models.config import factorizable_matrices
 from prunelm_tf.models.surgery import matrix_values, rebuild
 

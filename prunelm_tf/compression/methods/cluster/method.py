@@ -1,7 +1,7 @@
 """``cluster``: weight sharing, k values per matrix (Deep Compression's second stage), no training.
 
 Every chosen matrix keeps only k distinct nonzero values (1-D k-means of its
-nonzero weights, `prunelm_tf.compression.clustering`); zeros stay zero, so it
+nonzero weights, `clustering` beside this module); zeros stay zero, so it
 composes with any pruned or factorized input: ``--model_dir=RUN/variants/NAME``
 clusters a finished variant (e.g. a low-rank one) further. The shape, the
 weight count and the speed are unchanged; what shrinks is the zipped file: the
@@ -38,11 +38,11 @@ import time
 
 import numpy as np
 
-from prunelm_tf.compression.calibration import CALIBRATION_BATCH, collect_grams
-from prunelm_tf.compression.clustering import cluster_model
 from prunelm_tf.compression.methods.base import CompressedModel, CompressionMethod, Needs
+from prunelm_tf.compression.methods.cluster.clustering import cluster_model
 from prunelm_tf.compression.options import option
-from prunelm_tf.compression.targets import prunable_weights, resolve_targets
+from prunelm_tf.compression.shared.calibration import CALIBRATION_BATCH, collect_grams
+from prunelm_tf.compression.shared.targets import prunable_weights, resolve_targets
 
 # Bits of the dynamic-range int8 code a clustered weight's storage is measured against.
 CODE_BITS = 8

@@ -11,13 +11,13 @@ import contextlib
 import dataclasses
 import math
 import os
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
 
 from prunelm_tf.compression.options import option
-from prunelm_tf.compression.targets import prunable_weights
+from prunelm_tf.compression.shared.targets import prunable_weights
 from prunelm_tf.compression.source import EVAL_BATCH_SIZE
 from prunelm_tf.training.loop import (LearningRate, LossSpec, Trainer, WeightAverage,
                                       evaluate_perplexity, run_training)

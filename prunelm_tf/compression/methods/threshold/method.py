@@ -6,11 +6,11 @@ import dataclasses
 import time
 from typing import ClassVar
 
-from prunelm_tf.compression.allocation import cached_sensitivity_curves, levels_up_to, \
-    targets_for
 from prunelm_tf.compression.methods.base import CompressedModel, CompressionMethod, Needs
 from prunelm_tf.compression.options import option
-from prunelm_tf.compression.threshold import prune_by_threshold
+from prunelm_tf.compression.shared.allocation import cached_sensitivity_curves, levels_up_to, \
+    targets_for
+from prunelm_tf.compression.shared.threshold import prune_by_threshold
 
 SCOPES = ("layer", "global")
 ALLOCATIONS = ("uniform", "sensitivity")

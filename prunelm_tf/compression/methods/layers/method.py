@@ -3,7 +3,7 @@
 The sweep value is the fraction of the LSTM parameters removed, rounded to
 whole layers (every layer has the same size: ``round(value * n_layers)``
 layers go, half up); a value that rounds to every layer is refused. The kept
-layers keep their order and weights (`structured.select_layers`); which ones
+layers keep their order and weights (`selection.select_layers`); which ones
 are kept is chosen by a criterion:
 
 * ``representation``: every choice of kept layers is built and run on
@@ -29,11 +29,12 @@ from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 
-from prunelm_tf.compression import structured as lib
-from prunelm_tf.compression.calibration import CALIBRATION_BATCH
 from prunelm_tf.compression.methods.base import CompressedModel, CompressionMethod, Needs
+from prunelm_tf.compression.methods.layers.selection import lstm_parameters, select_layers
 from prunelm_tf.compression.options import option
-from prunelm_tf.compression.targets import prunable_weights
+from prunelm_tf.compression.shared.calibration import CALIBRATION_BATCH
+from prunelm_tf.compression.shared.targets import prunable_weights
+from prunelm_tf.compression.shared.units import matrix_parameters, most_important
 from prunelm_tf.models.bilm import output_model
 from prunelm_tf.training.loop import evaluate_perplexity, model_input
 
@@ -166,13 +167,13 @@ class LayersMethod(CompressionMethod):
                                    shuffle=False))
     if options.criterion == "perplexity":
       def cost(kept: Sequence[int]) -> float:
-        model, _ = lib.select_layers(source.model, source.config, kept)
+        model, _ = select_layers(source.model, source.config, kept)
         return math.log(evaluate_perplexity(model, batches)["mean"])
       return cost
     dense = [_top_states(source.model, b) for b in batches]
 
     def cost(kept: Sequence[int]) -> float:
-      model, _ = lib.select_layers(source.model, source.config, kept)
+      model, _ = select_layers(source.model, source.config, kept)
       distances = [_cosine_distance(_top_states(model, b), d) for b, d in zip(batches, dense)]
       return float(np.mean(np.concatenate(distances)))
     return cost
@@ -185,23 +186,22 @@ class LayersMethod(CompressionMethod):
     if options.criterion == "scalar_mix":
       s = np.asarray(parse_scalar_mix(options.scalar_mix_weights))
       mix = np.exp(s - s.max()) / np.exp(s - s.max()).sum()
-      kept = lib.most_important(mix[1:], n_keep)
+      kept = most_important(mix[1:], n_keep)
       tried = [{"kept_layers": kept, "scalar_mix": mix.tolist()}]
     elif n_keep == n_layers:
       kept, tried = list(range(n_layers)), []
     else:
       kept, tried = _candidates(n_layers, n_keep, self._cost(options, context))
-    model, config = lib.select_layers(source.model, source.config, kept)
+    model, config = select_layers(source.model, source.config, kept)
     names = list(prunable_weights(source.model))
-    dense_matrices = lib.matrix_parameters(source.config, names)
+    dense_matrices = matrix_parameters(source.config, names)
     record = {
         "criterion": options.criterion, "kept_layers": kept,
         "removed_layers": [l for l in range(n_layers) if l not in kept],
-        "removed_lstm_fraction": 1.0 - lib.lstm_parameters(config) /
-                                 lib.lstm_parameters(source.config),
+        "removed_lstm_fraction": 1.0 - lstm_parameters(config) / lstm_parameters(source.config),
         "n_layers": config.n_layers, "candidates": tried,
     }
-    metrics = {"removed_fraction": 1.0 - lib.matrix_parameters(config, names) / dense_matrices,
+    metrics = {"removed_fraction": 1.0 - matrix_parameters(config, names) / dense_matrices,
                "layers": record}
     seconds = {"select": time.time() - t}
     return CompressedModel(model, config, metrics=metrics, seconds=seconds)

@@ -28,12 +28,12 @@ from typing import Dict, Mapping
 import numpy as np
 import tensorflow_model_optimization as tfmot
 
-from prunelm_tf.compression.clustering import TieToClusters
-from prunelm_tf.compression.finetune import OBJECTIVES, RetrainConfig, budget_record, retrain
+from prunelm_tf.compression.methods.cluster.clustering import TieToClusters
+from prunelm_tf.compression.shared.finetune import OBJECTIVES, RetrainConfig, budget_record, retrain
 from prunelm_tf.compression.methods.base import CompressedModel, CompressionMethod, Needs
 from prunelm_tf.compression.options import option
-from prunelm_tf.compression.retrain import strip, wrap_keeping_masks
-from prunelm_tf.compression.targets import measure_sparsity, prunable_weights
+from prunelm_tf.compression.methods.retrain.pruning import strip, wrap_keeping_masks
+from prunelm_tf.compression.shared.targets import measure_sparsity, prunable_weights
 
 # A matrix counts as clustered when its nonzero weights share their values this much on
 # average (a trained dense matrix has about one weight per value).

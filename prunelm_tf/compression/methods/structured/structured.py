@@ -1,4 +1,4 @@
-"""Physically smaller biLMs: whole LSTM cells, projection dimensions, character filters, layers.
+"""Physically smaller biLMs: whole LSTM cells, projection dimensions, character filters.
 
 What one unit of each kind owns (every weight indexed by it is removed with it):
 
@@ -28,14 +28,14 @@ are shared by construction; each filter bank keeps its own count.
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
 
+from prunelm_tf.compression.shared.units import check_kept, matrix_parameters
 from prunelm_tf.models.bilm import build_bilm
-from prunelm_tf.models.config import BiLMConfig, weight_shapes
+from prunelm_tf.models.config import BiLMConfig
 
 keras = tf.keras
 
@@ -57,17 +57,6 @@ def _weights(model: keras.Model, layer: str) -> Dict[str, np.ndarray]:
 def _set(model: keras.Model, layer: str, values: Mapping[str, np.ndarray]) -> None:
   for w in model.get_layer(layer).weights:
     w.assign(values[w.name.split("/")[-1].split(":")[0]])
-
-
-def _check_kept(what: str, kept: Sequence[int], size: int) -> np.ndarray:
-  kept = np.asarray(sorted(int(k) for k in kept), np.int64)
-  if kept.size == 0:
-    raise ValueError(f"{what}: removing every unit ({size} of {size}) leaves no layer; keep at "
-                     "least one (lower the target).")
-  if len(set(kept.tolist())) != kept.size or kept[0] < 0 or kept[-1] >= size:
-    raise ValueError(f"{what}: kept indices must be distinct and in [0, {size}), got "
-                     f"{kept.tolist()}.")
-  return kept
 
 
 def gate_columns(cells: np.ndarray, lstm_dim: int) -> np.ndarray:
@@ -112,13 +101,13 @@ def slice_bilm(model: keras.Model, config: BiLMConfig, *,
     cells = {n: range(d) for n in names}
   if sorted(cells) != sorted(names):
     raise ValueError(f"cells must name every LSTM layer {names}, got {sorted(cells)}.")
-  kept_cells = {n: _check_kept(f"cells of {n}", cells[n], d) for n in names}
+  kept_cells = {n: check_kept(f"cells of {n}", cells[n], d) for n in names}
   counts = {n: k.size for n, k in kept_cells.items()}
   if len(set(counts.values())) != 1:
     raise ValueError(f"every LSTM must keep the same number of cells (BiLMConfig has one "
                      f"lstm_dim), got {counts}.")
-  kept_proj = _check_kept("projection dimensions", range(p) if projection is None else projection,
-                          p)
+  kept_proj = check_kept("projection dimensions", range(p) if projection is None else projection,
+                         p)
   char = config.token_encoder == "char"
   banks = config.char_cnn.filters
   if filters is not None and not char:
@@ -129,7 +118,7 @@ def slice_bilm(model: keras.Model, config: BiLMConfig, *,
     if len(filters) != len(banks):
       raise ValueError(f"filters needs one list of kept filters per bank ({len(banks)}), got "
                        f"{len(filters)}.")
-    kept_filters = [_check_kept(f"filters of char_cnn bank {i} (width {w})", f, n)
+    kept_filters = [check_kept(f"filters of char_cnn bank {i} (width {w})", f, n)
                     for i, (f, (w, n)) in enumerate(zip(filters, banks))]
     flat = np.concatenate([o + k for o, k in zip(filter_offsets(config), kept_filters)])
     new_cnn = dataclasses.replace(config.char_cnn, filters=tuple(
@@ -168,42 +157,7 @@ def slice_bilm(model: keras.Model, config: BiLMConfig, *,
   return new, new_config
 
 
-def select_layers(model: keras.Model, config: BiLMConfig, kept: Sequence[int]
-                  ) -> Tuple[keras.Model, BiLMConfig]:
-  """A new biLM with only LSTM layers ``kept`` (in order, both directions); others unchanged.
-
-  Kept layer ``kept[i]`` becomes layer i; the new layer 0 reads the token
-  embedding and has no skip connection (as every first layer).
-
-  Raises:
-    ValueError: no layer kept, indices out of range or repeated.
-  """
-  kept = _check_kept("LSTM layers", kept, config.n_layers).tolist()
-  new_config = dataclasses.replace(config, n_layers=len(kept))
-  new = build_bilm(new_config)
-  for layer in new.layers:
-    if not layer.weights:
-      continue
-    source = layer.name
-    for d in DIRECTIONS:
-      if layer.name.startswith(f"{d}_lstm_"):
-        source = f"{d}_lstm_{kept[int(layer.name.rsplit('_', 1)[1])]}"
-    layer.set_weights(model.get_layer(source).get_weights())
-  return new, new_config
-
-
 # --- sizes ---------------------------------------------------------------------------------
-
-
-def matrix_parameters(config: BiLMConfig, names: Sequence[str]) -> int:
-  """Parameters of the weights ``names`` (e.g. the prunable matrices) in ``build_bilm(config)``."""
-  wanted = set(names)
-  return sum(math.prod(shape) for n, shape, _ in weight_shapes(config) if n in wanted)
-
-
-def lstm_parameters(config: BiLMConfig) -> int:
-  """Parameters of every LSTM layer (kernels, biases, projections) of ``config``."""
-  return sum(math.prod(shape) for n, shape, _ in weight_shapes(config) if "_lstm_" in n)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -438,9 +392,3 @@ def saliency_matrices(config: BiLMConfig) -> List[str]:
     names.append("highway_0/carry_kernel" if config.char_cnn.n_highway
                  else "token_projection/kernel")
   return names
-
-
-def most_important(scores: np.ndarray, count: int) -> List[int]:
-  """Indices of the ``count`` highest scores, ascending (ties: the lower index)."""
-  order = np.argsort(-np.asarray(scores), kind="stable")
-  return sorted(int(i) for i in order[:count])
