@@ -2,16 +2,20 @@ r"""Compression of the ELMo-shaped PTB biLM (issue #10): one-shot and retraining
 
   python -m benchmarks.elmo_ptb --dense_dir=saved_models/ptb_elmo --out_dir=DIR \
       [--groups=threshold,threshold_sens,wanda,obs,obs_sens] [--retrain_groups=...] \
-      [--prune_softmax]
+      [--shaped_groups=...] [--finetuned_groups=...] [--recipe_groups=...] \
+      [--combined_groups=...] [--prune_softmax]
 
 The dense model comes from `pipelines.train --flagfile=pipelines/flags/ptb_elmo.flags`.
 The **embedder** is compressed (char CNN, highway, token projection, LSTMs, projections);
 the softmax stays dense unless --prune_softmax (released ELMo files have none; it is only
 there to measure perplexity). Data-aware methods and the sensitivity allocation calibrate
-on PTB valid (300 sentences); every figure is measured on all of PTB test. Each group is a
-`pipelines.compress` run folder under DIR/<group>, so a second call resumes; DIR/report.md
-and DIR/report.json gather the rows, DIR/ppl_vs_sparsity.png plots them, and the issue's
-one-shot targets are checked.
+on PTB valid (300 sentences); every figure is measured on all of PTB test. A one-shot,
+shape-changing, combination or --method=retrain group is a `pipelines.compress` run
+folder under DIR/<group>; a recipe group (RECIPE_GROUPS: a recipe of the book and its
+`--set` overrides, e.g. OBS and then fine-tuning) is one `staged.run_recipe` run per
+sweep value under DIR/<group>/<amount x 100>/, its rows read from the final stage. A
+second call resumes; DIR/report.md and DIR/report.json gather the rows,
+DIR/ppl_vs_sparsity.png plots them, and the issue's one-shot targets are checked.
 """
 
 from __future__ import annotations
@@ -22,14 +26,17 @@ import json
 import os
 import sys
 import time
+from typing import Optional
 
-import prunelm_tf  # noqa: F401  (Keras 2 before TensorFlow)
+# prunelm_tf (imported by the first line below) sets up Keras 2 before TensorFlow loads.
 from prunelm_tf.compression import CompressConfig, RetrainConfig, ScheduleConfig, compress
-from prunelm_tf.compression.methods.cluster import ClusterOptions
+from prunelm_tf.compression import recipes
+from prunelm_tf.compression.methods import get_method
 from prunelm_tf.compression.methods.retrain import RetrainOptions
 from prunelm_tf.compression.run_folder import (CompressionRunFolder, dense_settings,
                                                reuse_dense_entry)
 from prunelm_tf.compression.shared.targets import prunable_weights, subset_sparsity
+from prunelm_tf.compression.staged import run_recipe
 from prunelm_tf.evaluation.evaluate import EvaluateConfig, evaluate
 from prunelm_tf.export.saved_model import export_saved_model
 from prunelm_tf.export.sizes import path_bytes, zip_directory
@@ -78,264 +85,158 @@ SHAPED = {
     "structured_norm": ("structured", {"importance": "norm"}, (0.25, 0.5)),
     "layers": ("layers", {}, (0.5,)),
 }
-# Shape-changing groups fine-tuned afterwards by KD from the dense model, for
-# --retrain_steps steps (one PTB epoch by default), as the retraining groups.
-SHAPED_FINETUNED = {
-    "lowrank_data_ft": ("lowrank", {"criterion": "data"}, (0.7,)),
-    "structured_obs_ft": ("structured", {"importance": "obs"}, (0.3,)),
-    # The retraining groups' best recipe (lr 1e-2 without dropout: at 90 % sparsity it
-    # gave +9.0 % where lr 1e-3 with dropout gave +19.7 %), at 70 % and 80 % removed,
-    # each in a folder of its own so that two processes can run them.
-    "lowrank_data_ft_nodrop_lr10": ("lowrank", {"criterion": "data"}, (0.7,)),
-    "lowrank_data_ft80_nodrop_lr10": ("lowrank", {"criterion": "data"}, (0.8,)),
-    # lr 1e-2 made the factorized model's loss NaN at step ~300 (both groups above, with
-    # clip_norm 5); lr 3e-3 without dropout instead.
-    "lowrank_data_ft_nodrop_lr3": ("lowrank", {"criterion": "data"}, (0.7,)),
-}
-# Fine-tuning settings of a group that differ from finetune_config's.
-SHAPED_FINETUNED_SETTINGS = {
-    "lowrank_data_ft_nodrop_lr10": {"dropout": 0.0, "learning_rate": 1e-2},
-    "lowrank_data_ft80_nodrop_lr10": {"dropout": 0.0, "learning_rate": 1e-2},
-    "lowrank_data_ft_nodrop_lr3": {"dropout": 0.0, "learning_rate": 3e-3},
-}
 # Weight clustering of a finished variant (combinations below): the sweep value is
 # the fraction of the 8 int8 bits per weight removed: 64, 32, 16 and 8 values per matrix
 # (on lowrank_data_50: +2.8 %, +4.4 %, +8.8 %, +39.6 % mean test perplexity one-shot).
 CLUSTER_SWEEP = (0.25, 0.375, 0.5, 0.625)
-# Centroid training after clustering: a quarter of a PTB epoch (1,320 batches of 32).
-CLUSTER_FINETUNE_STEPS = 330
-
-
-# Combinations (issue #11): a finished variant of another group compressed
-# further: name -> (source group, source variant, method, options, sweep). The
-# sweep is the sparsity of the variant's own matrices (factors, remaining cells).
-# obs does not reconstruct low-rank factors (it refuses them), so factors are
-# pruned by magnitude. Groups that retrain learn from the benchmark's dense model
-# (--teacher_dir), not from the variant.
-def _combined():
-  retrain_kd_magnitude_sens_lr10 = RetrainOptions(
-      init="magnitude", init_allocation="sensitivity",
-      retrain=dataclasses.replace(finetune_config(1320), dropout=0.0, learning_rate=1e-2))
-  return {
-      "structured_obs_ft_obs_sens": ("structured_obs_ft", "structured_obs_30", "obs",
-                                     {"allocation": "sensitivity"}, (0.5,)),
-      "lowrank_data_threshold_sens": ("lowrank_data", "lowrank_data_30", "threshold",
-                                      {"allocation": "sensitivity"}, (0.5,)),
-      # Low-rank (one-shot, half the parameters of the factorized matrices) and then
-      # magnitude pruning of the factors with one epoch of KD retraining: 80 / 90 %
-      # of the factors' weights removed = 90 / 95 % of those matrices' parameters,
-      # within the same one-epoch budget as the retraining groups.
-      "lowrank_data_50_retrain_kd_magnitude_sens_lr10": (
-          "lowrank_data", "lowrank_data_50", "retrain", retrain_kd_magnitude_sens_lr10,
-          (0.8, 0.9)),
-      # Deep Compression's weight sharing on the variants that keep their quality: the
-      # factors (or the remaining nonzeros) keep 16 / 8 / 4 values per matrix, so the
-      # zipped int8 codes shrink; the softmax stays unclustered (--layer_sparsity 0).
-      "lowrank_data_cluster": ("lowrank_data_at50", "lowrank_data_50", "cluster", {},
-                               CLUSTER_SWEEP),
-      "lowrank_data_ft_cluster": ("lowrank_data_ft_nodrop_lr3", "lowrank_data_ft_70",
-                                  "cluster", {}, CLUSTER_SWEEP),
-      "lowrank_data_ft80_cluster": ("lowrank_data_ft80_nodrop_lr10", "lowrank_data_ft_80",
-                                    "cluster", {}, CLUSTER_SWEEP),
-      "obs_sens_cluster": ("obs_sens", "obs_sens_50", "cluster", {}, CLUSTER_SWEEP),
-      # The same with the shared values trained afterwards (Deep Compression's centroid
-      # training): a quarter epoch of KD from the dense model, assignments and zeros fixed,
-      # at 16 and 8 values (one-shot +8.8 % and +39.6 %).
-      "lowrank_data_cluster_ft": ("lowrank_data_at50", "lowrank_data_50", "cluster",
-                                  ClusterOptions(finetune=True, retrain=dataclasses.replace(
-                                      finetune_config(CLUSTER_FINETUNE_STEPS), dropout=0.0)),
-                                  (0.5, 0.625)),
-      # 16 values over half an epoch at lr 3e-3 (the factorized model's stable rate):
-      # 330 steps at lr 1e-3 left it at +5.5 %.
-      "lowrank_data_cluster_ft_lr3": ("lowrank_data_at50", "lowrank_data_50", "cluster",
-                                      ClusterOptions(finetune=True, retrain=dataclasses.replace(
-                                          finetune_config(2 * CLUSTER_FINETUNE_STEPS),
-                                          dropout=0.0, learning_rate=3e-3)),
-                                      (0.5,)),
-  }
-
-
-def trains(method: str, options) -> bool:
-  """Whether a combination group trains (retraining, or a method's --finetune): it then reads
-  PTB train and learns from the benchmark's dense model."""
-  return method == "retrain" or bool(getattr(options, "finetune", False))
 
 
 def finetune_config(steps: int) -> RetrainConfig:
-  """The optimisation of every retrained or fine-tuned group: KD, Adam 1e-3, cosine, batch 32."""
+  """The optimisation of the schedule-pruning groups: KD, Adam 1e-3, cosine, batch 32."""
   return RetrainConfig(num_steps=steps, learning_rate=1e-3, lr_schedule="cosine", objective="kd",
                        batch_size=32, checkpoint_every_steps=100)
 
 
-COMBINED = _combined()
-
-
 def retrain_groups(steps: int):
-  """Retraining groups: objective x starting point, ``steps`` optimizer steps each."""
-  def options(objective, init, allocation="uniform", stages=1, max_level=0.95, **retrain):
-    return RetrainOptions(
-        init=init, init_allocation=allocation, init_stages=stages,
-        init_sensitivity_max_level=max_level,
-        schedule=ScheduleConfig(kind="polynomial", begin_step=0, end_step=max(1, steps // 2),
-                                frequency=max(1, steps // 40)),
-        retrain=dataclasses.replace(finetune_config(steps), objective=objective, **retrain))
+  """Groups of ``--method=retrain`` (tfmot magnitude pruning on a polynomial schedule from the
+  dense model, ``steps`` optimizer steps each): objective lm or kd."""
+  schedule = ScheduleConfig(kind="polynomial", begin_step=0, end_step=max(1, steps // 2),
+                            frequency=max(1, steps // 40))
+  return {f"retrain_{objective}_dense": ("retrain", RetrainOptions(
+      schedule=schedule, retrain=dataclasses.replace(finetune_config(steps), objective=objective)))
+          for objective in ("lm", "kd")}
+
+
+# Recipes of the benchmark's own that the book has no use for: the dense control is the
+# dense model fine-tuned (a one-stage `finetune` recipe) with retrain_90's optimisation.
+def _dense_finetune() -> recipes.Recipe:
+  book = recipes.load_recipe("retrain_90").to_dict()
+  return recipes.recipe_from_dict("dense_finetune", dict(
+      book, stages=book["stages"][-1:], measured=[],
+      purpose="The dense control: the dense model fine-tuned as retrain_90 fine-tunes its "
+              "pruned model (nothing removed), what the training alone changes."))
+
+
+LOCAL_RECIPES = {"dense_finetune": _dense_finetune}
+
+# Overrides shared by several groups below (recipe `--set` strings).
+_LR = "finetune.retrain.learning_rate="
+_COLD = ("finetune.retrain.warmup_steps=0", "finetune.retrain.average_last=0")  # retrain_90 unwarmed
+_NO_AVERAGE = ("finetune.retrain.average_last=0",)
+_OSENS = ("obs.sensitivity_max_level=0.95",)  # retrain_95 at the default curve levels
+_LR1_DROPOUT = (_LR + "0.001", "finetune.retrain.dropout=null")  # the first recipe: lr 1e-3,
+# the model's dropout
+_EPSILON = ("finetune.retrain.adam_epsilon=1e-05",)
+_FROZEN = ("finetune.retrain.frozen=softmax",)
+_B16 = ("finetune.retrain.batch_size=16", "finetune.retrain.num_steps=2620")
+
+
+def _recipe_groups():
+  """{group: (recipe, overrides, sweep)}; see RECIPE_GROUPS."""
   groups = {}
   for objective in ("lm", "kd"):
-    for init in ("dense", "magnitude", "obs"):
-      groups[f"retrain_{objective}_{init}"] = ("retrain", options(objective, init))
-      if init != "dense":  # the one-shot start with its sensitivity allocation
-        groups[f"retrain_{objective}_{init}_sens"] = (
-            "retrain", options(objective, init, "sensitivity"))
-    # OBS with its own sensitivity allocation, at once or in 3 gradual stages.
+    obj = () if objective == "kd" else ("finetune.retrain.objective=lm",)
+    # The first recipe (lr 1e-3 with dropout) from each OBS start.
+    groups[f"retrain_{objective}_obs"] = (
+        "retrain_90", ("obs.allocation=uniform",) + _COLD + _LR1_DROPOUT + obj, RETRAIN_SWEEP)
+    groups[f"retrain_{objective}_obs_sens"] = (
+        "retrain_90", _COLD + _LR1_DROPOUT + obj, RETRAIN_SWEEP)
     groups[f"retrain_{objective}_obs_osens"] = (
-        "retrain", options(objective, "obs", "obs_sensitivity"))
-    groups[f"retrain_{objective}_obs_osens_3stages"] = (
-        "retrain", options(objective, "obs", "obs_sensitivity", stages=3))
-    # The same start retrained without dropout, or at the dense training's
-    # learning rate (3e-3): what a one-epoch budget is short of.
+        "retrain_95", _OSENS + _LR1_DROPOUT + obj, RETRAIN_SWEEP)
+    # Without dropout, or at the dense training's learning rate (3e-3).
     groups[f"retrain_{objective}_obs_osens_nodrop"] = (
-        "retrain", options(objective, "obs", "obs_sensitivity", dropout=0.0))
+        "retrain_95", _OSENS + (_LR + "0.001",) + obj, RETRAIN_SWEEP)
     groups[f"retrain_{objective}_obs_osens_lr3"] = (
-        "retrain", options(objective, "obs", "obs_sensitivity", learning_rate=3e-3))
-    for lr, tag in ((3e-3, "lr3"), (5e-3, "lr5"), (1e-2, "lr10")):
+        "retrain_95", _OSENS + (_LR + "0.003", "finetune.retrain.dropout=null") + obj,
+        RETRAIN_SWEEP)
+    for lr, tag in (("0.003", "lr3"), ("0.005", "lr5"), ("0.01", "lr10")):
       groups[f"retrain_{objective}_obs_osens_nodrop_{tag}"] = (
-          "retrain", options(objective, "obs", "obs_sensitivity", dropout=0.0,
-                             learning_rate=lr))
-  # Allocation curves measured up to 0.99 (0.97, 0.98, 0.99 added): a 95 % target
-  # no longer has to be spent uniformly.
-  for lr, tag in ((5e-3, "lr5"), (1e-2, "lr10")):
-    groups[f"retrain_kd_obs_osens_to99_nodrop_{tag}"] = (
-        "retrain", options("kd", "obs", "obs_sensitivity", max_level=0.99, dropout=0.0,
-                           learning_rate=lr))
-  # About the same epoch in twice as many steps of half the batch (more updates per
-  # epoch). PTB train's 42,068 sentences make at least 2,630 batches of 16, so
-  # 2 x steps - 20 steps stay within one epoch (the variant records the exact share).
-  groups["retrain_kd_obs_osens_nodrop_lr10_b16"] = (
-      "retrain", options("kd", "obs", "obs_sensitivity", dropout=0.0, learning_rate=1e-2,
-                         batch_size=16, num_steps=2 * steps - 20))
-  # Twice the learning rate again (the gain per doubling was shrinking: -5.7, -1.9,
-  # -1.4 points), a softer teacher at lr 1e-2, and the batch-16 epoch with the
-  # curves up to 0.99 (for 95 %).
-  groups["retrain_kd_obs_osens_nodrop_lr20"] = (
-      "retrain", options("kd", "obs", "obs_sensitivity", dropout=0.0, learning_rate=2e-2))
-  groups["retrain_kd_obs_osens_nodrop_lr10_t2"] = (
-      "retrain", options("kd", "obs", "obs_sensitivity", dropout=0.0, learning_rate=1e-2,
-                         kd_temperature=2.0))
-  groups["retrain_kd_obs_osens_to99_nodrop_lr10_b16"] = (
-      "retrain", options("kd", "obs", "obs_sensitivity", max_level=0.99, dropout=0.0,
-                         learning_rate=1e-2, batch_size=16, num_steps=2 * steps - 20))
-  # Its control: the same at the default levels (= ..._nodrop_lr10, in a folder of its
-  # own so that it can run the 95 % target apart from that group's 90 %).
-  groups["retrain_kd_obs_osens_to95_nodrop_lr10"] = (
-      "retrain", options("kd", "obs", "obs_sensitivity", dropout=0.0, learning_rate=1e-2))
-  # A softer teacher (KD temperature 2) at the best learning rate so far.
-  groups["retrain_kd_obs_osens_nodrop_lr5_t2"] = (
-      "retrain", options("kd", "obs", "obs_sensitivity", dropout=0.0, learning_rate=5e-3,
-                         kd_temperature=2.0))
+          "retrain_95", _OSENS + (_LR + lr,) + obj, RETRAIN_SWEEP)
+  # Allocation curves measured up to 0.99: a 95 % target no longer spent uniformly.
+  groups["retrain_kd_obs_osens_to99_nodrop_lr10"] = ("retrain_95", (), (0.95,))
+  groups["retrain_kd_obs_osens_to99_nodrop_lr5"] = ("retrain_95", (_LR + "0.005",), (0.95,))
+  # About the same epoch in twice as many steps of half the batch (2 x 1,320 - 20 steps
+  # stay within one epoch of PTB train's 2,630 batches of 16).
+  groups["retrain_kd_obs_osens_nodrop_lr10_b16"] = ("retrain_95", _OSENS + _B16, RETRAIN_SWEEP)
+  groups["retrain_kd_obs_osens_to99_nodrop_lr10_b16"] = ("retrain_95", _B16, (0.95,))
+  groups["retrain_kd_obs_osens_nodrop_lr20"] = ("retrain_95", _OSENS + (_LR + "0.02",),
+                                                RETRAIN_SWEEP)
+  # A softer teacher (KD temperature 2).
+  for lr, tag in (("0.01", "lr10"), ("0.005", "lr5")):
+    groups[f"retrain_kd_obs_osens_nodrop_{tag}_t2"] = (
+        "retrain_95", _OSENS + (_LR + lr, "finetune.retrain.kd_temperature=2.0"), RETRAIN_SWEEP)
+  # The same as ..._nodrop_lr10 in folders of its own (95 % and 80 % apart).
+  groups["retrain_kd_obs_osens_to95_nodrop_lr10"] = ("retrain_95", _OSENS, (0.95,))
+  groups["retrain_kd_obs_osens_nodrop_lr10_80"] = ("retrain_95", _OSENS, (0.8,))
   # KD plus the MSE to the dense model's representations (what the embedder is for).
   groups["retrain_kd_distill_obs_osens_nodrop"] = (
-      "retrain", options("kd+distill", "obs", "obs_sensitivity", dropout=0.0))
-  # The best recipe so far (lr 1e-2, no dropout) from magnitude pruning with its
-  # sensitivity allocation: what the OBS start is worth under retraining.
-  groups["retrain_kd_magnitude_sens_nodrop_lr10"] = (
-      "retrain", options("kd", "magnitude", "sensitivity", dropout=0.0, learning_rate=1e-2))
-  # OBS from the magnitude-sensitivity allocation (the start of the group above with
-  # OBS's reconstruction), and the magnitude start over the batch-16 epoch.
-  groups["retrain_kd_obs_sens_nodrop_lr10"] = (
-      "retrain", options("kd", "obs", "sensitivity", dropout=0.0, learning_rate=1e-2))
-  groups["retrain_kd_magnitude_sens_nodrop_lr10_b16"] = (
-      "retrain", options("kd", "magnitude", "sensitivity", dropout=0.0, learning_rate=1e-2,
-                         batch_size=16, num_steps=2 * steps - 20))
-  # The magnitude start with its curves up to 0.99 (for 95 %).
-  groups["retrain_kd_magnitude_sens_to99_nodrop_lr10"] = (
-      "retrain", options("kd", "magnitude", "sensitivity", max_level=0.99, dropout=0.0,
-                         learning_rate=1e-2))
-  # And over the batch-16 epoch (at 90 % the magnitude start gained 0.4 points from it).
-  groups["retrain_kd_magnitude_sens_to99_nodrop_lr10_b16"] = (
-      "retrain", options("kd", "magnitude", "sensitivity", max_level=0.99, dropout=0.0,
-                         learning_rate=1e-2, batch_size=16, num_steps=2 * steps - 20))
-  # The same recipe at 80 % (its own folder: the lr10 group holds the 90 % run).
-  groups["retrain_kd_obs_osens_nodrop_lr10_80"] = (
-      "retrain", options("kd", "obs", "obs_sensitivity", dropout=0.0, learning_rate=1e-2))
-  # The dense control: the dense model trained for the same budget with the same
-  # objective and optimisation (nothing pruned, sweep 0), so that a reader can
-  # separate what pruning cost from what the extra training gained.
-  groups[DENSE_CONTROL] = (
-      "retrain", options("kd", "dense", dropout=0.0, learning_rate=1e-2))
-  # That control lost 4.3 % in one epoch: a fresh Adam moves every weight by about
-  # the learning rate in its first steps. The same recipe with the rate warmed up over
-  # the first tenth of the steps, its control, and the OBS starts under it (the
-  # obs_sens start needs only the magnitude curves, a third of the OBS curves' time).
-  warm = dict(dropout=0.0, learning_rate=1e-2, warmup_steps=max(1, steps // 10))
-  groups[DENSE_CONTROL_WARMUP] = ("retrain", options("kd", "dense", **warm))
+      "retrain_95", _OSENS + (_LR + "0.001", "finetune.retrain.objective=kd+distill"),
+      RETRAIN_SWEEP)
+  # OBS from the magnitude-sensitivity allocation, lr 1e-2 without dropout.
+  groups["retrain_kd_obs_sens_nodrop_lr10"] = ("retrain_90", _COLD, RETRAIN_SWEEP)
+  # The dense control: the dense model trained for the same budget with the same objective
+  # and optimisation (nothing pruned), so that a reader can separate what pruning cost
+  # from what the extra training gained.
+  groups[DENSE_CONTROL] = ("dense_finetune", _COLD, (0.0,))
+  # That control lost 4.3 % in one epoch: a fresh Adam moves every weight by about the
+  # learning rate in its first steps. The rate warmed up over the first tenth of the
+  # steps, its control, and the OBS starts under it.
+  groups[DENSE_CONTROL_WARMUP] = ("dense_finetune", _NO_AVERAGE, (0.0,))
   groups["retrain_kd_obs_osens_nodrop_lr10_wu"] = (
-      "retrain", options("kd", "obs", "obs_sensitivity", **warm))
-  groups["retrain_kd_obs_sens_nodrop_lr10_wu"] = (
-      "retrain", options("kd", "obs", "sensitivity", **warm))
-  # Warm-up did not stop the drift (+5.9 %): Adam normalizes every step, so a weight
-  # whose gradient is tiny (the dense model distilled from itself starts at a zero
-  # gradient) still moves by about the rate each step, a random walk. Adam's epsilon
-  # at 1e-5 instead of 1e-7 turns those steps into plain gradient steps; the KD
-  # gradients of a pruned model's LSTM weights are mostly 1e-5 to 1e-3 (root mean
-  # square per weight), so the weights that recover keep their steps. Measured: the
-  # control drifts less (+3.9 % against +5.9 %), the 90 % variant does not gain
-  # (+8.8 % against +8.1 %): the KD loss of the control still rises to 0.54 by step 225.
-  tuned = dict(warm, adam_epsilon=ADAM_EPSILON)
-  groups[DENSE_CONTROL_EPSILON] = ("retrain", options("kd", "dense", **tuned))
+      "retrain_90", ("obs.allocation=obs_sensitivity",) + _NO_AVERAGE, RETRAIN_SWEEP)
+  groups["retrain_kd_obs_sens_nodrop_lr10_wu"] = ("retrain_90", _NO_AVERAGE, RETRAIN_SWEEP)
+  # Adam's epsilon at 1e-5 instead of 1e-7 (measured: the control drifts less, +3.9 %
+  # against +5.9 %; the 90 % variant does not gain, +8.8 % against +8.1 %).
+  groups[DENSE_CONTROL_EPSILON] = ("dense_finetune", _NO_AVERAGE + _EPSILON, (0.0,))
   groups["retrain_kd_obs_sens_nodrop_lr10_wu_eps5"] = (
-      "retrain", options("kd", "obs", "sensitivity", **tuned))
-  # Neither changed where the steps end up. The kept weights as the average of the
-  # last steps instead (--retrain_average_last; SWA, AWD-LSTM's averaged SGD): after the
-  # warmed-up cosine recipe, the last quarter; and at a constant 5e-3 after the same
-  # warm-up (the cosine's mean rate), the last half, where the steps scatter around a
-  # minimum rather than descend into it. Not yet run on PTB. On the ELMo fixture (80 %,
-  # obs start, elmo.flags's 100 distillation steps, mean cosine on 1,000 PTB valid
-  # sentences) averaging gained nothing: lr 1e-3 constant 0.9875 vs 0.9857 averaging the
-  # last half; 1e-2 constant 0.9931 vs 0.9926; 1e-2 cosine with warm-up 0.9921 vs 0.9922
-  # averaging the last quarter. A run that still improves at its end loses by averaging.
-  groups["retrain_kd_obs_sens_nodrop_lr10_wu_avg25"] = (
-      "retrain", options("kd", "obs", "sensitivity", **warm, average_last=0.25))
-  constant = dict(warm, learning_rate=5e-3, lr_schedule="constant", average_last=0.5)
+      "retrain_90", _NO_AVERAGE + _EPSILON, RETRAIN_SWEEP)
+  # The kept weights as the average of the last steps (SWA, AWD-LSTM's averaged SGD): the
+  # warmed-up cosine recipe averaging its last quarter (= the book's retrain_90), and a
+  # constant 5e-3 after the same warm-up averaging its last half.
+  groups["retrain_kd_obs_sens_nodrop_lr10_wu_avg25"] = ("retrain_90", (), RETRAIN_SWEEP)
   groups["retrain_kd_obs_sens_nodrop_lr5c_wu_avg50"] = (
-      "retrain", options("kd", "obs", "sensitivity", **constant))
-  # The softmax frozen (--retrain_frozen=softmax): the embedder is what is compressed and
-  # shipped; its softmax (1.28M weights, kept dense) only measures perplexity. Trained at
-  # 1e-2 it moves too, most of all the rows of rare words whose tiny gradients Adam
-  # normalizes to steps of about the rate. Frozen, the retraining changes only the
-  # embedder, and the KD term asks it for representations the teacher's own softmax reads.
-  frozen = dict(warm, frozen="softmax")
-  groups[DENSE_CONTROL_FROZEN] = ("retrain", options("kd", "dense", **frozen))
+      "retrain_90", (_LR + "0.005", "finetune.retrain.lr_schedule=constant",
+                     "finetune.retrain.average_last=0.5"), RETRAIN_SWEEP)
+  # The softmax frozen: the retraining changes only the embedder (what is shipped).
+  groups[DENSE_CONTROL_FROZEN] = ("dense_finetune", _NO_AVERAGE + _FROZEN, (0.0,))
   groups["retrain_kd_obs_sens_nodrop_lr10_wu_fs"] = (
-      "retrain", options("kd", "obs", "sensitivity", **frozen))
-  # Gradual OBS under the warmed-up recipe (--init_stages; at lr 1e-3 with dropout, 3
-  # stages had lost to one, +19.3 % against +18.0 %, both far from recovered): OBS and
-  # fixed-mask retraining alternate, each stage pruning the model as retrained so far on
-  # the cubic ramp (2 stages: 78.75 %, 90 %; 3: 63.3 %, 86.7 %, 90 %) with calibration
-  # inputs collected through it, and retraining for its share of the epoch with a fresh,
-  # warmed-up Adam.
-  for stages in (2, 3):
-    groups[f"retrain_kd_obs_sens_nodrop_lr10_wu_{stages}st"] = (
-        "retrain", options("kd", "obs", "sensitivity", stages=stages, **warm))
-  # Momentum SGD instead of Adam (--retrain_optimizer=sgd). Every Adam recipe's dense
-  # control drifts (+3.9 to +5.9 %): Adam moves each weight by about the rate whatever
-  # its gradient, so a model at its teacher walks away from it. SGD's steps are the rate
-  # times the gradient: what is near the teacher stays, a pruned matrix far from it
-  # moves. Rates 1 and 3 at momentum 0.9 (10 and 30 without; AWD-LSTM trains with 30);
-  # otherwise the best Adam recipe (warm-up, cosine, the last quarter averaged).
+      "retrain_90", _NO_AVERAGE + _FROZEN, RETRAIN_SWEEP)
+  # Momentum SGD instead of Adam (its steps are the rate times the gradient: what is near
+  # the teacher stays), rates 1 and 3 at momentum 0.9, otherwise the averaged recipe.
   for lr in SGD_RATES:
-    sgd = dict(warm, optimizer="sgd", learning_rate=float(lr), average_last=0.25)
-    groups[f"retrain_kd_obs_sens_nodrop_sgd{lr}_wu_avg25"] = (
-        "retrain", options("kd", "obs", "sensitivity", **sgd))
-    groups[sgd_control(lr)] = ("retrain", options("kd", "dense", **sgd))
+    sgd = ("finetune.retrain.optimizer=sgd", f"{_LR}{float(lr)}")
+    groups[f"retrain_kd_obs_sens_nodrop_sgd{lr}_wu_avg25"] = ("retrain_90", sgd, RETRAIN_SWEEP)
+    groups[sgd_control(lr)] = ("dense_finetune", sgd, (0.0,))
+  # Shape-changing methods fine-tuned afterwards by KD from the dense model (issue #11).
+  # Their sweep value is the fraction of the compressed matrices' parameters removed.
+  groups["lowrank_data_ft"] = ("lowrank_70_ft", _LR1_DROPOUT, (0.7,))
+  groups["structured_obs_ft"] = ("structured_30_ft", (), (0.3,))
+  # lr 1e-2 without dropout (at 90 % sparsity it gave +9.0 % where lr 1e-3 with dropout
+  # gave +19.7 %) at 70 % and 80 % removed; it made the factorized model's loss NaN at
+  # step ~300, so lr 3e-3 without dropout (the book's lowrank_70_ft) instead.
+  groups["lowrank_data_ft_nodrop_lr10"] = ("lowrank_70_ft", (_LR + "0.01",), (0.7,))
+  groups["lowrank_data_ft80_nodrop_lr10"] = ("lowrank_70_ft", (_LR + "0.01",), (0.8,))
+  groups["lowrank_data_ft_nodrop_lr3"] = ("lowrank_70_ft", (), (0.7,))
+  # Structured (30 %, fine-tuned) and then one-shot OBS of half the remaining matrices'
+  # weights with the sensitivity allocation (the book's structured_obs).
+  groups["structured_obs_ft_obs_sens"] = ("structured_obs", (), (0.3,))
+  # Low-rank (50 %), weight sharing and the shared values trained afterwards (Deep
+  # Compression's centroid training), assignments and zeros fixed: a quarter epoch at
+  # lr 1e-3 with 16 values (cluster 0.5) or 8 (0.625); and 16 values over half an epoch
+  # at lr 3e-3 (the book's lowrank_cluster_ft; 330 steps at 1e-3 left it at +5.5 %).
+  quarter = ("finetune.retrain.num_steps=330", _LR + "0.001")
+  groups["lowrank_data_cluster_ft"] = ("lowrank_cluster_ft", quarter, (0.5,))
+  groups["lowrank_data_cluster8_ft"] = ("lowrank_cluster_ft", quarter + ("cluster.amount=0.625",),
+                                        (0.5,))
+  groups["lowrank_data_cluster_ft_lr3"] = ("lowrank_cluster_ft", (), (0.5,))
   return groups
 
 
-# The dense controls of the best retraining recipes (see retrain_groups).
+# The dense controls of the best retraining recipes.
 DENSE_CONTROL = "retrain_kd_dense_control_nodrop_lr10"
 DENSE_CONTROL_WARMUP = "retrain_kd_dense_control_nodrop_lr10_wu"
 DENSE_CONTROL_EPSILON = "retrain_kd_dense_control_nodrop_lr10_wu_eps5"
 DENSE_CONTROL_FROZEN = "retrain_kd_dense_control_nodrop_lr10_wu_fs"
-ADAM_EPSILON = 1e-5
 # The momentum-SGD rates of the SGD groups (momentum 0.9).
 SGD_RATES = (1, 3)
 
@@ -349,10 +250,159 @@ def sgd_control(lr: int) -> str:
 DENSE_CONTROLS = {DENSE_CONTROL: "red", DENSE_CONTROL_WARMUP: "darkorange",
                   DENSE_CONTROL_EPSILON: "purple", DENSE_CONTROL_FROZEN: "brown",
                   **dict(zip(map(sgd_control, SGD_RATES), ("olive", "teal")))}
-# Retraining groups whose sweep is part of what they are (--retrain_sweep does not apply).
-RETRAIN_GROUP_SWEEPS = {**{control: (0.0,) for control in DENSE_CONTROLS},
-                        "retrain_kd_obs_osens_nodrop_lr10_80": (0.8,)}
+# Groups that are stages (prune or factorize, then fine-tune; a dense model fine-tuned):
+# name -> (recipe, overrides, sweep). The recipe is the book's (prunelm_tf/compression/
+# recipes/<name>.json) or LOCAL_RECIPES's; the overrides are `--set` strings; each sweep
+# value sets the amount of the recipe's first stage that has one (a recipe without one
+# takes (0.0,)), one recipe run per value in DIR/<group>/<amount x 100>/.
+RECIPE_GROUPS = _recipe_groups()
 
+
+def group_recipe(group: str, amount: float, calibration_sentences: Optional[int] = None,
+                 prune_softmax: bool = False, retrain_steps: Optional[int] = None
+                 ) -> recipes.Recipe:
+  """The validated recipe of one run of a recipe group at ``amount``.
+
+  The benchmark's run settings become overrides applied before the group's own (so that a
+  group's own value wins): ``calibration_sentences`` and 4 parity sentences,
+  ``prune_softmax`` (no stage keeps the softmax dense), ``retrain_steps`` (every
+  fine-tuning stage's steps). None of them: the recipe as the group sets it.
+
+  Raises:
+    ValueError: an override the recipe refuses, or an amount for a recipe without one.
+  """
+  name, overrides, _ = RECIPE_GROUPS[group]
+  recipe = LOCAL_RECIPES[name]() if name in LOCAL_RECIPES else recipes.load_recipe(name)
+  settings = []
+  if calibration_sentences is not None:
+    settings += [f"run.calibration_sentences={calibration_sentences}",
+                 "run.num_parity_sentences=4"]
+  for k, stage in enumerate(recipe.stages):
+    if prune_softmax and stage.layer_sparsity:
+      settings.append(f"{k + 1}.layer_sparsity=[]")
+    if retrain_steps and stage.method == "finetune":
+      settings.append(f"{k + 1}.retrain.num_steps={retrain_steps}")
+  recipe = recipes.apply_overrides(recipe, settings + list(overrides))
+  with_amount = [k for k, s in enumerate(recipe.stages) if get_method(s.method).has_amount]
+  if not with_amount:
+    if amount:
+      raise ValueError(f"recipe group {group}: recipe {name} removes nothing; its sweep is "
+                       f"(0.0,), got {amount}.")
+    return recipe
+  return recipes.apply_overrides(recipe, [f"{with_amount[0] + 1}.amount={amount}"])
+
+
+def amount_tag(amount: float) -> str:
+  """The folder of a recipe group's run at ``amount``: its percentage ("90", "37.5", "0")."""
+  return f"{amount * 100:g}"
+
+
+def recipe_run_dir(out_dir: str, group: str, amount: float) -> str:
+  return os.path.join(out_dir, group, amount_tag(amount))
+
+
+def finished_result(path: str):
+  """{"dense", "variants"} of a compression run folder's finished entries, or None."""
+  folder = CompressionRunFolder(path)
+  if not (os.path.exists(folder.config_json) and folder.dense.is_complete()):
+    return None
+  return {"dense": files.read_json(folder.dense.metrics_json),
+          "variants": [files.read_json(v.metrics_json) for v in folder.variants()
+                       if v.is_complete()]}
+
+
+def stage_dirs(run_dir: str) -> list:
+  """The compression run folders of a recipe run, first to final ([run_dir] for one stage)."""
+  path = os.path.join(run_dir, "metrics.json")
+  record = files.read_json(path) if os.path.exists(path) else {}
+  if "stages" not in record:
+    return [run_dir]
+  return [os.path.join(run_dir, s["run_dir"]) for s in record["stages"]]
+
+
+def recipe_rows(group: str, run_dir: str, amount: float) -> list:
+  """Report rows of one finished recipe run: the final stage's variants, named
+  "<amount tag>/<variant>", with the group's amount as their target when the final stage
+  has none, the recipe's stages, and the fraction every shape-changing stage took out.
+  A run of several stages is measured against the first stage's dense entry (the
+  benchmark's dense model); an unfinished run has no rows.
+  """
+  dirs = stage_dirs(run_dir)
+  results = [finished_result(d) for d in dirs]
+  if any(r is None for r in results):
+    return []
+  reference = results[0]["dense"] if len(dirs) > 1 else None
+  rows = rows_of(group, results[-1], reference=reference, group_dir=dirs[-1])
+  kept, shaped = 1.0, False
+  for result in results[:-1]:
+    for v in result["variants"][:1]:  # a stage before the last has one variant
+      if v.get("removed_fraction") is not None:
+        kept, shaped = kept * (1 - v["removed_fraction"]), True
+  methods = [files.read_config_json(CompressionRunFolder(d).config_json)["method"] for d in dirs]
+  for r in rows:
+    if r["group"] == "dense":
+      continue
+    own = r.get("removed_fraction")
+    r.update(variant=f"{amount_tag(amount)}/{r['variant']}", recipe=RECIPE_GROUPS[group][0],
+             amount=amount, stages=methods,
+             target_sparsity=r["target_sparsity"] or amount,
+             removed_fraction=(1 - kept * (1 - (own or 0.0)) if shaped or own is not None
+                               else None))
+  return rows
+
+
+def pruned_and_retrained(row) -> bool:
+  """A row pruned and trained within its run: --method=retrain, or a recipe's fine-tuning
+  of a model that kept its shape (the shape-changing recipes are their own families)."""
+  return row["method"] == "retrain" or (row["method"] == "finetune"
+                                        and not row.get("removed_fraction"))
+
+
+# Combinations (issue #11): a finished variant of another group compressed further (no
+# training): name -> (source group, source variant, method, options, sweep). The sweep is
+# the sparsity of the variant's own matrices (factors, remaining cells). A recipe group's
+# variant is "<amount tag>/<variant>" of its final stage.
+COMBINED = {
+    "lowrank_data_threshold_sens": ("lowrank_data", "lowrank_data_30", "threshold",
+                                    {"allocation": "sensitivity"}, (0.5,)),
+    # Deep Compression's weight sharing on the variants that keep their quality: the
+    # factors (or the remaining nonzeros) keep 64 ... 8 values per matrix, so the zipped
+    # int8 codes shrink; the softmax stays unclustered (--layer_sparsity 0).
+    "lowrank_data_cluster": ("lowrank_data_at50", "lowrank_data_50", "cluster", {},
+                             CLUSTER_SWEEP),
+    "lowrank_data_ft_cluster": ("lowrank_data_ft_nodrop_lr3", "70/finetune", "cluster", {},
+                                CLUSTER_SWEEP),
+    "lowrank_data_ft80_cluster": ("lowrank_data_ft80_nodrop_lr10", "80/finetune", "cluster", {},
+                                  CLUSTER_SWEEP),
+    "obs_sens_cluster": ("obs_sens", "obs_sens_50", "cluster", {}, CLUSTER_SWEEP),
+}
+
+
+def source_variant_dir(out_dir: str, group: str, variant: str) -> str:
+  """The folder of a group's variant: "<tag>/<variant>" of a recipe group's final stage."""
+  if group in RECIPE_GROUPS:
+    tag, _, name = variant.partition("/")
+    return CompressionRunFolder(stage_dirs(os.path.join(out_dir, group, tag))[-1]).variant(
+        name).path
+  return CompressionRunFolder(os.path.join(out_dir, group)).variant(variant).path
+
+
+def dense_donors(out_dir: str, exclude: str = "") -> list:
+  """Compression run folders of ``out_dir`` with a finished dense entry (--reuse_dense):
+  every group folder, and the first stage of every recipe run."""
+  found = []
+  for group in sorted(os.listdir(out_dir)) if os.path.isdir(out_dir) else ():
+    top = os.path.join(out_dir, group)
+    runs = sorted(os.path.join(top, t) for t in os.listdir(top)) if os.path.isdir(top) else []
+    candidates = [top] + runs + [d for run in runs for d in stage_dirs(run)[:1] if d != run]
+    for path in candidates:
+      folder = CompressionRunFolder(path)
+      if (os.path.abspath(path) != os.path.abspath(exclude or "/nonexistent")
+          and os.path.isfile(folder.config_json) and folder.dense.is_complete()
+          and CompressionRunFolder.holds_compression_config(
+              files.read_config_json(folder.config_json))):
+        found.append(path)
+  return found
 
 def share_finished_work(out_dir: str, group_dir: str, config: CompressConfig) -> None:
   """Seeds a new group folder with what the finished groups of this benchmark already hold.
@@ -439,7 +489,8 @@ def evaluate_downstream(dense_dir: str, out_dir: str, wanted, mode: str = "none"
                         ner_seeds=()) -> None:
   """NER test F1, SST-2 and MRPC dev of the dense model and of the ``wanted`` variants.
 
-  ``wanted`` holds "group/variant" names (or "group" for all its variants). The
+  ``wanted`` holds "group/variant" names (or "group" for all its variants; a recipe
+  group's are "group/<amount x 100>/variant" or "group/<amount x 100>"). The
   dense model is evaluated once, from ``dense_dir``, with the tagger seeds
   DENSE_NER_SEEDS; a variant with the one seed of the tagger config. Each
   (variant, mode) is cached in DIR/downstream/<group>/<variant>/<mode>, so a
@@ -449,14 +500,20 @@ def evaluate_downstream(dense_dir: str, out_dir: str, wanted, mode: str = "none"
   tagger seeds like the dense model's, into DIR/downstream_seeds/<group> (the
   single-seed entries stay as they are).
   """
-  by_group = {}
+  by_group = {}  # (group, the run of a recipe group or "") -> variants
   for name in wanted:
     group, _, variant = name.partition("/")
     if not os.path.isdir(os.path.join(out_dir, group)):
       raise ValueError(f"--downstream names {name!r}, but {out_dir} has no group {group!r}.")
-    by_group.setdefault(group, [])
+    run = ""
+    if group in RECIPE_GROUPS:  # group/<amount tag>[/<variant>]: its final stage's variants
+      run, _, variant = variant.partition("/")
+      if not run:
+        raise ValueError(f"--downstream names {name!r}: a recipe group's variants are "
+                         f"{group}/<amount x 100>[/<variant>], e.g. {group}/90/finetune.")
+    by_group.setdefault((group, run), [])
     if variant:
-      by_group[group].append(variant)
+      by_group[(group, run)].append(variant)
   t = time.time()
   evaluate(EvaluateConfig(target=dense_dir, ner_seeds=DENSE_NER_SEEDS, measure_latency=False,
                           num_threads=1, **DOWNSTREAM_DATA),
@@ -465,12 +522,14 @@ def evaluate_downstream(dense_dir: str, out_dir: str, wanted, mode: str = "none"
   # Over seeds: NER only, beside (not instead of) the single-seed entries.
   tasks = (dict(ner_dir=DOWNSTREAM_DATA["ner_dir"], ner_seeds=tuple(ner_seeds)) if ner_seeds
            else DOWNSTREAM_DATA)
-  for group, variants in by_group.items():
+  for (group, run), variants in by_group.items():
     t = time.time()
-    config = EvaluateConfig(target=os.path.join(out_dir, group), variants=tuple(variants),
+    target = (stage_dirs(os.path.join(out_dir, group, run))[-1] if run
+              else os.path.join(out_dir, group))
+    config = EvaluateConfig(target=target, variants=tuple(variants),
                             quantization=(mode,), measure_latency=False, num_threads=1, **tasks)
-    evaluate(config, downstream_dir(out_dir, group, seeds=bool(ner_seeds)), group=group,
-             skip=("dense",))
+    evaluate(config, os.path.join(downstream_dir(out_dir, group, seeds=bool(ner_seeds)), run),
+             group=group, skip=("dense",))
     print(f"downstream {group}: {time.time() - t:.0f} s", flush=True)
 
 
@@ -617,7 +676,7 @@ def _removed_cell(row, rows) -> str:
 
 def report(rows, embedder_bytes: int, out_dir: str, command: str,
            downstream_mode: str = "none") -> str:
-  lines = [f"# ELMo-shaped PTB biLM: compression of the embedder\n",
+  lines = ["# ELMo-shaped PTB biLM: compression of the embedder\n",
            f"Command: `{command}`\n",
            "PTB test (all 3,761 sentences); Δ = relative to the dense model; valid Δ = the same "
            "on all of PTB valid (groups that measured it), which the target lines choose by; "
@@ -667,7 +726,7 @@ def report(rows, embedder_bytes: int, out_dir: str, command: str,
       lines.append(_target_line(f"one-shot {target:.0%} within +{limit:.0%}:", limit, best))
   lines.append("\n## Retraining targets (at most one epoch, mean test perplexity)\n")
   for target, limit in ((0.9, 0.05), (0.95, 0.15)):
-    best = [r for r in rows if r["method"] == "retrain" and r["retraining"]
+    best = [r for r in rows if pruned_and_retrained(r) and r["retraining"]
             and r["retraining"]["num_train_epochs"] <= 1.0 + 1e-6
             and abs(r["target_sparsity"] - target) < 1e-9]
     label = f"retrained {target:.0%} within +{limit:.0%}:"
@@ -717,7 +776,7 @@ def dense_control_lines(rows) -> list:
   recorded RetrainConfig: objective, rate, warm-up, dropout, batch, steps), or, when its
   record lacks the options, with those of the same number of steps.
   """
-  controls = [r for r in rows if r["method"] == "retrain" and r["target_sparsity"] == 0.0
+  controls = [r for r in rows if pruned_and_retrained(r) and r["target_sparsity"] == 0.0
               and r["ppl"]]
   if not controls:
     return []
@@ -738,7 +797,7 @@ def dense_control_lines(rows) -> list:
       kind, alike = "budget", lambda r, b=budget: (r["retraining"]["num_train_steps"]
                                                    == b.get("num_train_steps"))
     for target in (0.8, 0.9, 0.95):
-      same = [r for r in rows if r["method"] == "retrain" and r["ppl"] and r["retraining"]
+      same = [r for r in rows if pruned_and_retrained(r) and r["ppl"] and r["retraining"]
               and alike(r) and abs(r["target_sparsity"] - target) < 1e-9]
       if same:
         best = min(same, key=lambda r: r["ppl"]["mean"])
@@ -785,7 +844,7 @@ def downstream_target_lines(rows) -> list:
                   f"against the majority class's {majority['accuracy'] * 100:.2f} / "
                   f"{majority['f1'] * 100:.2f} (at or below it, MRPC does not tell variants "
                   "apart)") + ".")
-  retrained = sorted((r for r in rows if r["method"] == "retrain" and r["retraining"]
+  retrained = sorted((r for r in rows if pruned_and_retrained(r) and r["retraining"]
                       and r["retraining"]["num_train_epochs"] <= 1.0 + 1e-6
                       and abs(r["target_sparsity"] - 0.9) < 1e-9),
                      key=lambda r: r["ppl_delta"]["mean"])
@@ -860,7 +919,7 @@ def retrained_frontier(rows, max_epochs: float = 1.0):
   for r in rows:
     budget = r.get("retraining")
     removed = embedder_removed(r, rows)
-    if (r["method"] != "retrain" or r["group"] in COMBINED or not r["target_sparsity"]
+    if (not pruned_and_retrained(r) or r["group"] in COMBINED or not r["target_sparsity"]
         or removed is None or not budget or budget["num_train_epochs"] > max_epochs + 1e-6):
       continue
     key = round(r["target_sparsity"], 6)
@@ -882,8 +941,11 @@ def _plot(rows, out_dir: str) -> None:
   dense = next(r for r in rows if r["variant"] == "dense")
   ax.axhline(dense["ppl"]["mean"], color="black", lw=1, label="dense")
   ax.axhline(dense["ppl"]["mean"] * 1.05, color="gray", lw=0.8, ls="--", label="dense +5 %")
+  # Recipe groups that changed the shape (fine-tuned or not) are lines of their own.
+  shaped_recipes = {r["group"] for r in rows if r.get("recipe") and r.get("removed_fraction")
+                    and r["group"] not in COMBINED}
   lines = [g for g in sorted({r["group"] for r in rows})
-           if g in ONE_SHOT or g in SHAPED or g in SHAPED_FINETUNED]
+           if g in ONE_SHOT or g in SHAPED or g in shaped_recipes]
   for group in lines:
     if group in PLOT_LEFT_OUT:
       continue
@@ -934,6 +996,8 @@ def _plot_size(rows, embedder_bytes: int, out_dir: str) -> None:
       return "dense"
     if r["group"] in COMBINED:
       return f"{COMBINED[r['group']][2]} of a variant"
+    if r.get("stages"):  # a recipe run: its stages
+      return "retrained" if pruned_and_retrained(r) else " + ".join(r["stages"])
     return "retrained" if r["method"] == "retrain" else r["method"]
   for name in sorted({family(r) for _, _, r in points}):
     pts = [(x, y) for x, y, r in points if family(r) == name]
@@ -971,18 +1035,30 @@ def main():
   parser.add_argument("--dense_dir", required=True, help="pipelines.train run of ptb_elmo.flags.")
   parser.add_argument("--out_dir", required=True)
   parser.add_argument("--groups", default=",".join(ONE_SHOT), help="One-shot groups to run.")
-  parser.add_argument("--retrain_groups", default="", help="Retraining groups to run, e.g. "
-                      "retrain_kd_obs,retrain_lm_dense (objective x starting point).")
+  parser.add_argument("--helpfull", action="help", help="Show this help and exit.")
+  parser.add_argument("--retrain_groups", default="", help="Retraining groups to run: recipe "
+                      "groups (RECIPE_GROUPS, e.g. retrain_kd_obs_sens_nodrop_lr10_wu_avg25, "
+                      f"a dense control) or --method=retrain groups ({', '.join(retrain_groups(1))}"
+                      ", tfmot pruning on a schedule from the dense model).")
   parser.add_argument("--shaped_groups", default="", help="Shape-changing groups to run "
                       f"(one of {', '.join(SHAPED)}), each with its own sweep.")
-  parser.add_argument("--finetuned_groups", default="", help="Shape-changing groups fine-tuned "
-                      f"by KD afterwards (one of {', '.join(SHAPED_FINETUNED)}).")
+  parser.add_argument("--finetuned_groups", default="", help="Recipe groups (RECIPE_GROUPS) "
+                      "that change the shape and fine-tune by KD afterwards, e.g. "
+                      "lowrank_data_ft_nodrop_lr3, structured_obs_ft, lowrank_data_cluster_ft_lr3.")
+  parser.add_argument("--recipe_groups", default="", help="Any recipe groups (RECIPE_GROUPS): "
+                      "each runs its recipe with its overrides once per sweep value, into "
+                      "DIR/<group>/<amount x 100>.")
   parser.add_argument("--combined_groups", default="", help="Combinations: a finished variant "
                       f"of another group compressed further (one of {', '.join(COMBINED)}).")
-  parser.add_argument("--retrain_steps", type=int, default=1320,
-                      help="Optimizer steps per retrained variant (1,320 = one PTB epoch at "
-                           "batch 32).")
-  parser.add_argument("--retrain_sweep", default=",".join(map(str, RETRAIN_SWEEP)))
+  parser.add_argument("--retrain_steps", type=int, default=None,
+                      help="Optimizer steps per retrained variant. --method=retrain groups: "
+                           "default 1,320 (one PTB epoch at batch 32). Recipe groups: every "
+                           "fine-tuning stage's steps, unless the group sets its own; default: "
+                           "the recipe's.")
+  parser.add_argument("--retrain_sweep", default="",
+                      help="Comma-separated sparsities replacing the sweep of the "
+                           "--retrain_groups that remove something (default: each group's "
+                           f"own; {','.join(map(str, RETRAIN_SWEEP))} for most).")
   parser.add_argument("--prune_softmax", action="store_true",
                       help="Also prune the softmax (default: the embedder only).")
   parser.add_argument("--calibration_sentences", type=int, default=300)
@@ -1004,6 +1080,12 @@ def main():
   if args.report_only:
     rows, later = [], []
     for group in sorted(os.listdir(args.out_dir)):
+      if group in RECIPE_GROUPS:
+        group_dir = os.path.join(args.out_dir, group)
+        for tag in sorted(os.listdir(group_dir)):
+          if tag.replace(".", "", 1).isdigit():  # a run folder per amount
+            rows += recipe_rows(group, os.path.join(group_dir, tag), float(tag) / 100)
+        continue
       folder = CompressionRunFolder(os.path.join(args.out_dir, group))
       if not (os.path.exists(folder.config_json) and folder.dense.is_complete()):
         continue
@@ -1040,38 +1122,49 @@ def main():
     settings = dict(common, method=method, method_options=options, sparsity_sweep=ONE_SHOT_SWEEP)
     settings.update(ONE_SHOT_SETTINGS.get(name, {}))
     groups[name] = CompressConfig(**settings)
-  shaped_names = [(name, False) for name in filter(None, args.shaped_groups.split(","))] + [
-      (name, True) for name in filter(None, args.finetuned_groups.split(","))]
-  for name, finetuned in shaped_names:
-    method, options, sweep = (SHAPED_FINETUNED if finetuned else SHAPED)[name]
+  for name in filter(None, args.shaped_groups.split(",")):
+    method, options, sweep = SHAPED[name]
+    # structured and layers work on whole units: their fraction counts the softmax.
     shaped = dict(common, layer_sparsity=common["layer_sparsity"] if method == "lowrank" else ())
-    if finetuned:
-      shaped["train"] = os.path.join(PTB, "ptb.train.txt")
-      finetuning = dataclasses.replace(finetune_config(args.retrain_steps),
-                                       **SHAPED_FINETUNED_SETTINGS.get(name, {}))
-      options = dict(options, finetune=True, retrain=finetuning)
     groups[name] = CompressConfig(**shaped, method=method, method_options=options,
                                   sparsity_sweep=sweep)
   combined = {}
   for name in filter(None, args.combined_groups.split(",")):
+    if name in RECIPE_GROUPS:
+      continue  # below
     source_group, source_variant, method, options, sweep = COMBINED[name]
-    source = CompressionRunFolder(os.path.join(args.out_dir, source_group))
-    if not source.variant(source_variant).is_complete():
+    source = source_variant_dir(args.out_dir, source_group, source_variant)
+    if not os.path.exists(os.path.join(source, "metrics.json")):
       raise ValueError(f"--combined_groups={name} compresses {source_group}/{source_variant} "
                        "further; run that group first.")
-    settings = dict(common, model_dir=source.variant(source_variant).path)
-    if trains(method, options):  # taught by the benchmark's dense model, not by the variant
-      settings.update(train=os.path.join(PTB, "ptb.train.txt"), teacher_dir=args.dense_dir)
-    groups[name] = CompressConfig(**settings, method=method, method_options=options,
-                                  sparsity_sweep=sweep)
-    combined[name] = {"perplexity": files.read_json(source.dense.metrics_json)["perplexity"]}
-  retrain = retrain_groups(args.retrain_steps)
-  for name in filter(None, args.retrain_groups.split(",")):
-    method, options = retrain[name]
-    sweep = RETRAIN_GROUP_SWEEPS.get(name) or tuple(float(s) for s in
-                                                    args.retrain_sweep.split(","))
-    groups[name] = CompressConfig(**common, train=os.path.join(PTB, "ptb.train.txt"),
-                                  method=method, method_options=options, sparsity_sweep=sweep)
+    groups[name] = CompressConfig(**dict(common, model_dir=source), method=method,
+                                  method_options=options, sparsity_sweep=sweep)
+    combined[name] = {"perplexity": files.read_json(
+        os.path.join(source, "metrics.json"))["perplexity"]}
+  retrain_sweep = tuple(float(s) for s in filter(None, args.retrain_sweep.split(",")))
+  plain_retrain = retrain_groups(args.retrain_steps or 1320)
+  recipe_runs = {}  # group -> sweep
+  for flag, names in (("retrain_groups", args.retrain_groups),
+                      ("finetuned_groups", args.finetuned_groups),
+                      ("combined_groups", args.combined_groups),
+                      ("recipe_groups", args.recipe_groups)):
+    for name in filter(None, names.split(",")):
+      if flag == "retrain_groups" and name in plain_retrain:
+        method, options = plain_retrain[name]
+        groups[name] = CompressConfig(**common, train=os.path.join(PTB, "ptb.train.txt"),
+                                      method=method, method_options=options,
+                                      sparsity_sweep=retrain_sweep or RETRAIN_SWEEP)
+      elif name in RECIPE_GROUPS:
+        sweep = RECIPE_GROUPS[name][2]
+        recipe_runs[name] = (retrain_sweep if flag == "retrain_groups" and retrain_sweep
+                             and any(sweep) else sweep)
+      elif flag != "combined_groups":
+        raise ValueError(f"--{flag}={name} is not a group of this benchmark; recipe groups: "
+                         f"{', '.join(RECIPE_GROUPS)}.")
+  # Every recipe run is checked before any work.
+  planned = [(name, amount, group_recipe(name, amount, args.calibration_sentences,
+                                         args.prune_softmax, args.retrain_steps))
+             for name, sweep in recipe_runs.items() for amount in sweep]
   rows = []
   for name, config in groups.items():
     t = time.time()
@@ -1080,6 +1173,14 @@ def main():
     rows += rows_of(name, result, reference=combined.get(name),
                     group_dir=os.path.join(args.out_dir, name))
     print(f"{name}: {time.time() - t:.0f} s", flush=True)
+  inputs = dict(model_dir=args.dense_dir, train=os.path.join(PTB, "ptb.train.txt"),
+                eval=common["eval"], valid=common["valid"], calibration=common["calibration"])
+  for name, amount, recipe in planned:
+    t = time.time()
+    run_dir = recipe_run_dir(args.out_dir, name, amount)
+    run_recipe(recipe, inputs, run_dir, reuse_dense=dense_donors(args.out_dir, exclude=run_dir))
+    rows += recipe_rows(name, run_dir, amount)
+    print(f"{name} at {amount}: {time.time() - t:.0f} s", flush=True)
   if args.downstream:
     evaluate_downstream(args.dense_dir, args.out_dir, args.downstream.split(","),
                         args.downstream_quantization,
