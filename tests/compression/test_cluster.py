@@ -1,6 +1,5 @@
 """Weight clustering: 1-D k-means, the cluster method, its refusals and its exports."""
 
-import json
 import os
 
 import numpy as np
@@ -11,8 +10,6 @@ from tests.dense_reuse import compress
 from prunelm_tf.compression.methods.cluster.clustering import (TieToClusters, cluster_ids,
                                                                cluster_values, kmeans_1d)
 from prunelm_tf.compression.methods.cluster.method import bits_for
-from prunelm_tf.compression.pipeline import load_source
-from prunelm_tf.compression.shared.targets import prunable_weights
 
 
 def test_kmeans_finds_separated_clusters_and_is_deterministic():
@@ -96,49 +93,6 @@ def test_cluster_refuses_before_any_work(tiny_run_dir, tiny_text, tmp_path):
                             method_options={"min_weights_per_cluster": 10_000},
                             sparsity_sweep=(0.5,), tflite_quantization=()), run_dir)
   assert not os.path.exists(os.path.join(run_dir, "config.json"))
-
-
-def test_a_pruned_variant_clustered_keeps_its_zeros_and_exports(tiny_run_dir, tiny_text,
-                                                                tmp_path):
-  """threshold 40 %, then --method=cluster on that variant: 16 values per matrix, same zeros."""
-  pruned_run = str(tmp_path / "pruned")
-  compress(CompressConfig(model_dir=tiny_run_dir, eval=tiny_text, method="threshold",
-                          sparsity_sweep=(0.4,), layer_sparsity=(("softmax", 0.0),),
-                          tflite_quantization=("none",), num_parity_sentences=1), pruned_run)
-  vdir = os.path.join(pruned_run, "variants", "threshold_40")
-  result = compress(CompressConfig(
-      model_dir=vdir, eval=tiny_text, method="cluster", sparsity_sweep=(0.5, 0.75),
-      layer_sparsity=(("softmax", 0.0),), tflite_quantization=("none", "dynamic"),
-      num_parity_sentences=2), str(tmp_path / "clustered"))
-  dense = result["dense"]
-  by_name = {v["name"]: v for v in result["variants"]}
-  assert set(by_name) == {"cluster_16", "cluster_4"}
-  def variant_model(path):
-    return load_source(CompressConfig(model_dir=path, method="threshold")).model
-
-  source_model = variant_model(vdir)
-  source_weights = {n: w.numpy() for n, w in prunable_weights(source_model).items()}
-  for name, k in (("cluster_16", 16), ("cluster_4", 4)):
-    v = by_name[name]
-    assert v["sparsity"]["per_weight"] == pytest.approx(dense["sparsity"]["per_weight"])
-    assert "softmax/kernel" not in v["clusters"]
-    assert set(v["clusters"]) == {n for n in source_weights if n != "softmax/kernel"}
-    model = variant_model(os.path.join(str(tmp_path / "clustered"), "variants", name))
-    for n, w in prunable_weights(model).items():
-      values = w.numpy()
-      if n == "softmax/kernel":
-        np.testing.assert_array_equal(values, source_weights[n])
-        continue
-      np.testing.assert_array_equal(values == 0, source_weights[n] == 0)
-      assert len(np.unique(values[values != 0])) <= k
-    assert v["tflite_max_abs_diff"]["none"] <= 1e-4
-  # Fewer values cost more: 4 values are further from the source than 16.
-  assert (by_name["cluster_4"]["clustering_relative_error"]
-          > by_name["cluster_16"]["clustering_relative_error"] > 0)
-  assert (by_name["cluster_4"]["perplexity"]["forward"]
-          >= by_name["cluster_16"]["perplexity"]["forward"] * 0.99)
-  with open(os.path.join(str(tmp_path / "clustered"), "config.json"), encoding="utf-8") as f:
-    assert json.load(f)["method"] == "cluster"
 
 
 def test_data_weighting_lowers_the_error_where_the_inputs_are_large():

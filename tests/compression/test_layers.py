@@ -1,6 +1,5 @@
 """layers: LD-Net-style layer selection gives a biLM with fewer layers."""
 
-import json
 import os
 
 import numpy as np
@@ -13,11 +12,7 @@ from prunelm_tf.compression.methods.layers import LayersMethod, LayersOptions
 from prunelm_tf.compression.methods.layers.method import layers_to_remove
 from prunelm_tf.compression.methods.layers.selection import select_layers
 from prunelm_tf.compression.pipeline import load_source
-from prunelm_tf.compression.run_folder import CompressionRunFolder
 from prunelm_tf.data.corpus import load_corpus
-from prunelm_tf.elmo import load_elmo
-from prunelm_tf.elmo.embedder import ElmoEmbedder
-from prunelm_tf.elmo.embedding_file import embed_text_file, read_embedding_file
 from prunelm_tf.models import BiLMConfig, build_bilm
 from prunelm_tf.models.config import num_parameters
 from tests.tolerance import assert_float32_close
@@ -97,34 +92,3 @@ def test_criteria_choose_the_cheapest_layers(tiny_run_dir, tiny_text, tmp_path):
                                 source.model.get_layer("forward_lstm_1").get_weights()[0])
   kept = method.compress(LayersOptions(), _context(source, 0.2, sentences, tmp_path))
   assert kept.config.n_layers == 2 and kept.metrics["layers"]["candidates"] == []
-
-
-def test_elmo_with_fewer_layers_through_compress_export_and_embed(shared_data, tmp_path):
-  d = shared_data / "elmo_fixture"
-  text = str(d / "sentences.txt")
-  run_dir = str(tmp_path / "l")
-  result = compress(CompressConfig(
-      options_file=str(d / "options.json"), weight_file=str(d / "lm_weights.hdf5"), eval=text,
-      calibration=text, method="layers", sparsity_sweep=(0.5,), tflite_quantization=("none",),
-      num_parity_sentences=1, export_elmo=True), run_dir)
-  v = result["variants"][0]
-  assert v["name"] == "layers_representation_50"
-  assert v["layers"]["n_layers"] == 1 and v["layers"]["removed_lstm_fraction"] == 0.5
-  assert v["tflite_max_abs_diff"]["none"] <= 1e-5
-  assert set(v["representation_similarity"]) == {"layer_0", "top"}
-  assert v["representation_similarity"]["layer_0"] == pytest.approx(1.0)
-  folder = CompressionRunFolder(run_dir).variant("layers_representation_50")
-  assert json.load(open(folder.elmo_options))["lstm"]["n_layers"] == 1
-  reloaded, config = load_elmo(folder.elmo_options, folder.elmo_weights)
-  assert config.n_layers == 1
-  lines = ["the cat sat", "a dog"]
-  inp = tmp_path / "in.txt"
-  inp.write_text("\n".join(lines) + "\n")
-  out = str(tmp_path / "emb.hdf5")
-  embed_text_file(str(inp), out, options_file=folder.elmo_options,
-                  weight_file=folder.elmo_weights)
-  embedded, _ = read_embedding_file(out)
-  expected = ElmoEmbedder(reloaded, config).embed_sentences([l.split() for l in lines])
-  for i, e in enumerate(expected):
-    assert e.shape == (2, len(lines[i].split()), 32)
-    assert_float32_close(embedded[i], e)

@@ -15,19 +15,14 @@ from prunelm_tf.compression.methods.lowrank.factorization import (allocate_ranks
                                                                   min_kept_fraction, spectrum)
 from prunelm_tf.compression.methods.lowrank import LowRankOptions
 from prunelm_tf.compression.options import option_flags
-from prunelm_tf.compression.run_folder import CompressionRunFolder
 from prunelm_tf.compression.methods import REGISTRY
 from prunelm_tf.compression.source import model_dataset
 from prunelm_tf.data import open_corpus, read_sentences
 from prunelm_tf.elmo import ElmoEmbedder, load_elmo
-from prunelm_tf.elmo.embedding_file import embed_text_file, read_embedding_file
-from prunelm_tf.evaluation.evaluate import EvaluateConfig, evaluate
-from prunelm_tf.export.saved_model import load_saved_model
 from prunelm_tf.models import BiLMConfig, build_bilm
 from prunelm_tf.models.config import factorizable_matrices, num_parameters
 from prunelm_tf.models.surgery import matrix_values, multiply_back, rebuild
 from prunelm_tf.training.run_folder import load_run
-from tests.tolerance import assert_float32_close
 
 TINY_CHAR = BiLMConfig(vocab_size=12, token_encoder="char", lstm_dim=8, projection_dim=6,
                        n_layers=2, dropout=0.0,
@@ -157,8 +152,8 @@ def test_lowrank_flags_come_from_its_options():
   flags = {f.name: f for f in option_flags(list(REGISTRY.values()))}
   assert flags["lowrank_criterion"].choices == ("svd", "data")
   assert flags["lowrank_allocation"].choices == ("energy", "uniform")
-  # The fine-tuning settings are retrain's flags, shared.
-  assert ("lowrank", ("retrain", "num_steps")) in flags["num_steps"].targets
+  # Fine-tuning is a stage of its own: its settings are finetune's (shared with retrain).
+  assert {m for m, _ in flags["num_steps"].targets} == {"retrain", "finetune"}
 
 
 def test_bad_input_is_refused_before_any_work(tiny_run_dir, tiny_text, tmp_path):
@@ -188,57 +183,6 @@ def _tflite_matmuls(path):
   with contextlib.redirect_stdout(text):
     tf.lite.experimental.Analyzer.analyze(model_path=path)
   return len(re.findall(r"\b(?:FULLY_CONNECTED|BATCH_MATMUL)\b", text.getvalue()))
-
-
-def test_lowrank_through_compress_export_evaluate_and_embed(tiny_run_dir, tiny_text, tmp_path):
-  run_dir = str(tmp_path / "lr")
-  target = 0.4
-  result = compress(CompressConfig(
-      model_dir=tiny_run_dir, eval=tiny_text, calibration=tiny_text, method="lowrank",
-      method_options=LowRankOptions(criterion="data"), sparsity_sweep=(target,),
-      layer_sparsity=(("softmax", 0.0),), tflite_quantization=("none", "dynamic"),
-      num_parity_sentences=2), run_dir)
-  dense_config = load_run(tiny_run_dir)[1]
-  shapes = factorizable_matrices(dense_config)
-  low = result["variants"][0]
-  assert low["name"] == "lowrank_data_40"
-  # Every matrix but the softmax (excluded by --layer_sparsity softmax=0).
-  assert set(low["lowrank"]) == set(shapes) - {"softmax/kernel"}
-  assert target - 1e-9 <= low["removed_fraction"] < target + 0.15, low["removed_fraction"]
-  kept = sum(r["parameters_kept"] for r in low["lowrank"].values())
-  assert kept <= (1 - target) * sum(m * n for name, (m, n) in shapes.items()
-                                    if name != "softmax/kernel") + 1e-6
-  assert low["num_parameters"] < result["dense"]["num_parameters"]
-  assert low["tflite_max_abs_diff"]["none"] <= 1e-5  # TFLite runs the factors too
-  assert "dynamic" in low["tflite_max_abs_diff"]
-  assert all(0 <= r["calibration_error"] < 1 for r in low["lowrank"].values() if r["rank"])
-  assert 0.5 < low["representation_similarity"]["layer_2"] < 1.0
-  # TFLite keeps every factor pair as two matmuls (the converter does not fold them), also
-  # inside the LSTM WHILE loops; the representations file has no softmax.
-  folder = CompressionRunFolder(run_dir)
-  factorized = [n for n in low["ranks"] if n != "softmax/kernel"]
-  assert (_tflite_matmuls(folder.variant("lowrank_data_40").tflite("none"))
-          == _tflite_matmuls(folder.dense.tflite("none")) + len(factorized))
-  # The variant folder's own architecture holds the ranks; evaluation and embed read it.
-  vdir = os.path.join(run_dir, "variants", "lowrank_data_40")
-  with open(os.path.join(vdir, "config.json"), encoding="utf-8") as f:
-    ranks = dict(json.load(f)["model"]["ranks"])
-  assert ranks == low["ranks"] and ranks
-  saved = load_saved_model(os.path.join(vdir, "saved_model"))
-  assert any("_a:" in w.name for w in saved.weights)  # the SavedModel holds the factors
-  entries = evaluate(EvaluateConfig(target=vdir, perplexity_corpus=tiny_text, quantization=("none",),
-                                    measure_latency=False), str(tmp_path / "e"))
-  none = [e for e in entries if e["name"] == "lowrank_data_40/none"][0]
-  assert none["perplexity"]["forward"] == pytest.approx(low["perplexity"]["forward"], rel=1e-4)
-  lines = ["the cat sat", "a dog"]
-  inp = tmp_path / "in.txt"
-  inp.write_text("\n".join(lines) + "\n")
-  out = str(tmp_path / "emb.hdf5")
-  embed_text_file(str(inp), out, model_dir=vdir)
-  embedded, _ = read_embedding_file(out)
-  expected = ElmoEmbedder.from_run_dir(vdir).embed_sentences([l.split() for l in lines])
-  for i, e in enumerate(expected):
-    assert_float32_close(embedded[i], e)
 
 
 def _context(source, tmp_path, target, **kw):

@@ -2,15 +2,12 @@
 
 import json
 import os
-import shutil
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from prunelm_tf.compression import (CompressConfig, RetrainConfig, ScheduleConfig, compress,
-                                    prunable_weights)
-from prunelm_tf.compression.methods.retrain import RetrainOptions
+from prunelm_tf.compression import (CompressConfig, compress, prunable_weights)
 from prunelm_tf.compression.methods.threshold import ThresholdOptions
 from prunelm_tf.export.saved_model import load_saved_model
 from prunelm_tf.training.run_folder import load_run
@@ -57,33 +54,6 @@ def test_threshold_sweep_exports_measures_and_shrinks(tiny_run_dir, tiny_text, t
   # Same run again: finished variants are kept, not recomputed.
   again = compress(config, run_dir)
   assert again["variants"] == saved["variants"]
-
-
-def test_retrain_reaches_target_on_every_pruned_matrix(tiny_run_dir, tiny_text, tmp_path):
-  config = CompressConfig(
-      model_dir=tiny_run_dir, train=tiny_text, eval=tiny_text, method="retrain",
-      sparsity_sweep=(0.75,), layer_sparsity=(("softmax", 0.0),),
-      method_options=RetrainOptions(schedule=ScheduleConfig(end_step=6, frequency=1),
-      retrain=RetrainConfig(num_steps=8, learning_rate=0.005, batch_size=2,
-                            objective="lm+distill")),
-      tflite_quantization=("none", "float16", "int8"), num_parity_sentences=2,
-      tflite_int8_max_tokens=16)
-  result = compress(config, str(tmp_path / "r"))
-  v = result["variants"][0]
-  for name, value in v["sparsity"]["per_weight"].items():
-    if name.startswith("softmax"):
-      assert value == 0.0
-    else:
-      assert abs(value - 0.75) <= 0.005, (name, value)
-  assert v["tflite_max_abs_diff"]["none"] <= 1e-5
-  assert v["tflite_max_abs_diff"]["float16"] < 0.05
-  # int8 (the fixed-length unrolled graph) converts, runs and is checked like the others.
-  assert "int8" not in v.get("tflite_errors", {})
-  assert v["tflite_parity"]["int8"]["sentences"] == 2
-  assert v["tflite_parity"]["int8"]["min_cosine"] > 0.9
-  assert v["tflite_int8_max_tokens"] == 16
-  events = os.listdir(os.path.join(str(tmp_path / "r"), "tensorboard", "retrain_75"))
-  assert events  # per-step loss and sparsity scalars
 
 
 def test_every_variant_records_the_perplexity_of_valid_beside_eval(tiny_run_dir, tiny_text,

@@ -33,7 +33,8 @@ def test_every_recipe_of_the_book_validates(name):
 def test_the_book_holds_each_family_in_both_model_kinds():
   book = {n: recipes.load_recipe(n) for n in recipes.recipe_names()}
   kinds = {(tuple(s.method for s in r.stages), k) for r in book.values() for k in r.applies_to}
-  for methods in (("obs",), ("retrain",), ("lowrank",), ("structured",), ("cluster",)):
+  for methods in (("obs",), ("retrain",), ("lowrank",), ("cluster",), ("obs", "finetune"),
+                  ("structured", "finetune")):
     assert (methods, "softmax") in kinds and (methods, "softmax_less") in kinds, methods
   assert any(len(r.stages) > 1 for r in book.values())
   assert [m for r in book.values() for m in r.measured]  # some recipe records its figures
@@ -85,11 +86,11 @@ def test_a_softmax_less_recipe_cannot_need_a_softmax():
 def test_overrides_set_options_amounts_run_settings_and_matrices():
   recipe = recipes.recipe_from_dict("two", TWO_STAGES)
   out = recipes.apply_overrides(recipe, [
-      "obs.allocation=sensitivity", "1.importance=obs", "structured.retrain.learning_rate=0.005",
+      "obs.allocation=sensitivity", "1.importance=obs", "structured.damp=0.02",
       "obs.amount=0.6,0.8", "run.calibration_sentences=7", 'obs.layer_sparsity=[["softmax", 0]]'])
   assert out.stages[1].options["allocation"] == "sensitivity"
   assert out.stages[0].options["importance"] == "obs"
-  assert out.stages[0].options["retrain"]["learning_rate"] == 0.005
+  assert out.stages[0].options["damp"] == 0.02
   assert out.stages[1].amount == (0.6, 0.8)
   assert out.stages[1].layer_sparsity == (("softmax", 0.0),)
   assert out.run["calibration_sentences"] == 7
@@ -138,4 +139,4 @@ def test_a_recipe_refuses_a_model_kind_it_does_not_apply_to():
 def test_a_stage_that_needs_a_corpus_names_the_flag():
   recipe = recipes.load_recipe("retrain_90")
   with pytest.raises(ValueError, match="set --train"):
-    recipes.stage_config(recipe, 0, model_dir="m", calibration="c", eval="e")
+    recipes.stage_config(recipe, 1, model_dir="m", calibration="c", eval="e")

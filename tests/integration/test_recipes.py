@@ -3,12 +3,15 @@
 import os
 
 import numpy as np
+import pytest
 
 from prunelm_tf.compression import recipes, staged
 from prunelm_tf.evaluation.evaluate import EvaluateConfig, evaluate
 from prunelm_tf.evaluation.variants import find_variants
 from prunelm_tf.export.saved_model import load_saved_model
 from prunelm_tf.utils import files
+
+pytestmark = pytest.mark.e2e
 
 # Seconds on the tiny model: every stage's training and calibration shrunk.
 TINY = ["run.calibration_sentences=5", "run.num_parity_sentences=2",
@@ -76,3 +79,57 @@ def test_three_stages_run_through_export_parity_and_evaluation(tiny_run_dir, tin
   stamp = os.path.getmtime(made)
   staged.rerun(os.path.join(run_dir, "config.json"), run_dir)
   assert os.path.getmtime(made) == stamp
+
+
+def _zeros(variant_dir):
+  return [w == 0 for w in _weights(variant_dir)]
+
+
+def test_retrain_90_is_obs_then_finetuning_that_keeps_the_masks(tiny_run_dir, tiny_text,
+                                                              tmp_path):
+  """The book's best 90 % recipe, shrunk to seconds: the finetune stage keeps the OBS
+  stage's zeros exactly, trains the rest, and is taught by the original model."""
+  recipe = recipes.apply_overrides(recipes.load_recipe("retrain_90"), TINY + [
+      "obs.amount=0.6", "finetune.retrain.num_steps=4", "finetune.retrain.batch_size=2",
+      "finetune.retrain.warmup_steps=1", "finetune.retrain.checkpoint_every_steps=2"])
+  run_dir = str(tmp_path / "r")
+  inputs = {"model_dir": tiny_run_dir, "train": tiny_text, "eval": tiny_text,
+            "calibration": tiny_text}
+  result = staged.run_recipe(recipe, inputs, run_dir)
+  obs, finetune = result["stages"]
+  assert (obs["method"], finetune["method"]) == ("obs", "finetune")
+  assert [v["name"] for v in finetune["variants"]] == ["finetune"]
+  pruned = os.path.join(run_dir, obs["run_dir"], "variants", obs["variants"][0]["name"])
+  tuned = os.path.join(run_dir, finetune["run_dir"], "variants", "finetune")
+  for before, after in zip(_zeros(pruned), _zeros(tuned)):
+    np.testing.assert_array_equal(before, after)
+  assert any(not np.allclose(a, b) for a, b in zip(_weights(pruned), _weights(tuned)))
+  recorded = files.read_json(os.path.join(run_dir, finetune["run_dir"], "config.json"))
+  assert recorded["teacher_dir"] == tiny_run_dir
+  variant = files.read_json(os.path.join(run_dir, finetune["run_dir"], "metrics.json"))[
+      "variants"][0]
+  assert variant["finetuning"]["num_train_steps"] == 4
+  assert abs(variant["sparsity"]["overall"] - obs["variants"][0]["sparsity"]) < 1e-9
+
+
+def test_an_elmo_recipe_distils_its_later_stage_from_the_released_model(shared_data,
+                                                                        tmp_path):
+  """A released ELMo (no softmax) through obs -> finetune (distill): the second stage is
+  taught by the ELMo itself (the first stage's dense entry), not by the pruned variant."""
+  d = shared_data / "elmo_fixture"
+  recipe = recipes.apply_overrides(recipes.load_recipe("retrain_80_elmo"), TINY + [
+      "run.calibration_sentences=30", "finetune.retrain.num_steps=3", "finetune.retrain.batch_size=2",
+      "finetune.retrain.warmup_steps=1"])
+  run_dir = str(tmp_path / "e")
+  inputs = {"options_file": str(d / "options.json"), "weight_file": str(d / "lm_weights.hdf5"),
+            "train": str(d / "sentences.txt"), "eval": str(d / "sentences.txt"),
+            "calibration": str(d / "sentences.txt")}
+  result = staged.run_recipe(recipe, inputs, run_dir)
+  first = os.path.join(run_dir, result["stages"][0]["run_dir"])
+  recorded = files.read_json(os.path.join(run_dir, result["stages"][1]["run_dir"],
+                                          "config.json"))
+  assert recorded["teacher_dir"] == os.path.join(first, "dense")
+  variant = files.read_json(os.path.join(run_dir, result["stages"][1]["run_dir"],
+                                         "metrics.json"))["variants"][0]
+  assert variant["sparsity"]["overall"] > 0.5
+  assert min(variant["representation_similarity"].values()) > 0.5

@@ -27,7 +27,7 @@ def test_method_flags_beside_a_recipe_are_refused_with_the_set_form(tiny_run_dir
                      f"--train={tiny_text}", f"--calibration={tiny_text}",
                      "--learning_rate=0.1")
   assert result.returncode == 2
-  assert "--set retrain.retrain.learning_rate=VALUE" in result.stderr
+  assert "--set finetune.retrain.learning_rate=VALUE" in result.stderr
 
 
 def test_config_file_takes_no_other_configuring_flag(tmp_path):

@@ -102,6 +102,7 @@ class ClusterMethod(CompressionMethod):
   summary = ("keep k distinct nonzero values per matrix (1-D k-means, zeros kept): the sweep "
              "value is the fraction of the 8 int8 bits per weight removed (0.5 = 16 values)")
   Options = ClusterOptions
+  one_shot = True
   hparam_domains = {"cluster_weighting": WEIGHTINGS}
 
   def needs(self, options):

@@ -130,6 +130,7 @@ class LayersMethod(CompressionMethod):
   summary = ("drop whole LSTM layers (LD-Net), chosen by their effect on --calibration text or "
              "by learned ScalarMix weights: a biLM with fewer layers")
   Options = LayersOptions
+  one_shot = True
   hparam_domains = {"layer_criterion": CRITERIA}
 
   def needs(self, options):

@@ -106,6 +106,7 @@ class LowRankMethod(CompressionMethod):
   summary = ("replace every chosen matrix by two rank-r factors (truncated SVD, or weighted by "
              "the --calibration input covariance); ranks from the sweep's parameter budget")
   Options = LowRankOptions
+  one_shot = True
   hparam_domains = {"lowrank_criterion": CRITERIA,
                     "lowrank_allocation": factorization.ALLOCATIONS}
 

@@ -105,7 +105,6 @@ class ObsMethod(CompressionMethod):
   """Layer-wise OBS reconstruction from calibration text."""
 
   name = "obs"
-  # A one-shot method: a starting point for retraining (--init).
   one_shot = True
   summary = ("layer-wise OBS/SparseGPT reconstruction of every matrix from the inputs it sees "
              "on --calibration, no training")
@@ -130,8 +129,8 @@ class ObsMethod(CompressionMethod):
           f"--method={self.name} reconstructs the full matrices of a biLM from their inputs, "
           f"and {source.description} holds low-rank factors ({factored}"
           f"{', ...' if len(source.config.ranks) > 3 else ''}), whose inputs it does not "
-          "collect. Prune the factors by magnitude instead (--method=threshold, or "
-          "--method=retrain --init=magnitude).")
+          "collect. Prune the factors by magnitude instead (--method=threshold, then "
+          "--method=finetune to retrain them).")
     sentences = load_corpus(config.calibration, config.calibration_sentences,
                             what="--calibration")
     tokens = sum(len(s) + 2 for s in sentences)

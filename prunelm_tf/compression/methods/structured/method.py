@@ -90,6 +90,7 @@ class StructuredMethod(CompressionMethod):
   summary = ("remove whole LSTM cells, character filters (and optionally projection "
              "dimensions) by group norm or OBS saliency: a physically smaller biLM")
   Options = StructuredOptions
+  one_shot = True
   hparam_domains = {
       "structured_groups": tuple("+".join(c) for k in range(1, 4)
                                  for c in itertools.combinations(lib.GROUPS, k)),

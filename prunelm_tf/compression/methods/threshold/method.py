@@ -62,7 +62,6 @@ class ThresholdMethod(CompressionMethod):
   """The smallest-magnitude weights set to zero, no training."""
 
   name = "threshold"
-  # A one-shot method: a starting point for retraining (--init).
   one_shot = True
   summary = "set the smallest weights to zero, no training"
   Options = ThresholdOptions

@@ -1,6 +1,5 @@
 """Compressing an imported ELMo: threshold and distillation-retraining, HDF5 out, embed it."""
 
-import json
 import os
 
 import numpy as np
@@ -11,7 +10,6 @@ from prunelm_tf.compression import CompressConfig, RetrainConfig, ScheduleConfig
 from prunelm_tf.data import open_corpus, read_sentences
 from prunelm_tf.elmo import ElmoEmbedder, load_elmo
 from prunelm_tf.compression.methods.retrain import RetrainOptions
-from prunelm_tf.compression.methods.threshold import ThresholdOptions
 from prunelm_tf.export.saved_model import load_saved_model
 from tests.dense_reuse import compress
 
@@ -22,6 +20,7 @@ def elmo_files(shared_data):
   return str(d / "options.json"), str(d / "lm_weights.hdf5"), str(d / "sentences.txt")
 
 
+@pytest.mark.e2e
 def test_threshold_elmo_exports_hdf5_that_embeds_like_the_variant(elmo_files, tmp_path):
   options, weights, text = elmo_files
   run_dir = str(tmp_path / "c")
@@ -65,6 +64,7 @@ def test_valid_perplexity_of_an_elmo_without_softmax_is_refused(elmo_files, tmp_
   assert not (tmp_path / "c").exists()
 
 
+@pytest.mark.e2e
 def test_distill_retrain_elmo(elmo_files, tmp_path):
   options, weights, text = elmo_files
   result = compress(CompressConfig(

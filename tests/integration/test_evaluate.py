@@ -13,6 +13,8 @@ from prunelm_tf.evaluation import LatencyConfig, ProbeConfig
 from prunelm_tf.evaluation.evaluate import EvaluateConfig, evaluate
 from prunelm_tf.evaluation.variants import find_variants
 
+pytestmark = pytest.mark.e2e
+
 WORDS_POS = "neural networks make use of language models".split()
 WORDS_NEG = "the curse of dimensionality is a data sparsity problem".split()
 
