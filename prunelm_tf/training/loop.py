@@ -15,7 +15,7 @@ import math
 import os
 import time
 import weakref
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from absl import logging
 import numpy as np
@@ -56,14 +56,26 @@ class LearningRate(keras.optimizers.schedules.LearningRateSchedule):
                 warmup_steps=self.warmup_steps, schedule=self.schedule)
 
 
+# How the representation-distillation term compares a layer of the student with the
+# teacher's (`LossSpec.distill_loss`).
+DISTILL_LOSSES = ("mse", "layer_nmse", "cosine")
+
+
 @dataclasses.dataclass
 class LossSpec:
   """What the training objective is made of.
 
   lm_weight: weight of the mean per-token LM loss (forward + backward) / 2.
   num_sampled: sampled-softmax samples (0 = full softmax).
-  distill_weight: weight of the MSE between the model's representations and
-    ``teacher``'s (same input), averaged over layers, positions and units.
+  distill_weight: weight of the distillation term between the model's
+    representations and ``teacher``'s (same input), as ``distill_loss`` says:
+    ``"mse"``, the squared difference averaged over layers, positions (padding
+    included) and units; ``"layer_nmse"``, per layer the squared error over the
+    batch's words divided by the teacher layer's squared norm there (a relative
+    error: every layer counts alike whatever its scale); ``"cosine"``, per layer
+    1 - the cosine of each word's two vectors, averaged over the words. The two
+    per-layer kinds are averaged over the layers with ``distill_layer_weights``
+    (token layer first; () = equal).
   kd_weight: weight of the knowledge-distillation term: KL(teacher || student)
     of the next-word (forward) and previous-word (backward) distributions at
     temperature ``temperature``, scaled by temperature² (Hinton et al. 2015),
@@ -74,6 +86,8 @@ class LossSpec:
   lm_weight: float = 1.0
   num_sampled: int = 0
   distill_weight: float = 0.0
+  distill_loss: str = "mse"
+  distill_layer_weights: Tuple[float, ...] = ()
   teacher: Optional[keras.Model] = None
   kd_weight: float = 0.0
   temperature: float = 1.0
@@ -126,15 +140,21 @@ def kd_divergence(student: Dict[str, tf.Tensor], teacher: Dict[str, tf.Tensor],
 
 # Terms of a step that are sums over the replicas' shares of the batch (the
 # others are means, equal on every replica up to its share of the rows).
-_SUMMED_TERMS = ("loss", "forward_nll", "backward_nll", "num_predictions", "sampled_loss")
+_SUMMED_TERMS = ("loss", "forward_nll", "backward_nll", "num_predictions", "sampled_loss",
+                 "distill_layer_nmse", "distill_cosine")
+
+
+def _global_sum(value: tf.Tensor) -> tf.Tensor:
+  """``value`` summed over every replica (itself in one process), without its gradient."""
+  replica = tf.distribute.get_replica_context()
+  if replica is not None and replica.num_replicas_in_sync > 1:
+    return replica.all_reduce(tf.distribute.ReduceOp.SUM, tf.stop_gradient(value))
+  return tf.stop_gradient(value)
 
 
 def _global_count(count: tf.Tensor) -> tf.Tensor:
   """The number of predictions of the whole batch, over every replica (>= 1)."""
-  replica = tf.distribute.get_replica_context()
-  if replica is not None and replica.num_replicas_in_sync > 1:
-    count = replica.all_reduce(tf.distribute.ReduceOp.SUM, tf.stop_gradient(count))
-  return tf.maximum(count, 1.0)
+  return tf.maximum(_global_sum(count), 1.0)
 
 
 class Trainer:
@@ -158,6 +178,12 @@ class Trainer:
                        "has none (an imported ELMo). Use representation distillation.")
     if loss.temperature <= 0:
       raise ValueError(f"the KD temperature must be > 0, got {loss.temperature}.")
+    if loss.distill_loss not in DISTILL_LOSSES:
+      raise ValueError(f"distill_loss must be one of {DISTILL_LOSSES}, got {loss.distill_loss!r}.")
+    layers = (model.output["representations"].shape[1] if loss.distill_layer_weights else 0)
+    if loss.distill_layer_weights and len(loss.distill_layer_weights) != layers:
+      raise ValueError(f"--distill_layer_weights has {len(loss.distill_layer_weights)} weights; "
+                       f"the model has {layers} layers (the token layer and each LSTM layer).")
     self.model = model
     self.optimizer = optimizer
     self.loss = loss
@@ -205,7 +231,7 @@ class Trainer:
         count = _global_count(count) if training else tf.maximum(count, 1.0)
       total += self.loss.lm_weight * (fwd + bwd) / (2.0 * count)
     teacher = (self._teacher(inputs, training=False) if self._teacher is not None else None)
-    if self.loss.distill_weight:
+    if self.loss.distill_weight and self.loss.distill_loss == "mse":
       target = teacher["representations"]
       squares = tf.square(outputs["representations"] - target)
       if self.num_replicas > 1:  # a replica may get no rows of a short last batch
@@ -214,12 +240,36 @@ class Trainer:
         mse = tf.reduce_mean(squares)
       terms["distill_mse"] = mse
       total += share * self.loss.distill_weight * mse
+    elif self.loss.distill_weight:
+      # Normalised by the whole batch's sums (over every replica), as the LM term is.
+      value = self._layer_distillation(outputs["representations"], teacher["representations"],
+                                       token_ids, training)
+      terms[f"distill_{self.loss.distill_loss}"] = value
+      total += self.loss.distill_weight * value
     if self.loss.kd_weight:
       kl = kd_divergence(outputs, teacher, token_ids, self.loss.temperature)
       terms["kd_kl"] = kl
       total += share * self.loss.kd_weight * self.loss.temperature ** 2 * kl
     terms["loss"] = total
     return terms
+
+  def _layer_distillation(self, student, target, token_ids, training: bool):
+    """The ``layer_nmse`` or ``cosine`` term (see `LossSpec`) over the batch's words."""
+    words = tf.cast(token_ids[:, 2:] > 0, tf.float32)[:, None, :]  # [batch, 1, words]
+    layers = student.shape[1]
+    weights = tf.constant(self.loss.distill_layer_weights or (1.0,) * layers, tf.float32)
+    weights /= tf.reduce_sum(weights)
+    total = _global_sum if training else (lambda x: x)
+    if self.loss.distill_loss == "layer_nmse":
+      error = tf.reduce_sum(tf.reduce_sum(tf.square(student - target), -1) * words, [0, 2])
+      norm = tf.reduce_sum(tf.reduce_sum(tf.square(target), -1) * words, [0, 2])
+      per_layer = tf.math.divide_no_nan(error, total(norm))
+    else:
+      cosine = tf.reduce_sum(student * target, -1) / tf.maximum(
+          tf.norm(student, axis=-1) * tf.norm(target, axis=-1), 1e-12)
+      per_layer = tf.math.divide_no_nan(tf.reduce_sum((1.0 - cosine) * words, [0, 2]),
+                                        total(tf.reduce_sum(words)))
+    return tf.reduce_sum(weights * per_layer)
 
   @property
   def num_replicas(self) -> int:

@@ -94,7 +94,8 @@ def test_finetuning_takes_no_amount_and_no_sampled_softmax(tiny_run_dir):
   with pytest.raises(ValueError, match="removes nothing.*no amount"):
     bad = CompressConfig(**base, sparsity_sweep=(0.5,))
     METHOD.check(bad.method_options, bad, tiny_source(tiny_run_dir))
-  with pytest.raises(ValueError, match="sampled softmax is not available when fine-tuning"):
+  with pytest.raises(ValueError, match="sampled softmax is not available when retraining a "
+                     "compressed model"):
     FinetuneOptions(retrain=RetrainConfig(num_sampled=8))
   assert METHOD.variant_name(FinetuneOptions(), 0.0) == "finetune"
   assert METHOD.needs(_options(objective="distill")).softmax is False

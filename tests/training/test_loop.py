@@ -75,6 +75,79 @@ def test_kd_and_distill_terms_add_up_in_one_step():
       terms["kd"]["loss"] + terms["distill"]["loss"], rel=1e-5)
 
 
+def _teacher_student_batch():
+  tf.keras.utils.set_random_seed(0)
+  vocab = data_lib.Vocabulary.build(SENTENCES)
+  arch = BiLMConfig(vocab_size=len(vocab), token_encoder="word", lstm_dim=8, projection_dim=4,
+                    n_layers=1, dropout=0.0)
+  teacher, student = build_bilm(arch), build_bilm(arch)
+  batch = next(iter(data_lib.make_dataset(SENTENCES, vocab, batch_size=2, char_inputs=False,
+                                          shuffle=False)))
+  return teacher, student, batch
+
+
+def _layer_terms(student, teacher, batch):
+  """Per layer [layers]: the squared error over the teacher's squared norm and the mean
+  1 - cosine, over real words only (numpy, the definitions of LossSpec)."""
+  a = student(batch["token_ids"])["representations"].numpy()
+  b = teacher(batch["token_ids"])["representations"].numpy()
+  words = (batch["token_ids"].numpy()[:, 2:] > 0)[:, None, :]
+  assert not words.all()  # the short sentence is padded: padding must not count
+  nmse = ((((a - b) ** 2).sum(-1) * words).sum((0, 2)) / ((b ** 2).sum(-1) * words).sum((0, 2)))
+  cos = (a * b).sum(-1) / np.maximum(np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1),
+                                     1e-12)  # padding: zero vectors
+  return nmse, ((1 - cos) * words).sum((0, 2)) / words.sum()
+
+
+@pytest.mark.parametrize("kind", ["layer_nmse", "cosine"])
+def test_per_layer_distillation_terms_are_their_definitions_over_real_words(kind):
+  teacher, student, batch = _teacher_student_batch()
+  nmse, cosine = _layer_terms(student, teacher, batch)
+  expected = {"layer_nmse": nmse, "cosine": cosine}[kind]
+  assert len(expected) == 2 and expected.min() > 0  # token layer and one LSTM layer
+  for weights, value in (((), expected.mean()), ((1.0, 0.0), expected[0]),
+                         ((1.0, 3.0), (expected[0] + 3 * expected[1]) / 4)):
+    spec = LossSpec(lm_weight=0.0, distill_weight=2.0, distill_loss=kind,
+                    distill_layer_weights=weights, teacher=teacher)
+    terms = Trainer(student, tf.keras.optimizers.SGD(0.0), spec).step(batch)
+    assert float(terms[f"distill_{kind}"]) == pytest.approx(value, rel=1e-4)
+    assert float(terms["loss"]) == pytest.approx(2.0 * value, rel=1e-4)
+  # The teacher against itself: nothing to learn.
+  same = Trainer(teacher, tf.keras.optimizers.SGD(0.0),
+                 LossSpec(lm_weight=0.0, distill_weight=1.0, distill_loss=kind, teacher=teacher))
+  assert float(same.step(batch)[f"distill_{kind}"]) == pytest.approx(0.0, abs=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["mse", "layer_nmse", "cosine"])
+def test_distillation_steps_bring_every_kind_of_term_down(kind):
+  teacher, student, batch = _teacher_student_batch()
+  trainer = Trainer(student, tf.keras.optimizers.Adam(0.01),
+                    LossSpec(lm_weight=0.0, distill_weight=1.0, distill_loss=kind,
+                             teacher=teacher))
+  values = [float(trainer.step(batch)[f"distill_{kind}"]) for _ in range(30)]
+  assert values[-1] < 0.5 * values[0]
+
+
+def test_bad_distillation_settings_are_refused():
+  from prunelm_tf.compression.shared.finetune import RetrainConfig  # pylint: disable=import-outside-toplevel
+  teacher, student, _ = _teacher_student_batch()
+  with pytest.raises(ValueError, match="has 3 weights; the model has 2 layers"):
+    Trainer(student, tf.keras.optimizers.SGD(0.0),
+            LossSpec(lm_weight=0.0, distill_weight=1.0, distill_loss="cosine",
+                     distill_layer_weights=(1.0, 1.0, 1.0), teacher=teacher))
+  with pytest.raises(ValueError, match="distill_loss must be one of"):
+    Trainer(student, tf.keras.optimizers.SGD(0.0),
+            LossSpec(lm_weight=0.0, distill_weight=1.0, distill_loss="l1", teacher=teacher))
+  assert RetrainConfig(distill_layer_weights="1, 0,2").layer_weights == (1.0, 0.0, 2.0)
+  for bad in ("1,x", "0,0", "-1,2", "nan,1"):
+    with pytest.raises(ValueError, match="--distill_layer_weights"):
+      RetrainConfig(distill_layer_weights=bad)
+  with pytest.raises(ValueError, match="--distill_loss must be one of"):
+    RetrainConfig(distill_loss="l1")
+  with pytest.raises(ValueError, match="sampled softmax is not available"):
+    RetrainConfig(num_sampled=64)
+
+
 class WeightsAfterEachStep(tf.keras.callbacks.Callback):
   """The model's weights at every epoch end (one step per epoch here)."""
 

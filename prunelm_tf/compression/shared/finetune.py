@@ -19,8 +19,8 @@ import tensorflow as tf
 from prunelm_tf.compression.options import option
 from prunelm_tf.compression.shared.targets import prunable_weights
 from prunelm_tf.compression.source import EVAL_BATCH_SIZE
-from prunelm_tf.training.loop import (LearningRate, LossSpec, Trainer, WeightAverage,
-                                      evaluate_perplexity, run_training)
+from prunelm_tf.training.loop import (DISTILL_LOSSES, LearningRate, LossSpec, Trainer,
+                                      WeightAverage, evaluate_perplexity, run_training)
 
 keras = tf.keras
 
@@ -115,6 +115,21 @@ class RetrainConfig:
   # Weight of the representation-distillation term.
   distill_weight: float = option(1.0, "Weight of the representation-distillation term.",
                                  flag="distill_weight", lower=0)
+  # How the distillation term compares the layers (`LossSpec.distill_loss`): "mse" over
+  # every unit; "layer_nmse", each layer's squared error relative to the teacher layer's
+  # squared norm (every layer counts alike, whatever its scale); "cosine", 1 - the cosine
+  # of each word's vectors.
+  distill_loss: str = option("mse", "What the distillation term measures: mse (mean squared "
+                             "error over all units), layer_nmse (per layer, the squared error "
+                             "over the teacher layer's squared norm, averaged over the layers: "
+                             "every layer counts alike) or cosine (1 - the cosine of each "
+                             "word's vectors per layer).", flag="distill_loss",
+                             choices=DISTILL_LOSSES, recorded_when_set=True)
+  # Relative weights of the layers (token layer first) in the distillation term; "" = equal.
+  distill_layer_weights: str = option("", "Comma-separated relative weights of the layers in "
+                                      "the distillation term, token layer first (e.g. 1,1,2 "
+                                      "for an ELMo of 2 LSTM layers; unset: equal).",
+                                      flag="distill_layer_weights", recorded_when_set=True)
   # Weight of the KD term (kd, lm+kd).
   kd_weight: float = option(1.0, "Weight of the knowledge-distillation term (kd, lm+kd).",
                             flag="kd_weight", lower=0)
@@ -178,6 +193,13 @@ class RetrainConfig:
                        f"got {self.lr_schedule!r}.")
     if self.distill_weight < 0 or self.num_sampled < 0 or self.clip_norm < 0:
       raise ValueError("--distill_weight, num_sampled and clip_norm must be >= 0.")
+    if self.num_sampled:
+      raise ValueError("sampled softmax is not available when retraining a compressed model: "
+                       "its compressed softmax must be called every step. Use num_sampled=0.")
+    if self.distill_loss not in DISTILL_LOSSES:
+      raise ValueError(f"--distill_loss must be one of {DISTILL_LOSSES}, "
+                       f"got {self.distill_loss!r}.")
+    _ = self.layer_weights  # raises on a malformed --distill_layer_weights
     if self.kd_weight < 0:
       raise ValueError(f"--kd_weight must be >= 0, got {self.kd_weight}.")
     if self.kd_temperature <= 0:
@@ -195,6 +217,21 @@ class RetrainConfig:
   def frozen_layers(self) -> Tuple[str, ...]:
     """The names of the layers --retrain_frozen keeps as they are."""
     return tuple(n.strip() for n in self.frozen.split(",")) if self.frozen else ()
+
+  @property
+  def layer_weights(self) -> Tuple[float, ...]:
+    """--distill_layer_weights as numbers (() = equal); each >= 0, at least one > 0."""
+    if not self.distill_layer_weights:
+      return ()
+    try:
+      weights = tuple(float(w) for w in self.distill_layer_weights.split(","))
+    except ValueError:
+      raise ValueError(f"--distill_layer_weights takes comma-separated numbers, got "
+                       f"{self.distill_layer_weights!r}.") from None
+    if not all(math.isfinite(w) and w >= 0 for w in weights) or not sum(weights) > 0:
+      raise ValueError(f"--distill_layer_weights must be finite numbers >= 0, not all 0, got "
+                       f"{self.distill_layer_weights!r}.")
+    return weights
 
   @property
   def uses_lm(self) -> bool:
@@ -314,6 +351,7 @@ def retrain(model: keras.Model, teacher: keras.Model, config: RetrainConfig, con
   config = with_steps(config, per_epoch)
   loss = LossSpec(lm_weight=1.0 if config.uses_lm else 0.0,
                   distill_weight=config.distill_weight if config.uses_distill else 0.0,
+                  distill_loss=config.distill_loss, distill_layer_weights=config.layer_weights,
                   kd_weight=config.kd_weight if config.uses_kd else 0.0,
                   temperature=config.kd_temperature,
                   teacher=teacher if (config.uses_distill or config.uses_kd) else None)

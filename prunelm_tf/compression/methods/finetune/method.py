@@ -51,11 +51,6 @@ class FinetuneOptions:
       "(a clustered matrix) keeps them shared while it trains; 0 = never.",
       flag="max_shared_values", lower=0)
 
-  def __post_init__(self):
-    if self.retrain.num_sampled:
-      raise ValueError("sampled softmax is not available when fine-tuning: the compressed "
-                       "softmax must be called every step. Use num_sampled=0.")
-
 
 def shared_value_matrices(weights: Mapping[str, np.ndarray], max_values: int) -> Dict[str, int]:
   """``{name: distinct nonzero values}`` of the matrices that count as clustered.

@@ -34,9 +34,6 @@ class RetrainOptions:
         and self.retrain.num_steps < self.schedule.end_step):
       raise ValueError(f"--num_steps ({self.retrain.num_steps}) must be >= --end_step "
                        f"({self.schedule.end_step}) or the target sparsity is never reached.")
-    if self.retrain.num_sampled:
-      raise ValueError("sampled softmax is not available when retraining with pruning: the "
-                       "pruned softmax must be called every step. Use num_sampled=0.")
 
 
 class RetrainMethod(CompressionMethod):
