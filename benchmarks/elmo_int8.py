@@ -41,6 +41,17 @@ from prunelm_tf.export.tflite import ConverterCrashed, TFLiteBiLM, export_tflite
 from prunelm_tf.utils import files
 
 
+def benchmark_variants(bench_dir: str, groups=()) -> list:
+  """[(group, Variant)] of every finished variant of ``bench_dir``, the dense model first,
+  each named as the benchmark's report names it (a recipe group's "<amount x 100>/<variant>";
+  `layout.finished_variants`). ``groups``: only these (default all)."""
+  out = []
+  for group, name, folder in layout.finished_variants(bench_dir, groups):
+    (variant,) = find_variants(folder.path)
+    out.append((group, dataclasses.replace(variant, name=name)))
+  return out
+
+
 def convert_variant(variant, out_dir: str, calibration, parity, max_tokens: int) -> dict:
   """int8 file, size and parity of one variant (cached in out_dir/result.json)."""
   done = os.path.join(out_dir, "result.json")
@@ -127,15 +138,13 @@ def main():
   calibration = [s for s in valid if fit(s)][:args.calibration_sentences]
   parity = [s for s in test if fit(s)][:args.parity_sentences]
   results = []
-  for group, name, folder in layout.finished_variants(
-      args.bench_dir, set(filter(None, args.groups.split(",")))):
-    (variant,) = find_variants(folder.path)
+  for group, variant in benchmark_variants(args.bench_dir, set(filter(None,
+                                                                   args.groups.split(",")))):
     t = time.time()
-    r = convert_variant(dataclasses.replace(variant, name=name),
-                        os.path.join(args.bench_dir, "int8", group, name),
+    r = convert_variant(variant, os.path.join(args.bench_dir, "int8", group, variant.name),
                         calibration, parity, args.max_tokens)
     results.append((group, r))
-    print(f"{group}/{name}: {'error' if 'error' in r else 'ok'} "
+    print(f"{group}/{variant.name}: {'error' if 'error' in r else 'ok'} "
           f"({time.time() - t:.0f} s)", flush=True)
   embedder_bytes = embedder_saved_model_bytes(args.dense_dir, args.bench_dir)
   print(report(results, embedder_bytes, args.bench_dir,
