@@ -600,3 +600,27 @@ def test_a_word_models_embedder_is_the_model_without_its_softmax(tiny_run_dir, t
                              atol=1e-6)
   assert 0 < size < sum(os.path.getsize(os.path.join(r, f)) for r, _, fs in
                         os.walk(os.path.join(tiny_run_dir, "saved_model")) for f in fs)
+
+
+def test_every_method_group_names_a_registered_method_with_valid_options():
+  """The tables of one-shot, shape-changing and combined groups are checked before any work:
+  a method of the registry, options it accepts, and a combination's source in a table."""
+  tables = {"one-shot": {g: (m, o) for g, (m, o) in groups.ONE_SHOT.items()},
+            "shaped": {g: (m, o) for g, (m, o, _) in groups.SHAPED.items()},
+            "combined": {g: (m, o) for g, (_, _, m, o, _) in groups.COMBINED.items()}}
+  for table in tables.values():
+    for group, (method, options) in table.items():
+      get_method(method).options_from_dict(options)  # raises on an unknown option
+  names = [set(t) for t in tables.values()] + [set(groups.RECIPE_GROUPS)]
+  assert sum(map(len, names)) == len(set().union(*names))  # one table per group name
+  for group, (source, variant, *_rest) in groups.COMBINED.items():
+    assert source in groups.ONE_SHOT or source in groups.SHAPED or source in groups.RECIPE_GROUPS
+    assert ("/" in variant) == (source in groups.RECIPE_GROUPS), group
+
+
+def test_unknown_group_names_are_refused_before_any_work(tmp_path):
+  with pytest.raises(ValueError, match="--shaped_groups=lowrank_nosuch: no such group"):
+    run.run_groups("dense_dir", str(tmp_path), shaped_groups=["lowrank_nosuch"])
+  with pytest.raises(ValueError, match="--finetuned_groups=nosuch is not a group"):
+    run.run_groups("dense_dir", str(tmp_path), groups=[], finetuned_groups=["nosuch"])
+  assert os.listdir(tmp_path) == []
