@@ -4,9 +4,9 @@ r"""Full-integer int8 TFLite of every variant of the ELMo-shaped benchmark (issu
       [--calibration_sentences=100] [--parity_sentences=200]
 
 DIR is a `benchmarks.elmo_ptb` output folder. Its groups export the float32 and
-dynamic-range TFLite files only; this converts every finished variant (and the
-dense model once) to the int8 file `pipelines.compress --tflite_quantization=int8`
-writes: the fixed-length unrolled graph of ``--max_tokens`` words (TF 2.21's
+dynamic-range TFLite files only; this converts every finished variant (a recipe group's:
+its final stage's, named "<amount x 100>/<variant>"; and the dense model once) to the int8
+file `pipelines.compress --tflite_quantization=int8` writes: the fixed-length unrolled graph of ``--max_tokens`` words (TF 2.21's
 converter crashes calibrating the LSTM WHILE loops, tensorflow/tensorflow#41305),
 calibrated on the first ``--calibration_sentences`` PTB valid sentences that fit
 it. For each it records the gzip size and its ratio to the dense float32
@@ -21,14 +21,16 @@ resumes); DIR/int8_report.md gathers them.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import time
 
 import prunelm_tf  # noqa: F401  (Keras 2 before TensorFlow)
 
-from benchmarks.elmo_ptb import PTB, embedder_saved_model_bytes
-from prunelm_tf.compression.run_folder import CompressionRunFolder
+from benchmarks.elmo_ptb import layout
+from benchmarks.elmo_ptb.run import embedder_saved_model_bytes
+from benchmarks.paths import PTB_TEST, PTB_VALID
 from prunelm_tf.data.corpus import load_corpus
 from prunelm_tf.evaluation.evaluate import encode_sentences
 from prunelm_tf.evaluation.variants import find_variants
@@ -37,6 +39,17 @@ from prunelm_tf.export.sizes import gzip_bytes
 from prunelm_tf.export.tflite import ConverterCrashed, TFLiteBiLM, export_tflite, \
     representation_parity
 from prunelm_tf.utils import files
+
+
+def benchmark_variants(bench_dir: str, groups=()) -> list:
+  """[(group, Variant)] of every finished variant of ``bench_dir``, the dense model first,
+  each named as the benchmark's report names it (a recipe group's "<amount x 100>/<variant>";
+  `layout.finished_variants`). ``groups``: only these (default all)."""
+  out = []
+  for group, name, folder in layout.finished_variants(bench_dir, groups):
+    (variant,) = find_variants(folder.path)
+    out.append((group, dataclasses.replace(variant, name=name)))
+  return out
 
 
 def convert_variant(variant, out_dir: str, calibration, parity, max_tokens: int) -> dict:
@@ -119,29 +132,20 @@ def main():
   args = parser.parse_args()
   if args.max_tokens < 1 or args.calibration_sentences < 1 or args.parity_sentences < 1:
     parser.error("--max_tokens, --calibration_sentences and --parity_sentences must be >= 1.")
-  groups = [g for g in (args.groups.split(",") if args.groups else sorted(os.listdir(
-      args.bench_dir))) if os.path.exists(CompressionRunFolder(
-          os.path.join(args.bench_dir, g)).config_json)]
-  valid = load_corpus(os.path.join(PTB, "ptb.valid.txt"), 0, what="PTB valid")
-  test = load_corpus(os.path.join(PTB, "ptb.test.txt"), 0, what="PTB test")
+  valid = load_corpus(PTB_VALID, 0, what="PTB valid")
+  test = load_corpus(PTB_TEST, 0, what="PTB test")
   fit = lambda s: len(s) <= args.max_tokens  # noqa: E731
   calibration = [s for s in valid if fit(s)][:args.calibration_sentences]
   parity = [s for s in test if fit(s)][:args.parity_sentences]
-  results, dense_done = [], False
-  for group in groups:
-    for variant in find_variants(os.path.join(args.bench_dir, group)):
-      if variant.name == "dense":
-        if dense_done:
-          continue
-        dense_done, label = True, "dense"
-      else:
-        label = group
-      t = time.time()
-      r = convert_variant(variant, os.path.join(args.bench_dir, "int8", label, variant.name),
-                          calibration, parity, args.max_tokens)
-      results.append((label, r))
-      print(f"{label}/{variant.name}: {'error' if 'error' in r else 'ok'} "
-            f"({time.time() - t:.0f} s)", flush=True)
+  results = []
+  for group, variant in benchmark_variants(args.bench_dir, set(filter(None,
+                                                                   args.groups.split(",")))):
+    t = time.time()
+    r = convert_variant(variant, os.path.join(args.bench_dir, "int8", group, variant.name),
+                        calibration, parity, args.max_tokens)
+    results.append((group, r))
+    print(f"{group}/{variant.name}: {'error' if 'error' in r else 'ok'} "
+          f"({time.time() - t:.0f} s)", flush=True)
   embedder_bytes = embedder_saved_model_bytes(args.dense_dir, args.bench_dir)
   print(report(results, embedder_bytes, args.bench_dir,
                "python -m benchmarks.elmo_int8 " + " ".join(sys.argv[1:])))

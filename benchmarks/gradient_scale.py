@@ -16,14 +16,14 @@ well above its epsilon (`--adam_epsilon`), and by lr x rms / epsilon when it is 
 from __future__ import annotations
 
 import argparse
-import os
 from typing import Dict, Iterable
 
 import prunelm_tf  # noqa: F401  (Keras 2 before TensorFlow)
 import numpy as np
 import tensorflow as tf
 
-from benchmarks.elmo_ptb import PTB, is_embedder_matrix
+from benchmarks.elmo_ptb.rows import is_embedder_matrix
+from benchmarks.paths import PTB_TRAIN
 from prunelm_tf import data as data_lib
 from prunelm_tf.compression.shared.targets import prunable_weights, resolve_targets
 from prunelm_tf.compression.shared.threshold import prune_by_threshold
@@ -34,7 +34,6 @@ from prunelm_tf.training.run_folder import load_run
 from prunelm_tf.utils import files
 
 keras = tf.keras
-PTB_TRAIN = os.path.join(PTB, "ptb.train.txt")
 
 
 def pruned_student(teacher: keras.Model, config, sparsity: float) -> keras.Model:

@@ -9,13 +9,7 @@ prints how the child ended: its exit code (negative = killed by that signal,
 a native crash) and the last lines of its stderr. Then the same model through
 the fixed-length unrolled graph (``export.unrolled``, what ``export_tflite``
 uses for "int8"), which converts. Each in its own process, so a crash of the
-first cannot hide the second.
-
-TF 2.21 result: the WHILE-loop graph dies with signal 11 in calibration, in
-``tensorflow/lite/python/optimize/calibrator.py`` ``_feed_tensors`` (called by
-``Calibrator.calibrate`` from ``TFLiteConverter._quantize``), i.e. while the
-calibration interpreter runs the float model on the representative data; the
-unrolled graph converts.
+first cannot hide the second. What it found is in docs/results.md.
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@ r"""Latency vs perplexity of the benchmark's variants, timed in one run (issue #
       [--rounds=3] [--runs=50] [--max_delta=0.05]
 
 DIR is a `benchmarks.elmo_ptb` output folder: every finished variant of every
-group (and the dense model once) is timed for each of its TFLite files
+group (a recipe group's: its final stage's, named "<amount x 100>/<variant>"; and the
+dense model once) is timed for each of its TFLite files
 (quantization modes, and the int8 file of `benchmarks.elmo_int8` when made)
 at batch 1 and 20 tokens, each in a fresh child process
 (`evaluation.latency.measure_latency`). Files are timed round-robin,
@@ -30,8 +31,8 @@ import time
 import numpy as np
 
 import prunelm_tf  # noqa: F401  (Keras 2 before TensorFlow)
-from benchmarks.ptb_sweep import PTB
-from prunelm_tf.compression.run_folder import CompressionRunFolder
+from benchmarks.elmo_ptb import layout
+from benchmarks.paths import PTB_TEST
 from prunelm_tf.data.corpus import load_corpus
 from prunelm_tf.evaluation.evaluate import encode_sentences
 from prunelm_tf.evaluation.latency import latency_input, measure_latency, measure_throughput
@@ -51,29 +52,12 @@ def int8_files(bench_dir: str, group: str, variant: str) -> dict:
                    result["gzip_bytes"])}
 
 
-def downstream(bench_dir: str, group: str, variant: str) -> dict:
-  """The variant's float-model downstream entry of `benchmarks.elmo_ptb --downstream`, or {}."""
-  group = "dense" if variant == "dense" else group
-  path = os.path.join(bench_dir, "downstream", group, variant, "none", "evaluation.json")
-  return files.read_json(path) if os.path.exists(path) else {}
-
-
 def collect(bench_dir: str, groups):
-  """[(group, variant folder, metrics)] of every finished variant, dense once first."""
-  out, dense_seen = [], False
-  for group in sorted(os.listdir(bench_dir)):
-    folder = CompressionRunFolder(os.path.join(bench_dir, group))
-    if not os.path.exists(folder.config_json) or not folder.dense.is_complete():
-      continue
-    if groups and group not in groups:
-      continue
-    if not dense_seen:
-      out.append(("dense", folder.dense, files.read_json(folder.dense.metrics_json)))
-      dense_seen = True
-    for v in folder.variants():
-      if v.is_complete() and v.tflite_files():
-        out.append((group, v, files.read_json(v.metrics_json)))
-  return out
+  """[(group, name, variant folder, metrics)] of every finished variant with a TFLite file,
+  the dense model first (`layout.finished_variants`: a recipe group's variants are its
+  final stage's, named "<amount x 100>/<variant>")."""
+  return [(group, name, v, files.read_json(v.metrics_json))
+          for group, name, v in layout.finished_variants(bench_dir, groups) if v.tflite_files()]
 
 
 def pareto(points):
@@ -109,16 +93,16 @@ def main():
     sys.exit(f"error: no finished benchmark group in --bench_dir={args.bench_dir}")
   dense_ppl = entries[0][2]["perplexity"]["mean"]
   jobs = []
-  for group, v, metrics in entries:
+  for group, name, v, metrics in entries:
     config, vocab, _ = v.read_description()
     ids = latency_input(config.token_encoder == "char", args.num_tokens,
                         config.char_cnn.max_characters_per_token,
                         vocab_size=None if config.token_encoder == "char" else config.vocab_size)
     tflite = {m: (p, None) for m, p in v.tflite_files().items()}
-    tflite.update(int8_files(args.bench_dir, group, v.name))
+    tflite.update(int8_files(args.bench_dir, group, name))
     for mode, (path, gzip_bytes) in tflite.items():
       for t in threads:
-        jobs.append({"group": group, "variant": v.name, "mode": mode, "threads": t,
+        jobs.append({"group": group, "variant": name, "mode": mode, "threads": t,
                      "path": path, "ids": ids, "metrics": metrics, "rounds": [],
                      "gzip_bytes": gzip_bytes, "config": config, "vocab": vocab})
   start = time.time()
@@ -133,7 +117,7 @@ def main():
     print(f"round {r + 1}/{args.rounds}: {len(jobs)} files timed, "
           f"{time.time() - start:.0f} s", flush=True)
   if args.throughput_sentences:
-    corpus = load_corpus(os.path.join(PTB, "ptb.test.txt"), args.throughput_sentences,
+    corpus = load_corpus(PTB_TEST, args.throughput_sentences,
                          what="PTB test")
     for job in jobs:
       encoded = encode_sentences(corpus, job["config"], job["vocab"])
@@ -149,8 +133,8 @@ def main():
     ppl = (m.get("perplexity") or {}).get("mean")
     sizes = (m.get("sizes") or {}).get("tflite", {}).get(job["mode"], {})
     row = {k: job[k] for k in ("group", "variant", "mode", "threads")}
-    tasks = downstream(args.bench_dir, job["group"], job["variant"]) if job["mode"] == "none" \
-        else {}
+    tasks = ((layout.downstream_of(args.bench_dir, job["group"], job["variant"]) or {})
+             if job["mode"] == "none" else {})
     row.update({"ppl_mean": ppl, "ppl_delta": None if ppl is None else ppl / dense_ppl - 1,
                 "tflite_gzip_bytes": job["gzip_bytes"] or sizes.get("gzip_bytes"),
                 "words_per_second": (job.get("throughput") or {}).get("words_per_second"),

@@ -39,8 +39,9 @@ class SweepSettings:
   # 0.9 first: the targets are about it, and a run stopped early then has it.
   retrain_sweep: tuple = (0.9, 0.8, 0.95)
   # Optimizer steps per retrained variant (1,315 steps = one PTB epoch at batch 32).
-  # 600 (~0.46 epoch, ~10 min each on 2 idle cores) keeps the full benchmark within
-  # 3 hours; recovering the dense perplexity at 90 % needs several epochs.
+  # 600 (~0.46 epoch) keeps the full benchmark within its 3-hour budget
+  # (docs/results.md: what a variant costs), not enough to recover the dense
+  # perplexity at 90 %.
   retrain_steps: int = 600
   # Fraction of the retraining over which sparsity ramps up (the rest fine-tunes).
   ramp_fraction: float = 0.5

@@ -20,15 +20,7 @@ without ``tf.lite.Optimize.EXPERIMENTAL_SPARSITY`` (the converter's sparse
 weight encoding), and timed with the LiteRT interpreter (one child process per
 measurement, batch 1, 20 words, 1 and 2 threads, p50/p90), all in this one
 run after all conversions, so that the ratios to the dense file compare like
-with like. Sizes are raw and gzip.
-
-What it found (TF 2.21, LiteRT, the PTB char biLM 2 x 1024/128, 50 %
-unstructured): the encoding shrinks the float32 file (20.5 -> 13.5 MB raw; gzip
-10.9 -> 10.6 MB, which plain zeros already give) but adds 12 DENSIFY ops that
-rebuild the dense weights when the model is prepared, so FULLY_CONNECTED runs
-its dense kernel: no speed to gain. The encoded dynamic-range file (6.7 MB,
-larger than the 5.7 MB plain one) is refused by the XNNPACK delegate ("failed
-to prepare") and runs only with the builtin kernels.
+with like. Sizes are raw and gzip. What it found is in docs/results.md.
 """
 
 from __future__ import annotations

@@ -1,4 +1,6 @@
-"""Tests for benchmarks.elmo_int8: the report of int8 files and converter errors."""
+"""Tests for benchmarks.elmo_int8: the report, and the variants found in a benchmark folder."""
+
+import os
 
 from benchmarks import elmo_int8
 
@@ -17,3 +19,17 @@ def test_report_gives_ratio_parity_and_the_converter_error(tmp_path):
          "the converter crashed (signal 11) |" in text
   assert "1 of 2 variants have an int8 TFLite." in text
   assert (tmp_path / "int8_report.md").read_text() == text
+
+
+def test_every_finished_variant_is_converted_under_its_report_name(bench_dir):
+  """A recipe group's variant is its final stage's, named and cached as "<amount>/<variant>"
+  (DIR/int8/<group>/30/finetune); the dense model once."""
+  found = [(group, v.name, v.directory) for group, v in elmo_int8.benchmark_variants(bench_dir)]
+  assert [(group, name) for group, name, _ in found] == [
+      ("dense", "dense"), ("lowrank_data_cluster", "cluster_8"), ("obs", "obs_50"),
+      ("retrain_kd_dense_control_nodrop_lr10", "0/finetune"),
+      ("structured_obs_ft", "30/finetune")]
+  assert found[-1][2] == os.path.join(bench_dir, "structured_obs_ft", "30", "stages",
+                                      "2_finetune", "variants", "finetune")
+  assert [v.name for _, v in elmo_int8.benchmark_variants(bench_dir, {"obs"})] == [
+      "dense", "obs_50"]
