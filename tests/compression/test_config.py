@@ -28,7 +28,8 @@ def _threshold(**kw):
     (dict(options_file="o.json", weight_file="w.hdf5"), "exactly one input model"),
     (dict(method="retrain", train="t.txt", method_options=dict(
         retrain=dict(num_steps=10), schedule=dict(end_step=100))), "never reached"),
-    (dict(method="threshold", method_options=dict(allocation="greedy")), "threshold_allocation"),
+    (dict(method="threshold", method_options=dict(allocation="greedy")),
+     "--allocation='greedy' is not a choice of --method=threshold: it takes uniform, sensitivity"),
     (_threshold(allocation="sensitivity"), "--calibration"),
     (dict(method="threshold", calibration="v.txt",
           method_options=dict(allocation="sensitivity", scope="global")), "threshold_scope=layer"),
