@@ -11,6 +11,7 @@ import dataclasses
 import json
 from typing import Any, Dict, Mapping, Optional, Tuple
 
+from prunelm_tf.compression.amounts import amount_flag
 from prunelm_tf.compression.options import options_record
 from prunelm_tf.export.tflite import DEFAULT_INT8_MAX_TOKENS, QUANTIZATION_MODES
 from prunelm_tf.export.unrolled import check_max_tokens
@@ -55,8 +56,10 @@ class CompressConfig:
   calibration: str = ""
   # Sentences of `calibration` read.
   calibration_sentences: int = 300
-  # One variant per target sparsity: the fraction of the compressed weights'
-  # parameters that are removed (zeros, for pruning).
+  # One variant per value: the method's amount of compression, in its meaning (the
+  # method's ``amount``: a sparsity, or a fraction of parameters, LSTM layers or int8
+  # bits removed; the flag --sparsity_sweep, --params_removed_sweep, ...). The field
+  # keeps this name, which recorded config.json files and benchmarks use.
   sparsity_sweep: Tuple[float, ...] = (0.5,)
   # Per-weight overrides as ((regex, sparsity), ...); matched against names
   # like "softmax/kernel", "forward_lstm_0/projection", "char_cnn/kernel_2".
@@ -111,12 +114,13 @@ class CompressConfig:
       if self.calibration_sentences < 1:
         raise ValueError(f"--calibration_sentences must be >= 1, got "
                          f"{self.calibration_sentences}.")
+    flag = amount_flag(method.amount) if method.amount else "--sparsity_sweep"
     if not self.sparsity_sweep:
-      raise ValueError("--sparsity_sweep needs at least one value, e.g. 0.5,0.7,0.9.")
+      raise ValueError(f"{flag} needs at least one value, e.g. 0.5,0.7,0.9.")
     for s in self.sparsity_sweep:
-      _check_sparsity("each --sparsity_sweep (--final_sparsity) value", s)
+      _check_sparsity(f"each {flag} value", s)
     if len(set(self.sparsity_sweep)) != len(self.sparsity_sweep):
-      raise ValueError(f"--sparsity_sweep has repeated values: {self.sparsity_sweep}.")
+      raise ValueError(f"{flag} has repeated values: {self.sparsity_sweep}.")
     for pattern, s in self.layer_sparsity:
       _check_sparsity(f"--layer_sparsity value for {pattern!r}", s)
     for mode in self.tflite_quantization:

@@ -84,8 +84,11 @@ def options_from_dict(cls: type, d: Mapping[str, Any]):
 class OptionFlag:
   """One command-line flag generated from an option field."""
   name: str
+  # The default; None when the methods sharing the flag default differently (each
+  # method then keeps its own default while the flag is absent, see ``defaults``).
   default: Any
   help: str
+  # The values the flag takes: every method's (a method takes its own, ``choices_of``).
   choices: Optional[Tuple[str, ...]]
   lower: Optional[float]
   upper: Optional[float]
@@ -93,6 +96,17 @@ class OptionFlag:
   targets: Tuple[Tuple[str, Tuple[str, ...]], ...]
   # The flag's type (the default's, or the field's ``kind`` when it defaults to None).
   kind: Optional[type] = None
+  # (method name, its default, its choices or None, its help) of every method taking the flag.
+  per_method: Tuple[Tuple[str, Any, Optional[Tuple[str, ...]], str], ...] = ()
+
+  def choices_of(self, method: str) -> Optional[Tuple[str, ...]]:
+    """The values ``method`` takes (None: any of the flag's type)."""
+    return next((c for m, _, c, _ in self.per_method if m == method), self.choices)
+
+  @property
+  def same_for_all(self) -> bool:
+    """Whether every method sharing the flag has its default and its choices."""
+    return len({(repr(d), c) for _, d, c, _ in self.per_method}) <= 1
 
 
 def _walk(cls: type, path: Tuple[str, ...] = ()):
@@ -107,24 +121,51 @@ def _walk(cls: type, path: Tuple[str, ...] = ()):
 def option_flags(methods: Sequence[Any]) -> List[OptionFlag]:
   """The flags of every method's options; a flag shared by methods is defined once.
 
+  One idea has one flag even where methods differ in its default or its values
+  (``--allocation``: uniform for obs, energy for lowrank): such a flag defaults to None,
+  so that each method keeps its own default, and takes every method's values; each
+  method's Options refuse the values it does not take, naming its own.
+
   Raises:
-    ValueError: two methods declare one flag name with different defaults or types.
+    ValueError: two methods declare one flag name with different types.
   """
   flags: Dict[str, OptionFlag] = {}
   for method in methods:
     for f, default, path in _walk(method.Options):
       name = f.metadata["flag"]
-      spec = OptionFlag(name, default, f.metadata["help"], f.metadata["choices"],
+      choices = f.metadata["choices"]
+      spec = OptionFlag(name, default, f.metadata["help"], choices,
                         f.metadata["lower"], f.metadata["upper"], ((method.name, path),),
-                        f.metadata.get("kind") or type(default))
+                        f.metadata.get("kind") or type(default),
+                        ((method.name, default, choices, f.metadata["help"]),))
       if name in flags:
         old = flags[name]
-        if old.kind is not spec.kind or old.default != default:
-          raise ValueError(f"--{name} is declared by two methods with different defaults "
-                           f"({old.default!r} and {default!r}); give one of them another name.")
-        spec = dataclasses.replace(old, targets=old.targets + spec.targets)
+        if old.kind is not spec.kind:
+          raise ValueError(f"--{name} is declared by two methods with different types "
+                           f"({old.kind.__name__} and {spec.kind.__name__}); give one of "
+                           "them another name.")
+        per_method = old.per_method + spec.per_method
+        union = None
+        if old.choices and choices:
+          union = old.choices + tuple(c for c in choices if c not in old.choices)
+        spec = dataclasses.replace(old, targets=old.targets + spec.targets,
+                                   per_method=per_method, choices=union)
+        if not spec.same_for_all:
+          spec = dataclasses.replace(spec, default=None)
       flags[name] = spec
   return list(flags.values())
+
+
+def check_choice(flag: str, value: Any, choices: Sequence[str], method: str,
+                 why: str = "") -> None:
+  """Refuses an option value that ``method`` does not take, naming the ones it does.
+
+  Raises:
+    ValueError: ``value`` is not in ``choices``.
+  """
+  if value not in choices:
+    raise ValueError(f"--{flag}={value!r} is not a choice of --method={method}: it takes "
+                     f"{', '.join(choices)}{why}.")
 
 
 def options_with(options, path: Tuple[str, ...], value):

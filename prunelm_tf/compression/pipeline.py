@@ -20,6 +20,7 @@ import tensorflow as tf
 
 from prunelm_tf import data as data_lib
 from prunelm_tf.compression import report
+from prunelm_tf.compression.amounts import amount_record
 from prunelm_tf.compression.config import CompressConfig
 from prunelm_tf.compression.methods import MethodContext
 from prunelm_tf.compression.options import options_record
@@ -189,7 +190,8 @@ def export_variant(model: keras.Model, folder: VariantFolder, config: CompressCo
 def _check_variant_names(method, options, sweep) -> List[str]:
   names = [method.variant_name(options, s) for s in sweep]
   if len(set(names)) != len(names):
-    raise ValueError(f"--sparsity_sweep values {sweep} give repeated variant names {names}; "
+    raise ValueError(f"--{method.amount.flag if method.amount else 'sparsity_sweep'} values "
+                     f"{sweep} give repeated variant names {names}; "
                      "use values that differ by at least 1 %.")
   return names
 
@@ -356,8 +358,12 @@ def _compress_locked(config, run_dir, folder, inputs, overwrite, flags_text, sta
             sentences, batch_size, shuffle=shuffle, seed=seed),
         strategy=strategy, teacher=teacher, valid_sentences=valid_sentences)
     compressed = method.compress(options, context)
+    # "amount" names the sweep value by its meaning (sparsity, params_removed, ...);
+    # "target_sparsity" is the same value under the key earlier records and readers use.
     record = {"name": name, "method": config.method, "method_options": record_options,
               "target_sparsity": s}
+    if method.amount is not None:
+      record["amount"] = amount_record(method.amount, s)
     vocab = source.vocab if compressed.config.has_softmax or \
         compressed.config.token_encoder == "word" else None
     variant = {**record, **compressed.metrics,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Dict, List
 
+from prunelm_tf.compression.methods import REGISTRY
 from prunelm_tf.export.tflite import QUANTIZATION_MODES
 from prunelm_tf.reporting import entries as E
 from prunelm_tf.reporting import text
@@ -29,6 +30,19 @@ def one_line(v: Dict) -> str:
           f"{_ppl(v, 'backward')}  zip {_mb(v['sizes']['saved_model_zip_bytes'])} MB")
 
 
+def amount_text(v: Dict) -> str:
+  """A variant's amount by the name of its meaning, e.g. "params_removed 0.50"; "—" for none.
+
+  Records written before variants named their amount give it from the registry's method.
+  """
+  amount = v.get("amount")
+  if amount is None and v.get("target_sparsity") is not None:
+    method = REGISTRY.get(v.get("method") or "")
+    if method is not None and method.amount is not None:
+      amount = {"name": method.amount.name, "value": v["target_sparsity"]}
+  return text.DASH if not amount else f"{amount['name']} {amount['value']:.2f}"
+
+
 def _valid(v: Dict) -> str:
   return text.DASH if not v.get("valid_perplexity") else f"{v['valid_perplexity']['mean']:.2f}"
 
@@ -44,7 +58,7 @@ def markdown_table(result: Dict) -> str:
   modes = sorted({m for v in records for m in v["sizes"]["tflite"]},
                  key=QUANTIZATION_MODES.index)
   with_valid = any(v.get("valid_perplexity") for v in records)
-  head = (["variant", "method", "target", "sparsity", "removed", "ppl fwd", "ppl bwd", "ppl mean"] +
+  head = (["variant", "method", "amount", "sparsity", "removed", "ppl fwd", "ppl bwd", "ppl mean"] +
           (["valid ppl mean"] if with_valid else []) + ["SavedModel MB", "zip MB"] +
           [f"tflite {m} MB (gzip)" for m in modes] +
           ["cos sim (mean)", "zip ratio vs dense SavedModel", "failed exports",
@@ -54,8 +68,7 @@ def markdown_table(result: Dict) -> str:
   for v in records:
     sim = _mean_similarity(v)
     tfl = v["sizes"]["tflite"]
-    rows.append([v["name"], E.method(v),
-                 text.DASH if "target_sparsity" not in v else f"{v['target_sparsity']:.2f}",
+    rows.append([v["name"], E.method(v), amount_text(v),
                  f"{v['sparsity']['overall']:.3f}",
                  text.DASH if v.get("removed_fraction") is None
                  else f"{v['removed_fraction']:.3f}",
@@ -73,8 +86,10 @@ def markdown_table(result: Dict) -> str:
   lines += ["| " + " | ".join(text.cell(c) for c in r) + " |" for r in rows]
   notes = ("\nPerplexity (of --eval; valid = of --valid, what to choose settings by) is of the "
            "Keras model of each variant (the TFLite files export the "
-           "representations only, without the softmax). Sparsity is measured on the exported "
-           "weights; removed = the fraction of the compressed matrices' parameters a "
+           "representations only, without the softmax). Amount = what the variant was made "
+           "for, named by its method's meaning (sparsity; params_removed, layers_removed: of "
+           "the compressed matrices' parameters or LSTM layers; bits_removed: of the 8 int8 "
+           "bits per weight). Sparsity is measured on the exported weights; removed = the fraction of the compressed matrices' parameters a "
            "shape-changing method (lowrank, structured, layers) took out. Sizes in MB = 10^6 bytes.\n")
   return "\n".join(lines) + "\n" + notes
 

@@ -25,6 +25,7 @@ import os
 import time
 from typing import Any, Dict, Mapping, Optional, Sequence
 
+from prunelm_tf.compression import report
 from prunelm_tf.compression.config import CompressConfig
 from prunelm_tf.compression.pipeline import compress
 from prunelm_tf.compression.recipes import Recipe, check_applies, recipe_from_dict, stage_config
@@ -180,6 +181,7 @@ def _stage_figures(variant: Mapping[str, Any], stage_input: Mapping[str, Any]) -
   """A stage variant's own figures: what it removed and cost against the stage's input."""
   ppl, before = variant.get("perplexity"), stage_input.get("perplexity")
   return {"name": variant["name"], "target_sparsity": variant.get("target_sparsity"),
+          "method": variant.get("method"), "amount": variant.get("amount"),
           "sparsity": (variant.get("sparsity") or {}).get("overall"),
           "num_parameters": variant.get("num_parameters"),
           "num_parameters_before": stage_input.get("num_parameters"),
@@ -190,12 +192,13 @@ def _stage_figures(variant: Mapping[str, Any], stage_input: Mapping[str, Any]) -
 
 def _summary(recipe: Recipe, run_dir: str, stages) -> str:
   lines = [f"# Recipe {recipe.name}", "", recipe.purpose, "",
-           "| stage | method | variant | sparsity | parameters (before → after) | "
-           "perplexity Δ vs stage input | seconds |", "|---|---|---|---|---|---|---|"]
+           "| stage | method | variant | amount | sparsity | parameters (before → after) | "
+           "perplexity Δ vs stage input | seconds |", "|---|---|---|---|---|---|---|---|"]
   for s in stages:
     for v in s["variants"]:
       delta = v["perplexity_delta_pct"]
       lines.append(f"| {s['stage']} | {s['method']} | {v['name']} | "
+                   f"{report.amount_text(v)} | "
                    f"{v['sparsity'] if v['sparsity'] is None else format(v['sparsity'], '.3f')} | "
                    f"{v['num_parameters_before']} → {v['num_parameters']} | "
                    f"{'—' if delta is None else format(delta, '+.2f') + ' %'} | "

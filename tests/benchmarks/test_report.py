@@ -240,9 +240,9 @@ class TestTasksFailuresAndHtml:
     assert by_name["threshold_50/none"]["NER test F1 (Δ pt)"] == "—"
     assert by_name["retrain_90/int8"]["failures"] == "tflite: int8 conversion crashed"
     assert by_name["threshold_50/none"]["method options"] == (
-        "threshold_scope=layer, threshold_allocation=uniform")
+        "threshold_scope=layer, allocation=uniform")
     assert by_name["threshold_sens_50/none"]["method options"].endswith(
-        "threshold_allocation=sensitivity")
+        "allocation=sensitivity")
 
   def test_ner_targets_and_plot(self, tmp_path):
     report = _with_tasks(_report())

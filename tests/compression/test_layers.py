@@ -52,7 +52,7 @@ def test_sweep_rounds_to_whole_layers_and_refuses_removing_all(tiny_run_dir, tin
   assert [layers_to_remove(s, 3) for s in (0.1, 0.2, 0.5, 0.8)] == [0, 1, 2, 2]
   run_dir = str(tmp_path / "r")
   base = dict(model_dir=tiny_run_dir, eval=tiny_text, calibration=tiny_text, method="layers")
-  with pytest.raises(ValueError, match="--sparsity_sweep value 0.8 rounds to removing all 2"):
+  with pytest.raises(ValueError, match="--layers_removed_sweep value 0.8 rounds to removing all 2"):
     compress(CompressConfig(**base, sparsity_sweep=(0.5, 0.8)), run_dir)
   with pytest.raises(ValueError, match="has 2 values; a ScalarMix over .* has 3"):
     compress(CompressConfig(**base, method_options={"criterion": "scalar_mix",

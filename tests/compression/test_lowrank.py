@@ -151,7 +151,9 @@ def test_factors_of_the_matrices_true_rank_reproduce_the_dense_model():
 def test_lowrank_flags_come_from_its_options():
   flags = {f.name: f for f in option_flags(list(REGISTRY.values()))}
   assert flags["lowrank_criterion"].choices == ("svd", "data")
-  assert flags["lowrank_allocation"].choices == ("energy", "uniform")
+  # --allocation is one flag of several methods; lowrank takes its own values and default.
+  assert flags["allocation"].choices_of("lowrank") == ("energy", "uniform")
+  assert flags["allocation"].default is None  # each method keeps its own default
   # Fine-tuning is a stage of its own: its settings are finetune's (shared with retrain).
   assert {m for m, _ in flags["num_steps"].targets} == {"retrain", "finetune"}
 

@@ -59,7 +59,7 @@ def test_obs_sensitivity_allocation_is_obs_only():
     CompressConfig(**base, method="wanda", method_options={"allocation": "obs_sensitivity"})
   message = str(e.value)
   assert "--allocation" in message and "'obs_sensitivity'" in message
-  assert "--method=wanda takes uniform, sensitivity" in message
+  assert "not a choice of --method=wanda: it takes uniform, sensitivity" in message
   assert "obs_sensitivity needs --method=obs" in message
   # The boundary: obs takes it, and wanda takes the other allocations.
   config = CompressConfig(**base, method="obs", method_options={"allocation": "obs_sensitivity"})
@@ -156,7 +156,7 @@ def test_magnitude_sensitivity_curves_reach_higher_levels(tiny_run_dir, tiny_tex
   0.95; the level is refused where it does nothing."""
   from prunelm_tf.compression.methods.threshold import ThresholdOptions  # pylint: disable=import-outside-toplevel
   with pytest.raises(ValueError, match="--sensitivity_max_level applies to "
-                                       "--threshold_allocation=sensitivity"):
+                                       "--method=threshold with --allocation=sensitivity"):
     ThresholdOptions(sensitivity_max_level=0.99)
   with pytest.raises(ValueError, match=r"--sensitivity_max_level must lie in \[0.95, 1\)"):
     ThresholdOptions(allocation="sensitivity", sensitivity_max_level=0.94)

@@ -5,6 +5,7 @@ import copy
 import pytest
 
 from prunelm_tf.compression import recipes
+from prunelm_tf.compression.amounts import AMOUNTS
 from prunelm_tf.compression.methods import REGISTRY
 
 ONE_STAGE = {"purpose": "p", "applies_to": ["softmax"],
@@ -140,3 +141,37 @@ def test_a_stage_that_needs_a_corpus_names_the_flag():
   recipe = recipes.load_recipe("retrain_90")
   with pytest.raises(ValueError, match="set --train"):
     recipes.stage_config(recipe, 1, model_dir="m", calibration="c", eval="e")
+
+
+def test_each_method_declares_what_its_amount_means():
+  """One name per meaning: the amount of every method is one of amounts.AMOUNTS (or none)."""
+  meanings = {name: (m.amount.name if m.amount else None) for name, m in REGISTRY.items()}
+  assert meanings == {"threshold": "sparsity", "wanda": "sparsity", "obs": "sparsity",
+                      "retrain": "sparsity", "finetune": None, "lowrank": "params_removed",
+                      "structured": "params_removed", "layers": "layers_removed",
+                      "cluster": "bits_removed"}
+  assert all(m.amount in AMOUNTS for m in REGISTRY.values() if m.amount)
+  assert len({a.flag for a in AMOUNTS}) == len(AMOUNTS)  # one flag per meaning
+
+
+def test_the_listing_names_each_stages_amount_by_its_meaning():
+  assert recipes.describe(recipes.load_recipe("retrain_90")).splitlines()[0] == (
+      "retrain_90  [softmax]  obs sparsity 0.9 -> finetune")
+  assert recipes.describe(recipes.load_recipe("lowrank_cluster_ft")).splitlines()[0] == (
+      "lowrank_cluster_ft  [softmax]  lowrank params_removed 0.5 -> cluster bits_removed 0.5 "
+      "-> finetune")
+  legend = recipes.amounts_legend()
+  for amount in AMOUNTS:
+    assert f"  {amount.name} (--{amount.flag}): {amount.meaning}" in legend
+
+
+def test_an_amount_flag_beside_a_recipe_must_have_its_last_stages_meaning():
+  recipe = recipes.recipe_from_dict("two", TWO_STAGES)  # structured (params_removed) -> obs
+  assert recipes.overrides_from_flags(recipe, {"final_sparsity": 0.8}, {}) == ["2.amount=0.8"]
+  lowrank = recipes.load_recipe("lowrank_70_ft")  # lowrank -> finetune
+  assert recipes.overrides_from_flags(lowrank, {"params_removed_sweep": (0.5, 0.6)}, {}) == [
+      "1.amount=0.5,0.6"]
+  with pytest.raises(ValueError, match=r"--sparsity_sweep gives a sparsity; the amount of stage "
+                                       r"1 \(lowrank\) of --recipe=lowrank_70_ft is "
+                                       r"params_removed.*give --params_removed_sweep=0.5"):
+    recipes.overrides_from_flags(lowrank, {"sparsity_sweep": (0.5,)}, {})

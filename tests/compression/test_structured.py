@@ -189,7 +189,7 @@ def test_options_and_checks_refuse_bad_input_before_any_work(tiny_run_dir, tiny_
   run_dir = str(tmp_path / "r")
   base = dict(model_dir=tiny_run_dir, eval=tiny_text, method="structured",
               tflite_quantization=())
-  with pytest.raises(ValueError, match="--sparsity_sweep value 0.95: .*every unit of a layer"):
+  with pytest.raises(ValueError, match="--params_removed_sweep value 0.95: .*every unit of a layer"):
     compress(CompressConfig(**base, sparsity_sweep=(0.5, 0.95)), run_dir)
   with pytest.raises(ValueError, match="--structured_filters alone removes nothing"):
     compress(CompressConfig(**base, method_options={"cells": False}), run_dir)

@@ -20,6 +20,11 @@ def test_list_recipes_prints_every_recipe_with_its_purpose_and_figures():
     assert f"\n{name}  [" in "\n" + result.stdout
     assert recipe.purpose in result.stdout
   assert "measured: the ELMo-shaped PTB biLM" in result.stdout
+  # Each stage's amount by the name of its meaning, and what each name means.
+  assert "\nretrain_90  [softmax]  obs sparsity 0.9 -> finetune\n" in result.stdout
+  assert "\nlowrank_50  [softmax]  lowrank params_removed 0.5\n" in result.stdout
+  assert "\ncluster_32  [softmax]  cluster bits_removed 0.375\n" in result.stdout
+  assert "  params_removed (--params_removed_sweep): the fraction of" in result.stdout
 
 
 def test_method_flags_beside_a_recipe_are_refused_with_the_set_form(tiny_run_dir, tiny_text):

@@ -37,10 +37,10 @@ def test_every_session_has_the_same_columns(tmp_path):
                               "threshold_50-dynamic"]
   for name, session in sessions.items():
     assert set(session["hparams"]) == columns, name
-  assert sessions["threshold_50-dynamic"]["hparams"]["threshold_allocation"] == "uniform"
+  assert sessions["threshold_50-dynamic"]["hparams"]["allocation"] == "uniform"
   assert sessions["threshold_50-dynamic"]["hparams"]["retrain_objective"] == H.NOT_APPLICABLE
   assert sessions["threshold_50-dynamic"]["hparams"]["target_sparsity"] == pytest.approx(0.5)
-  assert sessions["retrain_90-none"]["hparams"]["threshold_allocation"] == H.NOT_APPLICABLE
+  assert sessions["retrain_90-none"]["hparams"]["allocation"] == H.NOT_APPLICABLE
   assert sessions["dense-none"]["hparams"]["method"] == "dense"
   # Scalars: the measured ones only (None is not written).
   assert sessions["dense-none"]["scalars"] == ["perplexity/mean"]
@@ -81,8 +81,8 @@ def test_compression_sessions_and_options_text():
   assert [s.trial_id for s in sessions] == ["dense-none", "dense-dynamic", "threshold_50-none"]
   assert sessions[2].scalars["size/tflite_gzip_bytes"] == 3
   assert H.options_text(result["variants"][0]) == (
-      "threshold_scope=layer, threshold_allocation=uniform")
+      "threshold_scope=layer, allocation=uniform")
   assert H.options_text(result["dense"]) == "—"
   table = compression_report.markdown_table(result)
-  assert "| threshold_50 | threshold | 0.50 |" in table
+  assert "| threshold_50 | threshold | sparsity 0.50 |" in table  # the amount by its name
   assert "tflite_int8: crashed" in table  # the failure is in the summary table

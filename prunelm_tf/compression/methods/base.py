@@ -8,6 +8,9 @@ in ``registry.py``. It declares:
   with `option(...)` become command-line flags of ``pipelines.compress`` (name,
   help, choices and bounds come from the field), nested option dataclasses are
   walked, so the entry point never lists a method's settings by hand.
+* ``amount``: what its amount of compression means (`amounts`: ``SPARSITY``,
+  ``PARAMS_REMOVED``, ...; None when it removes nothing): the flag that takes it
+  and the name metrics.json and the reports give it.
 * ``needs(options)``: which corpora it reads (training, calibration) and
   whether it needs the source model's softmax.
 * ``check(options, config, source)``: every rule that involves the input model
@@ -32,6 +35,7 @@ from typing import Any, Callable, ClassVar, Dict, List, Mapping, Optional, Seque
 
 import tensorflow as tf
 
+from prunelm_tf.compression.amounts import SPARSITY, Amount
 from prunelm_tf.compression.options import options_from_dict
 from prunelm_tf.compression.source import Source
 from prunelm_tf.models.config import BiLMConfig
@@ -129,11 +133,17 @@ class CompressionMethod(abc.ABC):
   Options: ClassVar[type]
   # HParams keys of this method -> their discrete values ("n/a" is added).
   hparam_domains: ClassVar[Mapping[str, Tuple[str, ...]]] = {}
-  # Whether the method removes an amount (its sweep values); False for a stage that only
-  # trains (``finetune``), whose sweep is (0,).
-  has_amount: ClassVar[bool] = True
+  # What its amount of compression (its sweep values, a recipe stage's amount) means, and
+  # so the flag that takes it (`amounts`); None for a stage that removes nothing
+  # (``finetune``), whose sweep is (0,).
+  amount: ClassVar[Optional[Amount]] = SPARSITY
   # Whether it compresses in one shot, without training (cheap to measure at many amounts).
   one_shot: ClassVar[bool] = False
+
+  @property
+  def has_amount(self) -> bool:
+    """Whether the method removes an amount (its ``amount`` is not None)."""
+    return self.amount is not None
 
   def needs(self, options) -> Needs:  # pylint: disable=unused-argument
     return Needs()

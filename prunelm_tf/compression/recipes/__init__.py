@@ -19,9 +19,11 @@ File layout (every key is checked; unknown keys are refused)::
    "measured": [{"model": "...", "amount": 0.5, "figures": {...}, "source": "...",
                  "command": "..."}]}
 
-A stage's ``amount`` is its ``--sparsity_sweep``: the fraction of the compressed matrices'
-parameters removed (zeros for pruning, parameters for the shape-changing methods, bits for
-clustering; see each method); a stage that only trains (``finetune``) has none. Its ``layer_sparsity`` (``--layer_sparsity``) sets or skips
+A stage's ``amount`` is its sweep in its method's meaning (`amounts`, the method's
+``amount``): a sparsity (obs, threshold, ...: ``--sparsity_sweep``), a fraction of parameters
+removed (lowrank, structured: ``--params_removed_sweep``), of LSTM layers removed (layers)
+or of int8 bits removed (cluster); ``--list_recipes`` shows each stage's (``obs sparsity
+0.9``). A stage that only trains (``finetune``) has none. Its ``layer_sparsity`` (``--layer_sparsity``) sets or skips
 matrices by name, e.g. ``[["softmax", 0.0]]`` keeps the softmax of a model that has one dense. A recipe of several stages runs them one after the other,
 each on the previous stage's variant (`run_stages`); every stage but the last has one amount.
 """
@@ -33,6 +35,7 @@ import json
 import os
 from typing import Any, Dict, List, Mapping, Sequence, Tuple
 
+from prunelm_tf.compression.amounts import AMOUNTS, FINAL_SPARSITY, SPARSITY
 from prunelm_tf.compression.config import CompressConfig
 from prunelm_tf.compression.methods import get_method
 from prunelm_tf.compression.options import options_record
@@ -58,7 +61,8 @@ class Stage:
   method: str
   # The method's options in their JSON form (`options_record`), validated.
   options: Mapping[str, Any]
-  # The stage's --sparsity_sweep: one variant per value, each in [0, 1).
+  # The stage's sweep in its method's meaning (its ``amount``: --sparsity_sweep,
+  # --params_removed_sweep, ...): one variant per value, each in [0, 1).
   amount: Tuple[float, ...]
   # The stage's --layer_sparsity: ((name pattern, sparsity), ...); 0 skips a matrix.
   layer_sparsity: Tuple[Tuple[str, float], ...] = ()
@@ -264,10 +268,12 @@ def _find_stage(recipe: Recipe, label: str, text: str) -> int:
 
 
 # Flags of pipelines.compress a recipe sets itself; given beside --recipe, each becomes the
-# --set override on the right.
+# --set override on the right (an amount flag: the amount of the last stage that has one).
 FLAG_OVERRIDES = {f: f"run.{f}" for f in RUN_FIELDS}
-FLAG_OVERRIDES.update({"sparsity_sweep": "LAST.amount", "final_sparsity": "LAST.amount",
-                       "layer_sparsity": "LAST.layer_sparsity"})
+FLAG_OVERRIDES.update({a.flag: "LAST.amount" for a in AMOUNTS})
+FLAG_OVERRIDES.update({FINAL_SPARSITY: "LAST.amount", "layer_sparsity": "LAST.layer_sparsity"})
+# The meaning of each amount flag (--final_sparsity: a one-value sparsity).
+_FLAG_AMOUNTS = {**{a.flag: a for a in AMOUNTS}, FINAL_SPARSITY: SPARSITY}
 
 
 def overrides_from_flags(recipe: Recipe, given: Mapping[str, Any],
@@ -279,14 +285,17 @@ def overrides_from_flags(recipe: Recipe, given: Mapping[str, Any],
     recipe: the recipe.
     given: flag name -> value of the flags the user gave (inputs left out); run flags
       (``FLAG_OVERRIDES``) become overrides: ``--tflite_quantization=none`` is
-      ``run.tflite_quantization=["none"]``, ``--sparsity_sweep`` the amount of the last stage that has one,
-      ``--layer_sparsity`` (already parsed into pairs) that stage's.
+      ``run.tflite_quantization=["none"]``, an amount flag (``--sparsity_sweep``,
+      ``--params_removed_sweep``, ..., values already parsed) the amount of the last stage
+      that has one, ``--layer_sparsity`` (already parsed into pairs) that stage's.
     option_targets: method option flag -> ((method, option path), ...), the flags that
       set a method's options.
 
   Raises:
     ValueError: a method flag (``--learning_rate``) or ``--method``: a recipe's options
-      change with --set only; the message gives the --set form.
+      change with --set only; the message gives the --set form. An amount flag of another
+      meaning than that stage's amount (``--sparsity_sweep`` for a lowrank stage): the
+      message gives the flag of its meaning.
   """
   methods = [s.method for s in recipe.stages]
   out = []
@@ -300,10 +309,17 @@ def overrides_from_flags(recipe: Recipe, given: Mapping[str, Any],
     if flag not in FLAG_OVERRIDES:
       raise ValueError(f"--{flag} does not apply with --recipe.")
     with_amount = [k + 1 for k, m in enumerate(methods) if get_method(m).has_amount]
-    target = FLAG_OVERRIDES[flag].replace("LAST", str(with_amount[-1] if with_amount
-                                                      else len(methods)))
+    last = with_amount[-1] if with_amount else len(methods)
+    target = FLAG_OVERRIDES[flag].replace("LAST", str(last))
     if target.endswith(".amount"):
-      value = ",".join(str(v) for v in (value if isinstance(value, (list, tuple)) else [value]))
+      values = value if isinstance(value, (list, tuple)) else [value]
+      value = ",".join(str(v) for v in values)
+      own = get_method(methods[last - 1]).amount
+      if own is not None and _FLAG_AMOUNTS[flag] != own:
+        raise ValueError(
+            f"--{flag} gives a {_FLAG_AMOUNTS[flag].name}; the amount of stage {last} "
+            f"({methods[last - 1]}) of --recipe={recipe.name} is {own.name}, {own.meaning}: "
+            f"give --{own.flag}={value} (or --set {last}.amount={value}).")
       out.append(f"{target}={value}")
     else:
       out.append(f"{target}={json.dumps(value)}")
@@ -340,9 +356,9 @@ def stage_config(recipe: Recipe, stage: int, **inputs: Any) -> CompressConfig:
 
 def describe(recipe: Recipe) -> str:
   """Lines for --list_recipes: name, kinds, stages, purpose and the measured figures."""
-  stages = " -> ".join(f"{s.method} {'/'.join(f'{a:g}' for a in s.amount)}"
-                       if get_method(s.method).has_amount else s.method
-                       for s in recipe.stages)
+  stages = " -> ".join(
+      f"{s.method} {get_method(s.method).amount.name} {'/'.join(f'{a:g}' for a in s.amount)}"
+      if get_method(s.method).has_amount else s.method for s in recipe.stages)
   lines = [f"{recipe.name}  [{', '.join(recipe.applies_to)}]  {stages}", f"    {recipe.purpose}"]
   for m in recipe.measured:
     figures = ", ".join(f"{k} {v}" for k, v in (m.get("figures") or {}).items())
@@ -351,6 +367,12 @@ def describe(recipe: Recipe) -> str:
   if not recipe.measured:
     lines.append("    measured: not yet")
   return "\n".join(lines)
+
+
+def amounts_legend() -> str:
+  """What each amount name of --list_recipes means (`amounts.AMOUNTS`), one line each."""
+  return "\n".join(["Each stage's amount is named by its meaning:"] +
+                   [f"  {a.name} (--{a.flag}): {a.meaning}" for a in AMOUNTS])
 
 
 def model_kind(has_softmax: bool) -> str:

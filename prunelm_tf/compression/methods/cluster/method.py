@@ -17,9 +17,9 @@ SqueezeLLM's sensitivity-weighted k-means does with Fisher information). It
 needs every clustered matrix's inputs, so it refuses low-rank factors; a word
 embedding (a lookup table) is clustered unweighted.
 
-The sweep value is the fraction of the int8 weight bits removed (the one sweep
-axis: the share of the matrices' storage taken out): 0.5 = 4 bits = 16 values
-per matrix, 0.625 = 3 bits = 8 values, 0.75 = 2 bits = 4 values; it must make
+The amount (``bits_removed``, ``--bits_removed_sweep``) is the fraction of the int8
+weight bits removed (the share of the matrices' storage taken out): 0.5 = 4 bits = 16
+values per matrix, 0.625 = 3 bits = 8 values, 0.75 = 2 bits = 4 values; it must make
 8·(1 − value) a whole number of bits from 1 to 7. A ``--layer_sparsity``
 value gives one matrix its own, and 0 leaves it unclustered (e.g. the
 softmax).
@@ -38,6 +38,7 @@ import time
 
 import numpy as np
 
+from prunelm_tf.compression.amounts import BITS_REMOVED
 from prunelm_tf.compression.methods.base import CompressedModel, CompressionMethod, Needs
 from prunelm_tf.compression.methods.cluster.clustering import cluster_model
 from prunelm_tf.compression.options import option
@@ -58,8 +59,8 @@ def bits_for(value: float) -> int:
   bits = CODE_BITS * (1.0 - value)
   if abs(bits - round(bits)) > 1e-6 or not 1 <= round(bits) <= CODE_BITS - 1:
     raise ValueError(
-        f"--method=cluster: a sweep or --layer_sparsity value is the fraction of the 8 int8 bits "
-        f"per weight removed, so 8 x (1 - value) must be a whole number of bits from 1 to 7 "
+        f"--method=cluster: a --bits_removed_sweep or --layer_sparsity value is the fraction of "
+        f"the 8 int8 bits per weight removed, so 8 x (1 - value) must be a whole number of bits from 1 to 7 "
         f"(0.5 = 16 values, 0.625 = 8, 0.75 = 4, 0.875 = 2); got {value} "
         f"({bits:g} bits). 0 in --layer_sparsity leaves a matrix unclustered.")
   return int(round(bits))
@@ -102,6 +103,7 @@ class ClusterMethod(CompressionMethod):
   summary = ("keep k distinct nonzero values per matrix (1-D k-means, zeros kept): the sweep "
              "value is the fraction of the 8 int8 bits per weight removed (0.5 = 16 values)")
   Options = ClusterOptions
+  amount = BITS_REMOVED
   one_shot = True
   hparam_domains = {"cluster_weighting": WEIGHTINGS}
 
@@ -127,8 +129,8 @@ class ClusterMethod(CompressionMethod):
     names = list(nonzeros)
     for s in config.sparsity_sweep:
       if s == 0:
-        raise ValueError("--method=cluster: a sweep value of 0 removes no bits (nothing to do); "
-                         "use e.g. 0.5 (16 values per matrix).")
+        raise ValueError(f"--method=cluster: a --{self.amount.flag} value of 0 removes no "
+                         "bits (nothing to do); use e.g. 0.5 (16 values per matrix).")
       targets = resolve_targets(names, s, config.layer_sparsity)
       chosen = clusters_for(targets)
       if not chosen:

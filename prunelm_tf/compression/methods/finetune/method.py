@@ -76,7 +76,7 @@ class FinetuneMethod(CompressionMethod):
   Options = FinetuneOptions
   hparam_domains = {"finetune_objective": OBJECTIVES}
   # Nothing is removed: the stage's sweep is (0,).
-  has_amount = False
+  amount = None
 
   def needs(self, options):
     return Needs(train=True, softmax=options.retrain.needs_softmax)
@@ -84,7 +84,7 @@ class FinetuneMethod(CompressionMethod):
   def check(self, options, config, source):
     if tuple(config.sparsity_sweep) != (0.0,):
       raise ValueError(f"--method={self.name} removes nothing: it trains what the earlier "
-                       "stages made, so it takes no amount (--sparsity_sweep=0, or leave the "
+                       "stages made, so it takes no amount (leave the amount flags out, and the "
                        "stage's amount out of the recipe); got "
                        f"{list(config.sparsity_sweep)}.")
 

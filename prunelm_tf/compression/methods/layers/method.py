@@ -1,8 +1,8 @@
 """``layers``: LD-Net-style layer selection, a biLM with fewer LSTM layers.
 
-The sweep value is the fraction of the LSTM parameters removed, rounded to
-whole layers (every layer has the same size: ``round(value * n_layers)``
-layers go, half up); a value that rounds to every layer is refused. The kept
+The amount (``layers_removed``, ``--layers_removed_sweep``) is the fraction of the LSTM
+layers (and so of the LSTM parameters: every layer has the same size) removed, rounded to
+whole layers (``round(value * n_layers)`` layers go, half up); a value that rounds to every layer is refused. The kept
 layers keep their order and weights (`selection.select_layers`); which ones
 are kept is chosen by a criterion:
 
@@ -29,6 +29,7 @@ from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 
+from prunelm_tf.compression.amounts import LAYERS_REMOVED
 from prunelm_tf.compression.methods.base import CompressedModel, CompressionMethod, Needs
 from prunelm_tf.compression.methods.layers.selection import lstm_parameters, select_layers
 from prunelm_tf.compression.options import option
@@ -130,6 +131,7 @@ class LayersMethod(CompressionMethod):
   summary = ("drop whole LSTM layers (LD-Net), chosen by their effect on --calibration text or "
              "by learned ScalarMix weights: a biLM with fewer layers")
   Options = LayersOptions
+  amount = LAYERS_REMOVED
   one_shot = True
   hparam_domains = {"layer_criterion": CRITERIA}
 
@@ -144,7 +146,7 @@ class LayersMethod(CompressionMethod):
     for s in config.sparsity_sweep:
       if layers_to_remove(s, n_layers) >= n_layers:
         raise ValueError(
-            f"--sparsity_sweep value {s} rounds to removing all {n_layers} LSTM layers of "
+            f"--{self.amount.flag} value {s} rounds to removing all {n_layers} LSTM layers of "
             f"{source.description}; --method={self.name} keeps at least one, so use values below "
             f"{(n_layers - 0.5) / n_layers:.3f}.")
     if options.criterion == "perplexity" and not source.config.has_softmax:

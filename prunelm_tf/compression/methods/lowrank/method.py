@@ -8,7 +8,8 @@ a matrix is left out when its ``--layer_sparsity`` target is 0 (e.g.
 ``softmax=0``; a pattern naming ``forward_lstm_0`` or its ``kernel`` covers both
 halves). Character convolutions and the word embedding stay dense.
 
-The sweep value is the fraction of the chosen matrices' parameters removed:
+The amount (``params_removed``, ``--params_removed_sweep``) is the fraction of the chosen
+matrices' parameters removed:
 0.5 leaves factors holding half of them. Ranks come from that budget
 (`factorization.allocate_ranks`): by spectrum energy across matrices, or the
 same fraction per matrix ("uniform"); a matrix with its own ``--layer_sparsity``
@@ -31,9 +32,10 @@ from typing import Dict, List, Tuple
 
 from absl import logging
 
+from prunelm_tf.compression.amounts import PARAMS_REMOVED
 from prunelm_tf.compression.methods.base import CompressedModel, CompressionMethod, Needs
 from prunelm_tf.compression.methods.lowrank import factorization
-from prunelm_tf.compression.options import option
+from prunelm_tf.compression.options import check_choice, option
 from prunelm_tf.compression.shared.calibration import CALIBRATION_BATCH, collect_grams
 from prunelm_tf.compression.shared.targets import (overridden_names, prunable_weights,
                                                    resolve_targets)
@@ -54,10 +56,11 @@ class LowRankOptions:
                           choices=CRITERIA)
   # "energy": greedy on spectrum energy per parameter across matrices; "uniform":
   # every matrix removes the sweep fraction of its own parameters.
-  allocation: str = option("energy", "How ranks are spread over the matrices: energy (keep the "
-                           "singular values with the largest share of their matrix's energy "
-                           "per parameter) or uniform (the same fraction of every matrix).",
-                           flag="lowrank_allocation", choices=factorization.ALLOCATIONS)
+  allocation: str = option("energy", "How the parameters removed are spread over the matrices "
+                           "(their ranks): energy (keep the singular values with the largest "
+                           "share of their matrix's energy per parameter) or uniform (the same "
+                           "fraction of every matrix).", flag="allocation",
+                           choices=factorization.ALLOCATIONS)
   # Dampening λ of H for the data criterion (fraction of its mean diagonal).
   damp: float = option(0.01, "Dampening of the calibration Gram matrix H for "
                        "--lowrank_criterion=data (fraction of its mean diagonal).",
@@ -66,9 +69,7 @@ class LowRankOptions:
   def __post_init__(self):
     if self.criterion not in CRITERIA:
       raise ValueError(f"--lowrank_criterion must be one of {CRITERIA}, got {self.criterion!r}.")
-    if self.allocation not in factorization.ALLOCATIONS:
-      raise ValueError(f"--lowrank_allocation must be one of {factorization.ALLOCATIONS}, got "
-                       f"{self.allocation!r}.")
+    check_choice("allocation", self.allocation, factorization.ALLOCATIONS, "lowrank")
     if not self.damp >= 0:
       raise ValueError(f"--lowrank_damp must be >= 0, got {self.damp}.")
 
@@ -106,9 +107,11 @@ class LowRankMethod(CompressionMethod):
   summary = ("replace every chosen matrix by two rank-r factors (truncated SVD, or weighted by "
              "the --calibration input covariance); ranks from the sweep's parameter budget")
   Options = LowRankOptions
+  # Of the chosen matrices' parameters (recorded as achieved in removed_fraction).
+  amount = PARAMS_REMOVED
   one_shot = True
   hparam_domains = {"lowrank_criterion": CRITERIA,
-                    "lowrank_allocation": factorization.ALLOCATIONS}
+                    "allocation": factorization.ALLOCATIONS}
 
   def needs(self, options):
     return Needs(calibration=options.criterion == "data")
@@ -126,9 +129,9 @@ class LowRankMethod(CompressionMethod):
     free = [n for n in names if n not in overridden]  # as compress() gives context.free_weights
     for s in config.sparsity_sweep:
       if not 0.0 < s < 1.0:
-        raise ValueError(f"--method={self.name}: each --sparsity_sweep value is the fraction of "
-                         f"the factorized matrices' parameters removed and must be in (0, 1); "
-                         f"got {s}. Use e.g. 0.5.")
+        raise ValueError(f"--method={self.name}: each --{self.amount.flag} value is the "
+                         f"fraction of the factorized matrices' parameters removed and must be "
+                         f"in (0, 1); got {s}. Use e.g. 0.5.")
       targets = resolve_targets(names, s, config.layer_sparsity)
       pooled, fixed = chosen_matrices(source.config, targets, free)
       if not pooled and not fixed:
@@ -137,7 +140,7 @@ class LowRankMethod(CompressionMethod):
                          "would get smaller). Drop some of those overrides.")
       if pooled and s > 1 - factorization.min_kept_fraction(pooled):
         raise ValueError(
-            f"--sparsity_sweep value {s} removes more than rank-1 factors allow: at most "
+            f"--{self.amount.flag} value {s} removes more than rank-1 factors allow: at most "
             f"{1 - factorization.min_kept_fraction(pooled):.4f} of the chosen matrices' "
             "parameters can be removed. Use a smaller value.")
       for name, t in fixed.items():
@@ -209,4 +212,4 @@ class LowRankMethod(CompressionMethod):
     return CompressedModel(model, config, metrics=metrics, seconds=seconds)
 
   def hparams(self, options):
-    return {"lowrank_criterion": options.criterion, "lowrank_allocation": options.allocation}
+    return {"lowrank_criterion": options.criterion, "allocation": options.allocation}

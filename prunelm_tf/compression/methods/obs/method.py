@@ -11,12 +11,12 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from typing import ClassVar, Optional, Tuple
+from typing import ClassVar, Optional
 
 import numpy as np
 
 from prunelm_tf.compression.methods.base import CompressedModel, CompressionMethod, Needs
-from prunelm_tf.compression.options import option
+from prunelm_tf.compression.options import check_choice, option
 from prunelm_tf.compression.shared.allocation import cached_sensitivity_curves, levels_up_to, \
     targets_for
 from prunelm_tf.compression.shared.calibration import (CALIBRATION_BATCH, CHAR_WINDOWS, obs_pruner,
@@ -27,6 +27,12 @@ from prunelm_tf.data.corpus import load_corpus
 # Each matrix's cost measured OBS-pruned alone: an allocation of obs only.
 OBS_SENSITIVITY = "obs_sensitivity"
 ALLOCATIONS = ("uniform", "sensitivity", OBS_SENSITIVITY)
+# The help of --allocation's values for obs and wanda (one flag with threshold's and lowrank's).
+ALLOCATION_HELP = ("How the sweep's sparsity is spread over the matrices: uniform (every matrix "
+                   "the sweep value), sensitivity (from each matrix's measured cost on "
+                   "--calibration when magnitude-pruned alone; same overall sparsity) or "
+                   "obs_sensitivity (--method=obs only: the cost when OBS-pruned alone, what obs "
+                   "will do to it).")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,12 +43,7 @@ class ObsOptions:
   # targets from each matrix's measured cost (magnitude-pruned alone on
   # --calibration), the overall sparsity still the sweep value;
   # "obs_sensitivity": the same with each matrix OBS-pruned alone.
-  allocation: str = option("uniform", "Per-matrix targets of data-aware one-shot pruning: "
-                           "uniform (every matrix the sweep value), sensitivity (from each "
-                           "matrix's measured cost on --calibration when magnitude-pruned "
-                           "alone; same overall sparsity) or obs_sensitivity (--method=obs "
-                           "only: the cost when OBS-pruned alone, what obs will do to it).",
-                           flag="allocation", choices=ALLOCATIONS)
+  allocation: str = option("uniform", ALLOCATION_HELP, flag="allocation", choices=ALLOCATIONS)
   # Input rows per SparseGPT block (the mask of a block is chosen at once).
   block_size: int = option(128, "SparseGPT block of input rows.", flag="obs_block_size",
                            lower=1)
@@ -71,22 +72,19 @@ class ObsOptions:
       flag="sensitivity_max_level", recorded_when_set=True)
   # The allocation the highest level applies to (see RetrainOptions).
   max_level_allocation: ClassVar[Optional[str]] = OBS_SENSITIVITY
-  # The method these options belong to, and the --allocation values it takes
-  # (another method sharing these options narrows them).
+  # The method these options belong to (wanda's options are these, its allocation narrowed).
   method_name: ClassVar[str] = "obs"
-  allocations: ClassVar[Tuple[str, ...]] = ALLOCATIONS
   # Refuse calibration text with fewer real tokens than this × the widest input.
   min_tokens_factor: float = option(4.0, "Calibration text must hold at least this many times "
                                     "as many tokens as the widest pruned matrix has inputs.",
                                     flag="min_tokens_factor", lower=0.0)
 
   def __post_init__(self):
-    if self.allocation not in self.allocations:
-      takes = f"--method={self.method_name} takes {', '.join(self.allocations)}"
-      why = (f"; {OBS_SENSITIVITY} needs --method=obs (it measures each matrix's cost when "
-             "OBS-pruned alone)" if self.allocation == OBS_SENSITIVITY else "")
-      raise ValueError(f"--allocation={self.allocation!r} is not an allocation of "
-                       f"--method={self.method_name}: {takes}{why}.")
+    allocations = next(f for f in dataclasses.fields(self)
+                       if f.name == "allocation").metadata["choices"]
+    check_choice("allocation", self.allocation, allocations, self.method_name,
+                 f"; {OBS_SENSITIVITY} needs --method=obs (it measures each matrix's cost when "
+                 "OBS-pruned alone)" if self.allocation == OBS_SENSITIVITY else "")
     if self.block_size < 1:
       raise ValueError(f"--obs_block_size must be >= 1, got {self.block_size}.")
     if not self.damp >= 0:

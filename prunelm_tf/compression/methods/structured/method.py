@@ -5,7 +5,8 @@ The result is a physically smaller biLM with its own `BiLMConfig` (smaller
 ELMo files really hold fewer weights and do less work. What each unit owns is
 in `structured` (``structured.py`` beside this module).
 
-The sweep value is the fraction of the prunable matrices' parameters
+The amount (``params_removed``, ``--params_removed_sweep``) is the fraction of the prunable
+matrices' parameters
 (`targets.prunable_weights`, the set unstructured pruning counts) removed:
 every enabled kind of unit keeps the same share of its units, the share
 whose removed fraction is closest to the sweep value (the achieved fraction
@@ -28,6 +29,7 @@ import dataclasses
 import itertools
 import time
 
+from prunelm_tf.compression.amounts import PARAMS_REMOVED
 from prunelm_tf.compression.methods.base import CompressedModel, CompressionMethod, Needs
 from prunelm_tf.compression.methods.structured import structured as lib
 from prunelm_tf.compression.options import option
@@ -90,6 +92,8 @@ class StructuredMethod(CompressionMethod):
   summary = ("remove whole LSTM cells, character filters (and optionally projection "
              "dimensions) by group norm or OBS saliency: a physically smaller biLM")
   Options = StructuredOptions
+  # Of the prunable matrices' parameters (the achieved fraction is removed_fraction).
+  amount = PARAMS_REMOVED
   one_shot = True
   hparam_domains = {
       "structured_groups": tuple("+".join(c) for k in range(1, 4)
@@ -116,7 +120,7 @@ class StructuredMethod(CompressionMethod):
       try:
         lib.choose_counts(model_config, s, groups, names)
       except ValueError as e:
-        raise ValueError(f"--sparsity_sweep value {s}: {e}") from None
+        raise ValueError(f"--{self.amount.flag} value {s}: {e}") from None
 
   def variant_name(self, options, target_sparsity):
     imp = "_obs" if options.importance == "obs" else ""

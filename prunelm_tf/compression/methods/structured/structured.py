@@ -223,7 +223,7 @@ def choose_counts(config: BiLMConfig, fraction: float, groups: Sequence[str],
     raise ValueError(
         f"removing {fraction:.1%} of the compressed matrices' parameters would remove every unit "
         f"of a layer: removing whole {', '.join(groups)} can remove at most {most:.1%} of this "
-        "model while keeping one of each. Lower the --sparsity_sweep value or enable more "
+        "model while keeping one of each. Lower the --params_removed_sweep value or enable more "
         "groups.")
   sizes = [config.lstm_dim, config.projection_dim] + (
       [n for _, n in config.char_cnn.filters] if config.token_encoder == "char" else [])

@@ -7,7 +7,7 @@ import time
 from typing import ClassVar
 
 from prunelm_tf.compression.methods.base import CompressedModel, CompressionMethod, Needs
-from prunelm_tf.compression.options import option
+from prunelm_tf.compression.options import check_choice, option
 from prunelm_tf.compression.shared.allocation import cached_sensitivity_curves, levels_up_to, \
     targets_for
 from prunelm_tf.compression.shared.threshold import prune_by_threshold
@@ -28,14 +28,15 @@ class ThresholdOptions:
   # targets chosen from each weight's measured cost on --calibration, the
   # overall sparsity still the sweep value.
   allocation: str = option(
-      "uniform", "uniform: every matrix gets the sweep value. sensitivity: each matrix is first "
-      "pruned alone on --calibration to measure what it costs, then per-matrix targets are "
-      "chosen so the overall sparsity is still the sweep value at the least predicted loss "
-      "(takes a few minutes more).", flag="threshold_allocation", choices=ALLOCATIONS)
+      "uniform", "How the sweep's sparsity is spread over the matrices: uniform (every matrix "
+      "the sweep value) or sensitivity (each matrix is first pruned alone on --calibration to "
+      "measure what it costs, then per-matrix targets are chosen so the overall sparsity is "
+      "still the sweep value at the least predicted loss; a few minutes more).",
+      flag="allocation", choices=ALLOCATIONS)
   # The highest level of the sensitivity curves (above 0.95: 0.97, 0.98, 0.99 up to it).
   sensitivity_max_level: float = option(
-      0.95, "The highest level the sensitivity curves measure (--threshold_allocation="
-      "sensitivity, --allocation=obs_sensitivity); above 0.95 the levels 0.97, 0.98, 0.99 up to "
+      0.95, "The highest level the sensitivity curves measure (--allocation=sensitivity "
+      "of threshold, --allocation=obs_sensitivity of obs); above 0.95 the levels 0.97, 0.98, 0.99 up to "
       "it are added, so that a 0.95 target can prune insensitive matrices harder than "
       "sensitive ones (at 0.95 it is spent uniformly).", flag="sensitivity_max_level",
       recorded_when_set=True)
@@ -45,16 +46,15 @@ class ThresholdOptions:
   def __post_init__(self):
     if self.scope not in SCOPES:
       raise ValueError(f"--threshold_scope must be one of {SCOPES}, got {self.scope!r}.")
-    if self.allocation not in ALLOCATIONS:
-      raise ValueError(f"--threshold_allocation must be one of {ALLOCATIONS}, "
-                       f"got {self.allocation!r}.")
+    check_choice("allocation", self.allocation, ALLOCATIONS, "threshold")
     if not 0.95 <= self.sensitivity_max_level < 1:
       raise ValueError(f"--sensitivity_max_level must lie in [0.95, 1), got "
                        f"{self.sensitivity_max_level}.")
     if self.sensitivity_max_level != 0.95 and self.allocation != "sensitivity":
-      raise ValueError("--sensitivity_max_level applies to --threshold_allocation=sensitivity.")
+      raise ValueError("--sensitivity_max_level applies to --method=threshold with "
+                       "--allocation=sensitivity.")
     if self.allocation == "sensitivity" and self.scope != "layer":
-      raise ValueError("--threshold_allocation=sensitivity chooses a target per weight, so it "
+      raise ValueError("--allocation=sensitivity chooses a target per weight, so it "
                        "needs --threshold_scope=layer.")
 
 
@@ -65,7 +65,7 @@ class ThresholdMethod(CompressionMethod):
   one_shot = True
   summary = "set the smallest weights to zero, no training"
   Options = ThresholdOptions
-  hparam_domains = {"threshold_scope": SCOPES, "threshold_allocation": ALLOCATIONS}
+  hparam_domains = {"threshold_scope": SCOPES, "allocation": ALLOCATIONS}
 
   def needs(self, options):
     return Needs(calibration=options.allocation == "sensitivity")
@@ -87,4 +87,4 @@ class ThresholdMethod(CompressionMethod):
                            seconds={"prune": time.time() - t})
 
   def hparams(self, options):
-    return {"threshold_scope": options.scope, "threshold_allocation": options.allocation}
+    return {"threshold_scope": options.scope, "allocation": options.allocation}

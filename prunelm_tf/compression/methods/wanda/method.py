@@ -8,19 +8,25 @@ with the largest |W_ij|·‖X_j‖.
 
 from __future__ import annotations
 
-from typing import ClassVar, Optional, Tuple
+import dataclasses
+from typing import ClassVar, Optional
 
 from prunelm_tf.compression.methods.obs import method as obs
+from prunelm_tf.compression.options import option
+
+ALLOCATIONS = tuple(a for a in obs.ALLOCATIONS if a != obs.OBS_SENSITIVITY)
 
 
+@dataclasses.dataclass(frozen=True)
 class WandaOptions(obs.ObsOptions):
   """``obs``'s options without the OBS-only allocation."""
 
+  # "uniform" or "sensitivity" (see ObsOptions; obs_sensitivity measures what OBS does).
+  allocation: str = option("uniform", obs.ALLOCATION_HELP, flag="allocation",
+                           choices=ALLOCATIONS)
   # No allocation of wanda's measures curves up to --sensitivity_max_level.
   max_level_allocation: ClassVar[Optional[str]] = None
   method_name: ClassVar[str] = "wanda"
-  allocations: ClassVar[Tuple[str, ...]] = tuple(
-      a for a in obs.ALLOCATIONS if a != obs.OBS_SENSITIVITY)
 
 
 class WandaMethod(obs.ObsMethod):
@@ -31,4 +37,4 @@ class WandaMethod(obs.ObsMethod):
   summary = "prune the smallest |W|*||x|| per output unit on --calibration text, no training"
   criterion = "wanda"
   Options = WandaOptions
-  hparam_domains = {**obs.ObsMethod.hparam_domains, "allocation": WandaOptions.allocations}
+  hparam_domains = {**obs.ObsMethod.hparam_domains, "allocation": ALLOCATIONS}
