@@ -4,7 +4,6 @@ r"""Compresses a biLM with a recipe of the book, or a registered method and its 
   python -m pipelines.compress --recipe=obs_50 --model_dir=RUN --eval=TEST --calibration=VALID \
       [--set obs.amount=0.6,0.7] [--run_dir=DIR]
   python -m pipelines.compress --config_file=DIR/config.json --run_dir=DIR2   # rerun exactly
-  python -m pipelines.compress --flagfile=elmo.flags
   python -m pipelines.compress --method=lowrank --params_removed_sweep=0.5,0.7 --model_dir=RUN \
       --eval=TEST
 
@@ -14,9 +13,8 @@ HParams under --run_dir. The --method choices, every method's own flags and the 
 its amount of compression, named by its meaning (--sparsity_sweep, --params_removed_sweep,
 ...), come from the registry (pipelines/method_flags.py).
 
-Retraining runs on several machines when TF_CONFIG describes a cluster
-(prunelm_tf/training/distribute.py): start the same command on every worker,
-each with its own --run_dir.
+Retraining runs on several machines when TF_CONFIG describes a cluster (training/distribute.py):
+start the same command on every worker, each with its own --run_dir.
 """
 
 import os
@@ -57,25 +55,27 @@ flags.DEFINE_string("calibration", "", "Held-out corpus (e.g. the valid split) f
                     "methods and sensitivity measurements; never the test split.")
 _METHOD = flags.DEFINE_enum("method", "threshold", sorted(REGISTRY), " ".join(
     f"{m.name}: {m.summary}." for m in REGISTRY.values()))
-_CALIBRATION_SENT = flags.DEFINE_integer("calibration_sentences", 300, "Sentences of "
-                                         "--calibration read.", lower_bound=1)
 _LAYER_SPARSITY = flags.DEFINE_string(
     "layer_sparsity", "", "Per-weight overrides PATTERN=SPARSITY, comma separated; a regex over "
     "names like softmax/kernel, forward_lstm_0/projection, char_cnn/kernel_2 (a layer name matches "
     "all its weights). 0 skips. A pattern that matches nothing is an error.")
-_QUANT = flags.DEFINE_list("tflite_quantization", ["none", "dynamic"], "TFLite files per variant: "
-                           "none, dynamic, float16, int8 (int8 calibrated on --eval sentences); "
-                           "empty (--tflite_quantization=) writes the SavedModel only.")
-_PARITY = flags.DEFINE_integer("num_parity_sentences", 8, "Sentences for TFLite parity and int8 "
-                               "calibration.", lower_bound=1)
-_INT8_TOKENS = flags.DEFINE_integer(
-    "tflite_int8_max_tokens", DEFAULT_INT8_MAX_TOKENS, "Words per sentence of the int8 (full-integer) TFLite, a "
-    "fixed-length unrolled graph: longer sentences are refused by it and every sentence costs "
-    "this many steps. int8 is calibrated on --calibration sentences when given, else on the "
-    "parity sentences; sentences longer than this are left out of both.", lower_bound=1)
-_EXPORT_ELMO = flags.DEFINE_bool("export_elmo", False, "Also write each variant as ELMo "
-                                 "options.json + HDF5 (char-input models).")
-_SEED = flags.DEFINE_integer("seed", 0, "Seed for data order.")
+# Run settings: CompressConfig's fields a recipe may set (recipes.RUN_FIELDS), by name.
+flags.DEFINE_integer("calibration_sentences", 300, "Sentences of --calibration read.",
+                     lower_bound=1)
+flags.DEFINE_list("tflite_quantization", ["none", "dynamic"], "TFLite files per variant: none, "
+                  "dynamic, float16, int8 (int8 calibrated on --eval sentences); empty "
+                  "(--tflite_quantization=) writes the SavedModel only.")
+flags.DEFINE_integer("num_parity_sentences", 8, "Sentences for TFLite parity and int8 "
+                     "calibration.", lower_bound=1)
+flags.DEFINE_integer(
+    "tflite_int8_max_tokens", DEFAULT_INT8_MAX_TOKENS, "Words per sentence of the int8 "
+    "(full-integer) TFLite, a fixed-length unrolled graph: longer sentences are refused by it "
+    "and every sentence costs this many steps. int8 is calibrated on --calibration sentences "
+    "when given, else on the parity sentences; sentences longer than this are left out of "
+    "both.", lower_bound=1)
+flags.DEFINE_bool("export_elmo", False, "Also write each variant as ELMo options.json + HDF5 "
+                  "(char-input models).")
+flags.DEFINE_integer("seed", 0, "Seed for data order.")
 _RUN_DIR = flags.DEFINE_string("run_dir", os.path.join("saved_models", "compress"), "Run folder; "
                                "a run folder of this same run resumes (finished variants kept).")
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Delete a --run_dir that holds a different "
@@ -107,10 +107,8 @@ def _recipe_run(strategy) -> None:
   kwargs = dict(overwrite=_OVERWRITE.value, flags_text=flags.FLAGS.flags_into_string(),
                 strategy=strategy, reuse_dense=tuple(_REUSE_DENSE.value))
   if _CONFIG_FILE.value:
-    configuring = method_flags.configuring("recipe", "set", *staged.INPUT_FIELDS)
-    if configuring:
-      raise app.UsageError(f"--config_file reruns the recorded run exactly; leave out "
-                           f"{', '.join('--' + n for n in configuring)}.")
+    method_flags.refuse_configuring("--config_file reruns the recorded run exactly", "recipe",
+                                    "set", *staged.INPUT_FIELDS)
     staged.rerun(_CONFIG_FILE.value, _RUN_DIR.value, **kwargs)
     return
   recipe = recipes.load_recipe(_RECIPE.value)
@@ -123,9 +121,20 @@ def _inputs() -> dict:
   return {n: flags.FLAGS[n].value for n in staged.INPUT_FIELDS}
 
 
-def _print_summary() -> None:
-  with open(os.path.join(_RUN_DIR.value, "summary.md"), encoding="utf-8") as f:
-    print(f.read())
+def _method_run(strategy) -> str:
+  """--method with its flags; returns the line that closes the summary."""
+  if _SET.value:
+    raise app.UsageError("--set changes the options of a --recipe; without one, use the "
+                         "method's own flags.")
+  config = CompressConfig(
+      **_inputs(), **{n: flags.FLAGS[n].value for n in recipes.RUN_FIELDS},
+      method=_METHOD.value, method_options=method_flags.method_options(_METHOD.value),
+      sparsity_sweep=method_flags.sweep(_METHOD.value),
+      layer_sparsity=parse_layer_sparsity(_LAYER_SPARSITY.value))
+  result = compress(config, _RUN_DIR.value, overwrite=_OVERWRITE.value,
+                    flags_text=flags.FLAGS.flags_into_string(), strategy=strategy,
+                    reuse_dense=tuple(_REUSE_DENSE.value))
+  return f"run folder {_RUN_DIR.value}  wall {result['wall_seconds']:.0f} s"
 
 
 def main(argv):
@@ -133,32 +142,15 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   method_flags.refuse_retired()
   if _LIST.value:
-    print("\n\n".join([recipes.amounts_legend()] + [recipes.describe(recipes.load_recipe(n))
-                                                     for n in recipes.recipe_names()]))
+    print(recipes.listing())
     return
   # Before any TensorFlow operation: the strategy sets up this worker's collectives.
   strategy = distribute.strategy_from_environment()
-  if _RECIPE.value or _CONFIG_FILE.value:
-    _recipe_run(strategy)
-    _print_summary()
-    return
-  if _SET.value:
-    raise app.UsageError("--set changes the options of a --recipe; without one, use the "
-                         "method's own flags.")
-  config = CompressConfig(
-      **_inputs(), method=_METHOD.value,
-      method_options=method_flags.method_options(_METHOD.value),
-      calibration_sentences=_CALIBRATION_SENT.value,
-      sparsity_sweep=method_flags.sweep(_METHOD.value),
-      layer_sparsity=parse_layer_sparsity(_LAYER_SPARSITY.value),
-      tflite_quantization=tuple(_QUANT.value), num_parity_sentences=_PARITY.value,
-      tflite_int8_max_tokens=_INT8_TOKENS.value,
-      export_elmo=_EXPORT_ELMO.value, seed=_SEED.value)
-  result = compress(config, _RUN_DIR.value, overwrite=_OVERWRITE.value,
-                    flags_text=flags.FLAGS.flags_into_string(), strategy=strategy,
-                    reuse_dense=tuple(_REUSE_DENSE.value))
-  _print_summary()
-  print(f"run folder {_RUN_DIR.value}  wall {result['wall_seconds']:.0f} s")
+  last = _recipe_run(strategy) if _RECIPE.value or _CONFIG_FILE.value else _method_run(strategy)
+  with open(os.path.join(_RUN_DIR.value, "summary.md"), encoding="utf-8") as f:
+    print(f.read())
+  if last:
+    print(last)
 
 
 if __name__ == "__main__":

@@ -183,6 +183,13 @@ def configuring(*names: str) -> list:
   return [n for n in candidates if flags.FLAGS[n].present]
 
 
+def refuse_configuring(why: str, *names: str) -> None:
+  """Raises app.UsageError naming the configuring flags given (`configuring`): ``why``."""
+  given = configuring(*names)
+  if given:
+    raise app.UsageError(f"{why}; leave out {', '.join('--' + n for n in given)}.")
+
+
 def recipe_overrides(recipe: recipes.Recipe) -> list:
   """The --set overrides that the flags given beside --recipe stand for.
 

@@ -278,4 +278,4 @@ def test_random_method_through_compress_export_and_evaluate(shared_data, tmp_pat
     assert entries[1]["method_options"] == {"mask_seed": 3}
     assert entries[1]["target_sparsity"] == 0.5
     summary = open(os.path.join(run_dir, "summary.md")).read()
-    assert "| test_random_50 | test_random | 0.50 |" in summary
+    assert "| test_random_50 | test_random | sparsity 0.50 |" in summary  # its amount, named

@@ -375,6 +375,11 @@ def amounts_legend() -> str:
                    [f"  {a.name} (--{a.flag}): {a.meaning}" for a in AMOUNTS])
 
 
+def listing() -> str:
+  """What --list_recipes prints: what the amount names mean, then every recipe (`describe`)."""
+  return "\n\n".join([amounts_legend()] + [describe(load_recipe(n)) for n in recipe_names()])
+
+
 def model_kind(has_softmax: bool) -> str:
   return MODEL_KINDS[0] if has_softmax else MODEL_KINDS[1]
 
