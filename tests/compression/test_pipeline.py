@@ -1,5 +1,4 @@
-"""compress() on a tiny trained model: run folders, --valid, --reuse_dense, allocation, bad
-input. Each run writes only what its test asserts (no TFLite); the run through every artifact
+"""compress() on a tiny trained model: run folders, --valid, --reuse_dense, bad input. Each run writes only what its test asserts (no TFLite); the run through every artifact
 is tests/integration/test_pipeline.py (e2e)."""
 
 import json
@@ -7,20 +6,10 @@ import os
 
 import pytest
 
-from prunelm_tf.compression import (CompressConfig, compress, prunable_weights)
+from prunelm_tf.compression import CompressConfig, compress
 from prunelm_tf.compression.methods.threshold import ThresholdOptions
 from prunelm_tf.training.run_folder import load_run
-
-# A threshold run at 50 % without TFLite: the settings of every test here that only reads one.
-THRESHOLD_50 = dict(sparsity_sweep=(0.5,), tflite_quantization=(), num_parity_sentences=1)
-
-
-@pytest.fixture(scope="module")
-def threshold_50_run(tiny_run_dir, tiny_text, tmp_path_factory):
-  """A finished compression run (method threshold, one variant threshold_50); read only."""
-  run_dir = str(tmp_path_factory.mktemp("threshold_50") / "c")
-  compress(CompressConfig(model_dir=tiny_run_dir, eval=tiny_text, **THRESHOLD_50), run_dir)
-  return run_dir
+from tests.conftest import THRESHOLD_50
 
 
 def test_every_variant_records_the_perplexity_of_valid_beside_eval(tiny_run_dir, tiny_text,
@@ -104,30 +93,6 @@ def test_run_folder_of_another_run_is_refused(tiny_run_dir, tiny_text, threshold
   assert os.path.exists(os.path.join(run_dir, "variants", "threshold_50", "metrics.json"))
   assert json.load(open(os.path.join(run_dir, "config.json"))) == before
   assert not os.path.exists(os.path.join(run_dir, "variants", "threshold_70"))
-
-
-def test_sensitivity_allocation_keeps_overall_sparsity(tiny_run_dir, tiny_text, tmp_path):
-  config = CompressConfig(model_dir=tiny_run_dir, eval=tiny_text, method="threshold",
-                          sparsity_sweep=(0.6,), method_options=ThresholdOptions(allocation="sensitivity"),
-                          calibration=tiny_text, calibration_sentences=4,
-                          layer_sparsity=(("softmax", 0.0),), tflite_quantization=(),
-                          num_parity_sentences=1)
-  run_dir = str(tmp_path / "s")
-  result = compress(config, run_dir)
-  v = result["variants"][0]
-  assert v["name"] == "threshold_sens_60" and v["allocation"] == "sensitivity"
-  assert v["method_options"] == {"scope": "layer", "allocation": "sensitivity"}
-  per_weight = v["sparsity"]["per_weight"]
-  assert per_weight["softmax/kernel"] == 0.0  # an explicit override is kept
-  free = [n for n in per_weight if not n.startswith("softmax")]
-  assert set(v["allocated_targets"]) == set(free)
-  sizes = {n: w.shape.num_elements()
-           for n, w in prunable_weights(load_run(tiny_run_dir)[0]).items()}
-  zeros = sum(per_weight[n] * sizes[n] for n in free)
-  assert zeros / sum(sizes[n] for n in free) == pytest.approx(0.6, abs=1e-3)
-  assert len({round(per_weight[n], 2) for n in free}) > 1  # not uniform
-  curves = json.load(open(os.path.join(run_dir, "cache", "sensitivity.json")))
-  assert set(curves["curves"]) == set(free) and curves["num_sentences"] == 4
 
 
 def test_overwrite_never_deletes_the_input_model(tiny_run_dir, tiny_text):
