@@ -1,4 +1,5 @@
-"""Test configuration: Keras 2 for tfmot, paths to the shared data, a tiny trained run."""
+"""Test configuration: Keras 2 for tfmot, paths to the shared data, a tiny trained run and a
+compression run of it."""
 
 import os
 import pathlib
@@ -39,3 +40,18 @@ def tiny_run_dir(shared_data, tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_text(shared_data):
   return str(shared_data / "bilm_tf_fixture/train/data.txt")
+
+
+# The settings of the shared compression run: threshold 50 %, no TFLite, one parity sentence.
+THRESHOLD_50 = dict(method="threshold", sparsity_sweep=(0.5,), tflite_quantization=(),
+                    num_parity_sentences=1)
+
+
+@pytest.fixture(scope="session")
+def threshold_50_run(tiny_run_dir, tiny_text, tmp_path_factory):
+  """A finished compression run of the tiny model (one variant, threshold_50), for tests that
+  only read it; a test that changes a run copies it first."""
+  from prunelm_tf.compression import CompressConfig, compress  # pylint: disable=import-outside-toplevel
+  run_dir = str(tmp_path_factory.mktemp("threshold_50") / "c")
+  compress(CompressConfig(model_dir=tiny_run_dir, eval=tiny_text, **THRESHOLD_50), run_dir)
+  return run_dir

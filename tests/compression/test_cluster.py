@@ -10,6 +10,7 @@ from tests.dense_reuse import compress
 from prunelm_tf.compression.methods.cluster.clustering import (TieToClusters, cluster_ids,
                                                                cluster_values, kmeans_1d)
 from prunelm_tf.compression.methods.cluster.method import bits_for
+from tests.compression.method_context import method_context, tiny_source
 
 
 def test_kmeans_finds_separated_clusters_and_is_deterministic():
@@ -124,13 +125,12 @@ def test_data_weighting_needs_calibration_and_full_matrices(tiny_run_dir, tiny_t
                                      description="a low-rank variant")
   with pytest.raises(ValueError, match="low-rank factors"):
     method.check(method.Options(weighting="data"), None, factorized)
-  result = compress(CompressConfig(
-      model_dir=tiny_run_dir, eval=tiny_text, calibration=tiny_text, calibration_sentences=20,
-      method="cluster", method_options={"weighting": "data"}, sparsity_sweep=(0.75,),
-      layer_sparsity=(("softmax", 0.0),), tflite_quantization=(),
-      num_parity_sentences=1), str(tmp_path / "data"))
-  (v,) = result["variants"]
-  assert v["name"] == "cluster_data_4" and v["calibration_tokens"] > 0
+  options = method.Options(weighting="data")
+  done = method.compress(options, method_context(
+      tiny_source(tiny_run_dir), tmp_path / "data", target=0.75, calibration=tiny_text,
+      max_sentences=20, layer_sparsity=(("softmax", 0.0),)))
+  v = done.metrics
+  assert method.variant_name(options, 0.75) == "cluster_data_4" and v["calibration_tokens"] > 0
   lstm = v["clustering"]["forward_lstm_0/kernel"]
   assert lstm["distinct_values"] <= 4 and 0 < lstm["weighted_relative_error"] < 1
   assert "weighted_relative_error" not in v["clustering"].get("word_embedding/embeddings", {})

@@ -7,14 +7,12 @@ import pytest
 
 from prunelm_tf.compression import CompressConfig
 from tests.dense_reuse import compress
-from prunelm_tf.compression.methods import MethodContext
 from prunelm_tf.compression.methods.layers import LayersMethod, LayersOptions
 from prunelm_tf.compression.methods.layers.method import layers_to_remove
 from prunelm_tf.compression.methods.layers.selection import select_layers
-from prunelm_tf.compression.pipeline import load_source
-from prunelm_tf.data.corpus import load_corpus
 from prunelm_tf.models import BiLMConfig, build_bilm
 from prunelm_tf.models.config import num_parameters
+from tests.compression.method_context import method_context, tiny_source
 from tests.tolerance import assert_float32_close
 
 WORD = BiLMConfig(vocab_size=20, token_encoder="word", lstm_dim=8, projection_dim=6, n_layers=3,
@@ -66,29 +64,23 @@ def test_sweep_rounds_to_whole_layers_and_refuses_removing_all(tiny_run_dir, tin
     LayersOptions(criterion="scalar_mix", scalar_mix_weights="1,x,3")
 
 
-def _context(source, target, sentences, tmp_path):
-  return MethodContext(
-      source=source, target_sparsity=target, targets={}, free_weights=[], train_sentences=None,
-      calibration_sentences=sentences, variant_dir=str(tmp_path / "v"),
-      tensorboard_dir=str(tmp_path / "tb"), cache_dir=str(tmp_path / "cache"), seed=0,
-      make_dataset=lambda s, b, shuffle, seed=0: source.dataset(s, b, shuffle=shuffle, seed=seed))
-
-
 def test_criteria_choose_the_cheapest_layers(tiny_run_dir, tiny_text, tmp_path):
-  source = load_source(CompressConfig(model_dir=tiny_run_dir, eval=tiny_text))
-  sentences = load_corpus(tiny_text, 20, what="--calibration")
+  source = tiny_source(tiny_run_dir)
   method = LayersMethod()
   done = method.compress(LayersOptions(criterion="perplexity"),
-                         _context(source, 0.5, sentences, tmp_path))
+                         method_context(source, tmp_path, target=0.5, calibration=tiny_text,
+                                        max_sentences=20))
   record = done.metrics["layers"]
   assert done.config.n_layers == 1 and len(record["candidates"]) == 2
   best = min(record["candidates"], key=lambda c: c["cost"])
   assert record["kept_layers"] == best["kept_layers"] and record["removed_lstm_fraction"] == 0.5
   assert 0 < done.metrics["removed_fraction"] < 0.5  # the softmax and embedding stay
   mixed = method.compress(LayersOptions(criterion="scalar_mix", scalar_mix_weights="0,-3,2"),
-                          _context(source, 0.5, None, tmp_path))
+                          method_context(source, tmp_path, target=0.5))
   assert mixed.metrics["layers"]["kept_layers"] == [1]
   np.testing.assert_array_equal(mixed.model.get_layer("forward_lstm_0").get_weights()[0],
                                 source.model.get_layer("forward_lstm_1").get_weights()[0])
-  kept = method.compress(LayersOptions(), _context(source, 0.2, sentences, tmp_path))
+  kept = method.compress(LayersOptions(), method_context(source, tmp_path, target=0.2,
+                                                         calibration=tiny_text,
+                                                         max_sentences=20))
   assert kept.config.n_layers == 2 and kept.metrics["layers"]["candidates"] == []

@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -23,6 +24,7 @@ from prunelm_tf.models import BiLMConfig, build_bilm
 from prunelm_tf.models.config import factorizable_matrices, num_parameters
 from prunelm_tf.models.surgery import matrix_values, multiply_back, rebuild
 from prunelm_tf.training.run_folder import load_run
+from tests.compression.method_context import method_context
 
 TINY_CHAR = BiLMConfig(vocab_size=12, token_encoder="char", lstm_dim=8, projection_dim=6,
                        n_layers=2, dropout=0.0,
@@ -187,18 +189,6 @@ def _tflite_matmuls(path):
   return len(re.findall(r"\b(?:FULLY_CONNECTED|BATCH_MATMUL)\b", text.getvalue()))
 
 
-def _context(source, tmp_path, target, **kw):
-  from prunelm_tf.compression.methods import MethodContext  # pylint: disable=import-outside-toplevel
-  from prunelm_tf.compression.shared.targets import prunable_weights  # pylint: disable=import-outside-toplevel
-  names = list(prunable_weights(source.model))
-  return MethodContext(
-      source=source, target_sparsity=target, targets={n: target for n in names},
-      free_weights=names, train_sentences=kw.get("train"), calibration_sentences=kw.get("cal"),
-      variant_dir=str(tmp_path / "v"), tensorboard_dir=str(tmp_path / "tb"),
-      cache_dir=str(tmp_path / "cache"), seed=0,
-      make_dataset=lambda s, b, shuffle, seed=0: source.dataset(s, b, shuffle=shuffle, seed=seed))
-
-
 def test_factorized_elmo_exports_hdf5_with_factors_multiplied_back(shared_data, tmp_path):
   """The ELMo fixture (char CNN, 2 highway layers, token projection), data-aware factors."""
   from prunelm_tf.compression.methods.lowrank import LowRankMethod  # pylint: disable=import-outside-toplevel
@@ -209,7 +199,8 @@ def test_factorized_elmo_exports_hdf5_with_factors_multiplied_back(shared_data, 
   model, config = load_elmo(str(d / "options.json"), str(d / "lm_weights.hdf5"))
   source = Source(model, config, None, "ELMo fixture")
   done = LowRankMethod().compress(LowRankOptions(criterion="data", allocation="uniform"),
-                                  _context(source, tmp_path, 0.5, cal=sentences))
+                                  method_context(source, tmp_path, target=0.5,
+                                                 calibration=str(d / "sentences.txt")))
   assert set(done.metrics["ranks"]) == set(factorizable_matrices(config))  # highway included
   multiplied = export_elmo(done.model, done.config, str(tmp_path / "options.json"),
                            str(tmp_path / "weights.hdf5"))
@@ -222,15 +213,21 @@ def test_factorized_elmo_exports_hdf5_with_factors_multiplied_back(shared_data, 
     np.testing.assert_allclose(a, b, atol=1e-4)
 
 
-def test_a_compressed_variant_is_compressed_further(tiny_run_dir, tiny_text, tmp_path):
-  """--model_dir=RUN/variants/NAME: low-rank factors, then thresholding of the factors."""
-  low_run = str(tmp_path / "lr")
+@pytest.fixture(scope="module")
+def lowrank_run(tiny_run_dir, tiny_text, tmp_path_factory):
+  """A finished lowrank run (svd, 40 %, the softmax kept) with its float TFLite; read only."""
+  low_run = str(tmp_path_factory.mktemp("lowrank") / "lr")
   compress(CompressConfig(
       model_dir=tiny_run_dir, eval=tiny_text, method="lowrank",
       method_options=LowRankOptions(criterion="svd"), sparsity_sweep=(0.4,),
       layer_sparsity=(("softmax", 0.0),), tflite_quantization=("none",),
       num_parity_sentences=1), low_run)
-  vdir = os.path.join(low_run, "variants", "lowrank_svd_40")
+  return low_run
+
+
+def test_a_compressed_variant_is_compressed_further(lowrank_run, tiny_text, tmp_path):
+  """--model_dir=RUN/variants/NAME: low-rank factors, then thresholding of the factors."""
+  vdir = os.path.join(lowrank_run, "variants", "lowrank_svd_40")
   with open(os.path.join(vdir, "metrics.json"), encoding="utf-8") as f:
     low = json.load(f)
   result = compress(CompressConfig(
@@ -247,6 +244,9 @@ def test_a_compressed_variant_is_compressed_further(tiny_run_dir, tiny_text, tmp
   with open(os.path.join(str(tmp_path / "chain"), "variants", both["name"], "config.json"),
             encoding="utf-8") as f:
     assert dict(json.load(f)["model"]["ranks"]) == low["ranks"]  # still factorized
+  # The same run with its variant unfinished (a copy: the run is shared).
+  shutil.copytree(lowrank_run, tmp_path / "lr")
+  vdir = os.path.join(str(tmp_path / "lr"), "variants", "lowrank_svd_40")
   os.remove(os.path.join(vdir, "metrics.json"))
   with pytest.raises(FileNotFoundError, match="unfinished variant"):
     compress(CompressConfig(model_dir=vdir, eval=tiny_text, method="threshold",
@@ -255,18 +255,13 @@ def test_a_compressed_variant_is_compressed_further(tiny_run_dir, tiny_text, tmp
 
 
 def test_a_variant_fine_tuned_further_learns_from_the_teacher_dir(tiny_run_dir, tiny_text,
-                                                                  tmp_path, monkeypatch):
+                                                                  lowrank_run, tmp_path,
+                                                                  monkeypatch):
   """--teacher_dir: a low-rank variant fine-tuned (kd) is taught by the dense model; obs on
   its factors is refused before any work."""
   from prunelm_tf.compression.methods.finetune import method as finetune_method  # pylint: disable=import-outside-toplevel
   from prunelm_tf.training.run_folder import load_run  # pylint: disable=import-outside-toplevel
-  low_run = str(tmp_path / "lr")
-  compress(CompressConfig(
-      model_dir=tiny_run_dir, eval=tiny_text, method="lowrank",
-      method_options=LowRankOptions(criterion="svd"), sparsity_sweep=(0.4,),
-      layer_sparsity=(("softmax", 0.0),), tflite_quantization=(),
-      num_parity_sentences=1), low_run)
-  vdir = os.path.join(low_run, "variants", "lowrank_svd_40")
+  vdir = os.path.join(lowrank_run, "variants", "lowrank_svd_40")
   teachers = []
   original = finetune_method.retrain
 

@@ -1,59 +1,15 @@
-"""compress() end to end on a tiny trained model: both methods, exports, report, bad input."""
+"""compress() on a tiny trained model: run folders, --valid, --reuse_dense, bad input. Each run writes only what its test asserts (no TFLite); the run through every artifact
+is tests/integration/test_pipeline.py (e2e)."""
 
 import json
 import os
 
-import numpy as np
 import pytest
-import tensorflow as tf
 
-from prunelm_tf.compression import (CompressConfig, compress, prunable_weights)
+from prunelm_tf.compression import CompressConfig, compress
 from prunelm_tf.compression.methods.threshold import ThresholdOptions
-from prunelm_tf.export.saved_model import load_saved_model
 from prunelm_tf.training.run_folder import load_run
-from tests.tolerance import assert_float32_close
-
-
-def test_threshold_sweep_exports_measures_and_shrinks(tiny_run_dir, tiny_text, tmp_path):
-  config = CompressConfig(model_dir=tiny_run_dir, eval=tiny_text, method="threshold",
-                          sparsity_sweep=(0.3, 0.6, 0.9), tflite_quantization=("none", "dynamic"),
-                          num_parity_sentences=2)
-  run_dir = str(tmp_path / "c")
-  result = compress(config, run_dir)
-  saved = json.load(open(os.path.join(run_dir, "metrics.json")))
-  assert [v["name"] for v in saved["variants"]] == ["threshold_30", "threshold_60", "threshold_90"]
-  zips = [saved["dense"]["sizes"]["saved_model_zip_bytes"]] + \
-      [v["sizes"]["saved_model_zip_bytes"] for v in saved["variants"]]
-  assert zips == sorted(zips, reverse=True) and zips[-1] < zips[0]  # zip falls as sparsity rises
-  gz = [v["sizes"]["tflite"]["none"]["gzip_bytes"] for v in saved["variants"]]
-  assert gz == sorted(gz, reverse=True)
-  for v in saved["variants"]:
-    for name, value in v["sparsity"]["per_weight"].items():
-      assert abs(value - v["target_sparsity"]) < 0.01, (v["name"], name)  # exact up to rounding
-    assert v["tflite_max_abs_diff"]["none"] <= 1e-5
-    assert v["tflite_max_abs_diff"]["dynamic"] < 0.5
-    assert set(v["perplexity"]) == {"forward", "backward", "mean"}
-    assert set(v["representation_similarity"]) == {"layer_0", "layer_1", "layer_2"}
-    for f in ("saved_model", "saved_model.zip", "bilm_none.tflite", "bilm_dynamic.tflite"):
-      assert os.path.exists(os.path.join(run_dir, "variants", v["name"], f))
-  ppl = [saved["dense"]["perplexity"]["forward"]] + [v["perplexity"]["forward"]
-                                                    for v in saved["variants"]]
-  assert ppl[-1] > ppl[0]  # 90% thresholding costs perplexity
-  assert "| threshold_90 | threshold | 0.90 |" in open(os.path.join(run_dir, "summary.md")).read()
-  assert os.listdir(os.path.join(run_dir, "tensorboard", "hparams"))
-  # The stripped, exported SavedModel reloads with the same outputs and sparsity.
-  exported = load_saved_model(os.path.join(run_dir, "variants", "threshold_60", "saved_model"))
-  ids = tf.constant([[1, 5, 6, 7, 2]], tf.int32)
-  dense, _, _ = load_run(tiny_run_dir)
-  kernel = exported.get_layer("forward_lstm_0").kernel.numpy()
-  assert abs(1 - np.count_nonzero(kernel) / kernel.size - 0.6) < 0.01
-  served = tf.saved_model.load(os.path.join(run_dir, "variants", "threshold_60", "saved_model"))
-  assert_float32_close(served.signatures["serving_default"](token_ids=ids)["representations"],
-                       exported(ids)["representations"])
-  assert not np.allclose(exported(ids)["representations"], dense(ids)["representations"])
-  # Same run again: finished variants are kept, not recomputed.
-  again = compress(config, run_dir)
-  assert again["variants"] == saved["variants"]
+from tests.conftest import THRESHOLD_50
 
 
 def test_every_variant_records_the_perplexity_of_valid_beside_eval(tiny_run_dir, tiny_text,
@@ -100,10 +56,8 @@ def test_model_folder_without_model(tmp_path, tiny_text):
 
 
 def test_a_compression_run_folder_as_model_dir_names_its_variants(tiny_run_dir, tiny_text,
-                                                                  tmp_path):
-  first = str(tmp_path / "c")
-  compress(CompressConfig(model_dir=tiny_run_dir, eval=tiny_text, sparsity_sweep=(0.5,),
-                          tflite_quantization=(), num_parity_sentences=1), first)
+                                                                  threshold_50_run, tmp_path):
+  first = threshold_50_run
   with pytest.raises(FileNotFoundError) as e:
     compress(CompressConfig(model_dir=first, eval=tiny_text), str(tmp_path / "o"))
   message = str(e.value)
@@ -130,38 +84,15 @@ def test_pattern_matching_nothing_fails_before_work(tiny_run_dir, tiny_text, tmp
   assert not (tmp_path / "o").exists()
 
 
-def test_run_folder_of_another_run_is_refused(tiny_run_dir, tiny_text, tmp_path):
-  run_dir = str(tmp_path / "o")
-  base = dict(model_dir=tiny_run_dir, eval=tiny_text, tflite_quantization=(),
-              num_parity_sentences=1)
-  compress(CompressConfig(**base, sparsity_sweep=(0.5,)), run_dir)
+def test_run_folder_of_another_run_is_refused(tiny_run_dir, tiny_text, threshold_50_run):
+  run_dir = threshold_50_run
+  before = json.load(open(os.path.join(run_dir, "config.json")))
   with pytest.raises(ValueError, match="holds a different run"):
-    compress(CompressConfig(**base, sparsity_sweep=(0.7,)), run_dir)
+    compress(CompressConfig(model_dir=tiny_run_dir, eval=tiny_text,
+                            **dict(THRESHOLD_50, sparsity_sweep=(0.7,))), run_dir)
   assert os.path.exists(os.path.join(run_dir, "variants", "threshold_50", "metrics.json"))
-
-
-def test_sensitivity_allocation_keeps_overall_sparsity(tiny_run_dir, tiny_text, tmp_path):
-  config = CompressConfig(model_dir=tiny_run_dir, eval=tiny_text, method="threshold",
-                          sparsity_sweep=(0.6,), method_options=ThresholdOptions(allocation="sensitivity"),
-                          calibration=tiny_text, calibration_sentences=4,
-                          layer_sparsity=(("softmax", 0.0),), tflite_quantization=(),
-                          num_parity_sentences=1)
-  run_dir = str(tmp_path / "s")
-  result = compress(config, run_dir)
-  v = result["variants"][0]
-  assert v["name"] == "threshold_sens_60" and v["allocation"] == "sensitivity"
-  assert v["method_options"] == {"scope": "layer", "allocation": "sensitivity"}
-  per_weight = v["sparsity"]["per_weight"]
-  assert per_weight["softmax/kernel"] == 0.0  # an explicit override is kept
-  free = [n for n in per_weight if not n.startswith("softmax")]
-  assert set(v["allocated_targets"]) == set(free)
-  sizes = {n: w.shape.num_elements()
-           for n, w in prunable_weights(load_run(tiny_run_dir)[0]).items()}
-  zeros = sum(per_weight[n] * sizes[n] for n in free)
-  assert zeros / sum(sizes[n] for n in free) == pytest.approx(0.6, abs=1e-3)
-  assert len({round(per_weight[n], 2) for n in free}) > 1  # not uniform
-  curves = json.load(open(os.path.join(run_dir, "cache", "sensitivity.json")))
-  assert set(curves["curves"]) == set(free) and curves["num_sentences"] == 4
+  assert json.load(open(os.path.join(run_dir, "config.json"))) == before
+  assert not os.path.exists(os.path.join(run_dir, "variants", "threshold_70"))
 
 
 def test_overwrite_never_deletes_the_input_model(tiny_run_dir, tiny_text):
@@ -177,7 +108,9 @@ def test_overwrite_never_deletes_the_input_model(tiny_run_dir, tiny_text):
 
 def test_reuse_dense_copies_an_agreeing_dense_entry_instead_of_measuring_it(monkeypatch,
                                                                            tiny_run_dir,
-                                                                           tiny_text, tmp_path):
+                                                                           tiny_text,
+                                                                           threshold_50_run,
+                                                                           tmp_path):
   """--reuse_dense: another method on the same model and settings copies the dense entry
   (nothing of it exported again, the same figures); other settings measure their own."""
   from prunelm_tf.compression import pipeline  # pylint: disable=import-outside-toplevel
@@ -189,9 +122,10 @@ def test_reuse_dense_copies_an_agreeing_dense_entry_instead_of_measuring_it(monk
                       lambda model, path: (exported.append(path), real_export(model, path))[1])
   base = dict(model_dir=tiny_run_dir, eval=tiny_text, tflite_quantization=(),
               num_parity_sentences=1)
-  donor = str(tmp_path / "threshold")
-  first = compress(CompressConfig(**base, method="threshold", sparsity_sweep=(0.5,)), donor)
-  exported.clear()
+  donor = threshold_50_run  # method threshold, sweep (0.5,), the settings of ``base``
+  assert json.loads(CompressConfig(**base, method="threshold", sparsity_sweep=(0.5,)).to_json()
+                    ) == json.load(open(os.path.join(donor, "config.json")))
+  first = json.load(open(os.path.join(donor, "metrics.json")))
   other = CompressConfig(**base, method="threshold", sparsity_sweep=(0.6,),
                          method_options=ThresholdOptions(allocation="sensitivity"),
                          calibration=tiny_text, calibration_sentences=4)

@@ -1,6 +1,5 @@
 """structured: whole cells, filters and projection dimensions removed, a smaller valid biLM."""
 
-import json
 import os
 
 import numpy as np
@@ -11,15 +10,17 @@ from tests.dense_reuse import compress
 from prunelm_tf.compression.methods.structured import structured as lib
 from prunelm_tf.compression.shared.calibration import collect_grams
 from prunelm_tf.compression.methods.structured import StructuredOptions
-from prunelm_tf.compression.run_folder import CompressionRunFolder
+from prunelm_tf.compression.methods import REGISTRY
 from prunelm_tf.compression.shared.targets import prunable_weights
 from prunelm_tf.compression.shared.units import matrix_parameters, most_important
-from prunelm_tf.elmo import load_elmo
-from prunelm_tf.elmo.embedding_file import embed_text_file, read_embedding_file
-from prunelm_tf.elmo.embedder import ElmoEmbedder
+from prunelm_tf.compression.source import EVAL_BATCH_SIZE, representation_similarity
+from prunelm_tf.data.corpus import load_corpus
+from prunelm_tf.export.tflite import TFLiteBiLM, export_tflite, representation_parity
 from prunelm_tf.models import BiLMConfig, build_bilm
 from prunelm_tf.models.config import CharCNNConfig, num_parameters
+from prunelm_tf.training.loop import evaluate_perplexity
 from prunelm_tf.training.run_folder import load_run
+from tests.compression.method_context import method_context, tiny_source
 from tests.tolerance import assert_float32_close
 
 CHAR = BiLMConfig(vocab_size=20, token_encoder="char", lstm_dim=8, projection_dim=6, n_layers=2,
@@ -200,59 +201,37 @@ def test_options_and_checks_refuse_bad_input_before_any_work(tiny_run_dir, tiny_
   assert not os.path.exists(run_dir)
 
 
-def test_obs_with_projection_dims_through_compress(tiny_run_dir, tiny_text, tmp_path):
+def test_obs_with_projection_dims_on_the_tiny_model(tiny_run_dir, tiny_text, tmp_path):
   """A word model with a softmax: obs importance, every group, TFLite parity."""
-  run_dir = str(tmp_path / "s")
-  result = compress(CompressConfig(
-      model_dir=tiny_run_dir, eval=tiny_text, calibration=tiny_text,
-      method="structured", sparsity_sweep=(0.5,), tflite_quantization=("none",),
-      num_parity_sentences=2, method_options={"importance": "obs", "projection": True}),
-      run_dir)
-  v = result["variants"][0]
+  source = tiny_source(tiny_run_dir)
+  options = StructuredOptions(importance="obs", projection=True)
+  method = REGISTRY["structured"]
+  done = method.compress(options, method_context(
+      source, tmp_path, target=0.5, calibration=tiny_text,
+      max_sentences=CompressConfig(model_dir="m").calibration_sentences))
+  v = done.metrics
   dense_config = load_run(tiny_run_dir)[1]
   record = v["structured"]
-  assert v["name"] == "structured_obs_50" and record["groups"] == ["cells", "projection"]
+  assert method.variant_name(options, 0.5) == "structured_obs_50"
+  assert record["groups"] == ["cells", "projection"]
   assert abs(v["removed_fraction"] - 0.5) < 0.05
   assert record["lstm_dim"] < dense_config.lstm_dim
   assert record["projection_dim"] < dense_config.projection_dim
-  assert v["num_parameters"] < result["dense"]["num_parameters"]
-  assert v["tflite_max_abs_diff"]["none"] <= 1e-5
-  assert v["perplexity"]["mean"] > 1
-  assert v["representation_similarity"] == {}  # narrower representations: not comparable
-  config = json.load(open(os.path.join(run_dir, "variants", "structured_obs_50", "config.json")))
-  assert config["model"]["lstm_dim"] == record["lstm_dim"]
-
-
-def test_elmo_variant_is_a_valid_smaller_elmo(shared_data, tmp_path):
-  """The ELMo fixture (char CNN, no softmax): options.json with the new sizes, HDF5, embed."""
-  d = shared_data / "elmo_fixture"
-  run_dir = str(tmp_path / "e")
-  result = compress(CompressConfig(
-      options_file=str(d / "options.json"), weight_file=str(d / "lm_weights.hdf5"),
-      eval=str(d / "sentences.txt"), method="structured", sparsity_sweep=(0.5,),
-      tflite_quantization=("none",), num_parity_sentences=1, export_elmo=True), run_dir)
-  v = result["variants"][0]
-  record = v["structured"]
-  assert abs(v["removed_fraction"] - 0.5) < 0.02
-  assert v["tflite_max_abs_diff"]["none"] <= 1e-5
-  assert 0 < v["representation_similarity"]["layer_2"] < 1
-  folder = CompressionRunFolder(run_dir).variant("structured_50")
-  options = json.load(open(folder.elmo_options))
-  assert options["lstm"]["dim"] == record["lstm_dim"] < 64
-  assert options["lstm"]["projection_dim"] == 16
-  assert [list(f) for f in options["char_cnn"]["filters"]] == record["filters"]
-  reloaded, config = load_elmo(folder.elmo_options, folder.elmo_weights)
-  embedder = ElmoEmbedder(reloaded, config)
-  lines = ["the cat sat", "a dog ran home"]
-  inp = tmp_path / "in.txt"
-  inp.write_text("\n".join(lines) + "\n")
-  out = str(tmp_path / "emb.hdf5")
-  embed_text_file(str(inp), out, options_file=folder.elmo_options,
-                  weight_file=folder.elmo_weights)
-  embedded, _ = read_embedding_file(out)
-  from_variant = ElmoEmbedder.from_run_dir(folder.path).embed_sentences(
-      [l.split() for l in lines])
-  for i, e in enumerate(embedder.embed_sentences([l.split() for l in lines])):
-    assert e.shape == (3, len(lines[i].split()), 32)
-    assert_float32_close(embedded[i], e)
-    assert_float32_close(from_variant[i], e)
+  assert done.config.lstm_dim == record["lstm_dim"]  # the variant's own architecture
+  assert done.config.projection_dim == record["projection_dim"]
+  assert done.model.count_params() == num_parameters(done.config)
+  assert done.model.count_params() < source.model.count_params()
+  sentences = load_corpus(tiny_text, what="--eval")
+  # TFLite parity with its own shapes, on two sentences as compress() checks it.
+  path = str(tmp_path / "bilm_none.tflite")
+  export_tflite(done.model, path, "none")
+  runner = TFLiteBiLM(path)
+  inputs = [next(iter(source.dataset([s], 1, shuffle=False)))["token_ids"].numpy()
+            for s in sentences[:2]]
+  parity = representation_parity([runner(x) for x in inputs],
+                                 [done.model(x)["representations"].numpy() for x in inputs])
+  assert parity["max_abs_diff"] <= 1e-5
+  dataset = source.dataset(sentences, EVAL_BATCH_SIZE, shuffle=False)
+  assert evaluate_perplexity(done.model, dataset)["mean"] > 1
+  # Narrower representations: not comparable with the dense model's.
+  assert representation_similarity(done.model, source.model, dataset) == {}

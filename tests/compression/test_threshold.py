@@ -1,11 +1,18 @@
-"""Magnitude thresholding: exact counts, global scope, overrides."""
+"""Magnitude thresholding: exact counts, global scope, overrides, sensitivity allocation."""
+
+import json
 
 import numpy as np
 import pytest
 
 from prunelm_tf.compression import measure_sparsity, prunable_weights, prune_by_threshold, \
     resolve_targets
+from prunelm_tf.compression.methods import REGISTRY
+from prunelm_tf.compression.methods.threshold import ThresholdOptions
+from prunelm_tf.compression.options import options_record
 from prunelm_tf.models import BiLMConfig, CharCNNConfig, build_bilm
+from prunelm_tf.training.run_folder import load_run
+from tests.compression.method_context import method_context, tiny_source
 
 
 def _model(encoder="char"):
@@ -62,3 +69,26 @@ def test_pattern_that_matches_no_weight_is_an_error():
     resolve_targets(names, 0.5, (("char_cnn/.*", 0.5),))
   with pytest.raises(ValueError, match="not a valid regular expression"):
     resolve_targets(names, 0.5, (("softmax[", 0.5),))
+
+
+def test_sensitivity_allocation_keeps_overall_sparsity(tiny_run_dir, tiny_text, tmp_path):
+  method = REGISTRY["threshold"]
+  options = ThresholdOptions(allocation="sensitivity")
+  done = method.compress(options, method_context(
+      tiny_source(tiny_run_dir), tmp_path, target=0.6, calibration=tiny_text, max_sentences=4,
+      layer_sparsity=(("softmax", 0.0),)))
+  v = done.metrics
+  assert method.variant_name(options, 0.6) == "threshold_sens_60"
+  assert v["allocation"] == "sensitivity"
+  assert options_record(options) == {"scope": "layer", "allocation": "sensitivity"}
+  per_weight = measure_sparsity(done.model)["per_weight"]
+  assert per_weight["softmax/kernel"] == 0.0  # an explicit override is kept
+  free = [n for n in per_weight if not n.startswith("softmax")]
+  assert set(v["allocated_targets"]) == set(free)
+  sizes = {n: w.shape.num_elements()
+           for n, w in prunable_weights(load_run(tiny_run_dir)[0]).items()}
+  zeros = sum(per_weight[n] * sizes[n] for n in free)
+  assert zeros / sum(sizes[n] for n in free) == pytest.approx(0.6, abs=1e-3)
+  assert len({round(per_weight[n], 2) for n in free}) > 1  # not uniform
+  curves = json.load(open(tmp_path / "cache" / "sensitivity.json"))
+  assert set(curves["curves"]) == set(free) and curves["num_sentences"] == 4

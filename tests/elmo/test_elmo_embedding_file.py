@@ -153,13 +153,8 @@ def test_word_input_run_folder(shared_data, tmp_path):
     assert_float32_close(embeddings[i], expected)
 
 
-def test_a_compression_run_folder_as_model_dir_names_its_variants(tiny_run_dir, tiny_text,
-                                                                  tmp_path):
-  from prunelm_tf.compression import CompressConfig  # pylint: disable=import-outside-toplevel
-  from tests.dense_reuse import compress  # pylint: disable=import-outside-toplevel
-  run = str(tmp_path / "c")
-  compress(CompressConfig(model_dir=tiny_run_dir, eval=tiny_text, sparsity_sweep=(0.5,),
-                          tflite_quantization=(), num_parity_sentences=1), run)
+def test_a_compression_run_folder_as_model_dir_names_its_variants(threshold_50_run, tmp_path):
+  run = threshold_50_run
   path = _write_lines(tmp_path, "a b\n")
   out = tmp_path / "elmo.hdf5"
   with pytest.raises(FileNotFoundError) as e:

@@ -6,26 +6,16 @@ import shutil
 
 import pytest
 
-from prunelm_tf.compression import CompressConfig
 from prunelm_tf.evaluation.evaluate import EvaluateConfig, evaluate
 from prunelm_tf.evaluation.variants import find_variants
-from tests.dense_reuse import compress
-
-
-@pytest.fixture(scope="module")
-def compressed(tiny_run_dir, tiny_text, tmp_path_factory):
-  run_dir = str(tmp_path_factory.mktemp("variants") / "c")
-  # No TFLite export: the stray files below are all these tests look at.
-  compress(CompressConfig(model_dir=tiny_run_dir, eval=tiny_text, method="threshold",
-                          sparsity_sweep=(0.5,), tflite_quantization=(),
-                          num_parity_sentences=1), run_dir)
-  return run_dir
 
 
 @pytest.fixture
-def run_copy(compressed, tmp_path):
+def run_copy(threshold_50_run, tmp_path):
+  """A copy of the shared threshold run: no TFLite export, so the stray files the tests add
+  are all the TFLite files it holds."""
   run_dir = str(tmp_path / "run")
-  shutil.copytree(compressed, run_dir)
+  shutil.copytree(threshold_50_run, run_dir)
   return run_dir
 
 

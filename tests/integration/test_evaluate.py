@@ -1,8 +1,11 @@
-"""evaluate() end to end on a tiny compression run: every entry, its numbers, resume, bad input."""
+"""evaluate() end to end on a tiny compression run: every entry, its numbers, resume, bad input;
+pipelines.evaluate run to the end as a user starts it (a subprocess)."""
 
 import dataclasses
 import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -12,6 +15,7 @@ from tests.dense_reuse import compress
 from prunelm_tf.evaluation import LatencyConfig, ProbeConfig
 from prunelm_tf.evaluation.evaluate import EvaluateConfig, evaluate
 from prunelm_tf.evaluation.variants import find_variants
+from tests.conftest import REPO_ROOT
 
 pytestmark = pytest.mark.e2e
 
@@ -260,3 +264,20 @@ def test_dropin_marks_a_variant_of_another_width_and_needs_the_dense_model(compr
                             sst2_dir=sst2_dir, downstream_protocol=("dropin",)), "/nonexistent")
   with pytest.raises(ValueError, match="--downstream_protocol takes one or both"):
     EvaluateConfig(target=compressed, downstream_protocol=("dropin", "dropin"))
+
+
+# pipelines.evaluate end to end (a subprocess, as a user starts it).
+def test_evaluate_a_compression_run(tiny_run_dir, tiny_text, tmp_path):
+  run_dir = str(tmp_path / "c")
+  compress(CompressConfig(model_dir=tiny_run_dir, eval=tiny_text, sparsity_sweep=(0.5,),
+                          tflite_quantization=("none",), num_parity_sentences=1), run_dir)
+  result = subprocess.run(
+      [sys.executable, "-m", "pipelines.evaluate", f"--target={run_dir}",
+       f"--perplexity_corpus={tiny_text}", "--latency_runs=3", "--latency_threads=1",
+       "--latency_tokens=4"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+  assert result.returncode == 0, result.stderr[-2000:]
+  saved = json.load(open(os.path.join(run_dir, "evaluation", "evaluation.json")))
+  assert [e["name"] for e in saved["entries"]] == ["dense/none", "threshold_50/none"]
+  assert all(e["perplexity"]["mean"] > 1 for e in saved["entries"])
+  assert all(e["latency"]["tflite"]["1"]["p50_ms"] > 0 for e in saved["entries"])
+  assert "threshold_50/none" in result.stdout

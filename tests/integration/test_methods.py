@@ -279,3 +279,38 @@ def test_random_method_through_compress_export_and_evaluate(shared_data, tmp_pat
     assert entries[1]["target_sparsity"] == 0.5
     summary = open(os.path.join(run_dir, "summary.md")).read()
     assert "| test_random_50 | test_random | sparsity 0.50 |" in summary  # its amount, named
+
+
+def test_elmo_variant_is_a_valid_smaller_elmo(shared_data, tmp_path):
+  """The ELMo fixture (char CNN, no softmax): options.json with the new sizes, HDF5, embed."""
+  d = shared_data / "elmo_fixture"
+  run_dir = str(tmp_path / "e")
+  result = compress(CompressConfig(
+      options_file=str(d / "options.json"), weight_file=str(d / "lm_weights.hdf5"),
+      eval=str(d / "sentences.txt"), method="structured", sparsity_sweep=(0.5,),
+      tflite_quantization=("none",), num_parity_sentences=1, export_elmo=True), run_dir)
+  v = result["variants"][0]
+  record = v["structured"]
+  assert abs(v["removed_fraction"] - 0.5) < 0.02
+  assert v["tflite_max_abs_diff"]["none"] <= 1e-5
+  assert 0 < v["representation_similarity"]["layer_2"] < 1
+  folder = CompressionRunFolder(run_dir).variant("structured_50")
+  options = json.load(open(folder.elmo_options))
+  assert options["lstm"]["dim"] == record["lstm_dim"] < 64
+  assert options["lstm"]["projection_dim"] == 16
+  assert [list(f) for f in options["char_cnn"]["filters"]] == record["filters"]
+  reloaded, config = load_elmo(folder.elmo_options, folder.elmo_weights)
+  embedder = ElmoEmbedder(reloaded, config)
+  lines = ["the cat sat", "a dog ran home"]
+  inp = tmp_path / "in.txt"
+  inp.write_text("\n".join(lines) + "\n")
+  out = str(tmp_path / "emb.hdf5")
+  embed_text_file(str(inp), out, options_file=folder.elmo_options,
+                  weight_file=folder.elmo_weights)
+  embedded, _ = read_embedding_file(out)
+  from_variant = ElmoEmbedder.from_run_dir(folder.path).embed_sentences(
+      [l.split() for l in lines])
+  for i, e in enumerate(embedder.embed_sentences([l.split() for l in lines])):
+    assert e.shape == (3, len(lines[i].split()), 32)
+    assert_float32_close(embedded[i], e)
+    assert_float32_close(from_variant[i], e)
