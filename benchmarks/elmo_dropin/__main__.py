@@ -8,7 +8,6 @@ from absl import flags
 
 from pipelines import cli  # first: Keras 2 before TensorFlow
 from benchmarks.elmo_dropin import downstream, groups, report, rows as rows_lib, run
-from prunelm_tf.export.tflite import QUANTIZATION_MODES
 from prunelm_tf.evaluation.evaluate import DOWNSTREAM_PROTOCOLS
 
 _DENSE_DIR = flags.DEFINE_string(
@@ -37,7 +36,7 @@ _DOWNSTREAM = flags.DEFINE_list(
     "downstream", ["all"], "Variants to evaluate downstream after the groups: all, group names "
     "or GROUP/VARIANT (the report's names); empty: none. Cached per variant.")
 _DOWNSTREAM_MODE = flags.DEFINE_enum(
-    "downstream_quantization", "dynamic", QUANTIZATION_MODES, "The variants' artifact the "
+    "downstream_quantization", "dynamic", ["dynamic", "none"], "The variants' artifact the "
     "downstream models read: dynamic (the dynamic-range TFLite file whose size is reported) or "
     "none (the float model).")
 _PROTOCOLS = flags.DEFINE_list(
@@ -57,6 +56,8 @@ def main(argv):
   if not _REPORT_ONLY.value:
     try:
       selected = groups.select(_GROUPS.value)
+      if _DOWNSTREAM.value:  # the protocols and the tasks' data, before any work
+        downstream.downstream_config("dense", _PROTOCOLS.value)
       elmo = run.elmo_input(out_dir, dense_dir=_DENSE_DIR.value,
                             options_file=_OPTIONS_FILE.value, weight_file=_WEIGHT_FILE.value)
     except (ValueError, FileNotFoundError) as e:
