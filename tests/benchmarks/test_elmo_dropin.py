@@ -304,13 +304,13 @@ def test_the_track_runs_and_resumes_on_a_released_elmo(shared_data, tmp_path, mo
   run.run_groups(elmo, out, ["obs", "obs_cluster"], **settings)
   rows = rows_lib.finished_rows(out)
   assert [(r["group"], r["variant"]) for r in rows] == [
-      ("dense", "dense"), ("obs", "obs_80"), ("obs_cluster", "50/cluster_50")]
+      ("dense", "dense"), ("obs", "obs_80"), ("obs_cluster", "50/cluster_16")]  # 16 values per matrix
   obs, cluster = rows[1:]
   assert obs["sparsity"] > 0.7 and obs["size_ratio"] > 1 and obs["dropin"]
   assert cluster["stages"] == ["obs", "cluster"] and cluster["size_ratio"] > 1
   # The two-stage run's fidelity is measured against the dense ELMo, per layer and mixed.
   assert set(cluster["fidelity"]["layers"]) == {"layer_0", "layer_1", "layer_2", "mix"}
-  assert os.path.exists(os.path.join(out, "fidelity", "obs_cluster", "50", "cluster_50.json"))
+  assert os.path.exists(os.path.join(out, "fidelity", "obs_cluster", "50", "cluster_16.json"))
   assert 0 < cluster["top_cosine"] < 1
   # Resumed: nothing is made again.
   seconds = run.run_groups(elmo, out, ["obs", "obs_cluster"], **settings)
