@@ -304,7 +304,7 @@ def test_the_track_runs_and_resumes_on_a_released_elmo(shared_data, tmp_path, mo
   run.run_groups(elmo, out, ["obs", "obs_cluster"], **settings)
   rows = rows_lib.finished_rows(out)
   assert [(r["group"], r["variant"]) for r in rows] == [
-      ("dense", "dense"), ("obs", "obs_80"), ("obs_cluster", "50/cluster_16")]  # 16 values per matrix
+      ("dense", "dense"), ("obs", "obs_80"), ("obs_cluster", "50/cluster_16")]
   obs, cluster = rows[1:]
   assert obs["sparsity"] > 0.7 and obs["size_ratio"] > 1 and obs["dropin"]
   assert cluster["stages"] == ["obs", "cluster"] and cluster["size_ratio"] > 1
