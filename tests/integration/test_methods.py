@@ -62,6 +62,17 @@ class SliceUnits(CompressionMethod):
     return CompressedModel(model, config, metrics={"kept_cells": keep})
 
 
+def _embedded_through_file(tmp_path, lines, **source):
+  """pipelines.embed's library path: ``lines`` written to a text file, embedded from
+  ``source`` (``model_dir=`` or ``options_file=`` + ``weight_file=``) into an HDF5 file,
+  read back."""
+  inp = tmp_path / "in.txt"
+  inp.write_text("\n".join(lines) + "\n")
+  out = str(tmp_path / "emb.hdf5")
+  embed_text_file(str(inp), out, **source)
+  return read_embedding_file(out)[0]
+
+
 def test_retrain_reaches_target_on_every_pruned_matrix(tiny_run_dir, tiny_text, tmp_path):
   config = CompressConfig(
       model_dir=tiny_run_dir, train=tiny_text, eval=tiny_text, method="retrain",
@@ -173,11 +184,7 @@ def test_lowrank_through_compress_export_evaluate_and_embed(tiny_run_dir, tiny_t
   none = [e for e in entries if e["name"] == "lowrank_data_40/none"][0]
   assert none["perplexity"]["forward"] == pytest.approx(low["perplexity"]["forward"], rel=1e-4)
   lines = ["the cat sat", "a dog"]
-  inp = tmp_path / "in.txt"
-  inp.write_text("\n".join(lines) + "\n")
-  out = str(tmp_path / "emb.hdf5")
-  embed_text_file(str(inp), out, model_dir=vdir)
-  embedded, _ = read_embedding_file(out)
+  embedded = _embedded_through_file(tmp_path, lines, model_dir=vdir)
   expected = ElmoEmbedder.from_run_dir(vdir).embed_sentences([l.split() for l in lines])
   for i, e in enumerate(expected):
     assert_float32_close(embedded[i], e)
@@ -207,11 +214,7 @@ def test_smaller_architecture_runs_through_every_stage(tiny_run_dir, tiny_text, 
   assert none["latency"]["tflite"]["1"]["p50_ms"] > 0
   # pipelines.embed's library path on the variant folder: its own shapes and vocabulary.
   lines = ["the cat sat", "a dog"]
-  inp = tmp_path / "in.txt"
-  inp.write_text("\n".join(lines) + "\n")
-  out = str(tmp_path / "emb.hdf5")
-  embed_text_file(str(inp), out, model_dir=variant.directory)
-  embedded, _ = read_embedding_file(out)
+  embedded = _embedded_through_file(tmp_path, lines, model_dir=variant.directory)
   embedder = ElmoEmbedder.from_run_dir(variant.directory)
   expected = embedder.embed_sentences([l.split() for l in lines])
   for i, e in enumerate(expected):
@@ -239,12 +242,8 @@ def test_elmo_with_fewer_layers_through_compress_export_and_embed(shared_data, t
   reloaded, config = load_elmo(folder.elmo_options, folder.elmo_weights)
   assert config.n_layers == 1
   lines = ["the cat sat", "a dog"]
-  inp = tmp_path / "in.txt"
-  inp.write_text("\n".join(lines) + "\n")
-  out = str(tmp_path / "emb.hdf5")
-  embed_text_file(str(inp), out, options_file=folder.elmo_options,
-                  weight_file=folder.elmo_weights)
-  embedded, _ = read_embedding_file(out)
+  embedded = _embedded_through_file(tmp_path, lines, options_file=folder.elmo_options,
+                                    weight_file=folder.elmo_weights)
   expected = ElmoEmbedder(reloaded, config).embed_sentences([l.split() for l in lines])
   for i, e in enumerate(expected):
     assert e.shape == (2, len(lines[i].split()), 32)
@@ -302,12 +301,8 @@ def test_elmo_variant_is_a_valid_smaller_elmo(shared_data, tmp_path):
   reloaded, config = load_elmo(folder.elmo_options, folder.elmo_weights)
   embedder = ElmoEmbedder(reloaded, config)
   lines = ["the cat sat", "a dog ran home"]
-  inp = tmp_path / "in.txt"
-  inp.write_text("\n".join(lines) + "\n")
-  out = str(tmp_path / "emb.hdf5")
-  embed_text_file(str(inp), out, options_file=folder.elmo_options,
-                  weight_file=folder.elmo_weights)
-  embedded, _ = read_embedding_file(out)
+  embedded = _embedded_through_file(tmp_path, lines, options_file=folder.elmo_options,
+                                    weight_file=folder.elmo_weights)
   from_variant = ElmoEmbedder.from_run_dir(folder.path).embed_sentences(
       [l.split() for l in lines])
   for i, e in enumerate(embedder.embed_sentences([l.split() for l in lines])):

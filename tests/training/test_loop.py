@@ -51,11 +51,8 @@ def test_callbacks_end_once_more_after_the_loop_even_with_no_step_left(tmp_path)
   assert resumed.calls == ["begin", "epoch_end 0"]
 
 
-def test_kd_and_distill_terms_add_up_in_one_step():
-  """kd+distill: both terms are computed against the teacher and summed into the loss."""
-  from prunelm_tf.compression.shared.finetune import RetrainConfig  # pylint: disable=import-outside-toplevel
-  config = RetrainConfig(objective="kd+distill")
-  assert config.uses_kd and config.uses_distill and not config.uses_lm and config.needs_softmax
+def _teacher_student_batch():
+  """Two tiny word biLMs of one architecture (different weights) and a padded batch."""
   tf.keras.utils.set_random_seed(0)
   vocab = data_lib.Vocabulary.build(SENTENCES)
   arch = BiLMConfig(vocab_size=len(vocab), token_encoder="word", lstm_dim=8, projection_dim=4,
@@ -63,6 +60,15 @@ def test_kd_and_distill_terms_add_up_in_one_step():
   teacher, student = build_bilm(arch), build_bilm(arch)
   batch = next(iter(data_lib.make_dataset(SENTENCES, vocab, batch_size=2, char_inputs=False,
                                           shuffle=False)))
+  return teacher, student, batch
+
+
+def test_kd_and_distill_terms_add_up_in_one_step():
+  """kd+distill: both terms are computed against the teacher and summed into the loss."""
+  from prunelm_tf.compression.shared.finetune import RetrainConfig  # pylint: disable=import-outside-toplevel
+  config = RetrainConfig(objective="kd+distill")
+  assert config.uses_kd and config.uses_distill and not config.uses_lm and config.needs_softmax
+  teacher, student, batch = _teacher_student_batch()
   terms = {}
   for name, spec in (("kd", LossSpec(lm_weight=0.0, kd_weight=1.0, teacher=teacher)),
                      ("distill", LossSpec(lm_weight=0.0, distill_weight=1.0, teacher=teacher)),
@@ -73,17 +79,6 @@ def test_kd_and_distill_terms_add_up_in_one_step():
   assert terms["kd"]["kd_kl"] > 0 and terms["distill"]["distill_mse"] > 0
   assert terms["both"]["loss"] == pytest.approx(
       terms["kd"]["loss"] + terms["distill"]["loss"], rel=1e-5)
-
-
-def _teacher_student_batch():
-  tf.keras.utils.set_random_seed(0)
-  vocab = data_lib.Vocabulary.build(SENTENCES)
-  arch = BiLMConfig(vocab_size=len(vocab), token_encoder="word", lstm_dim=8, projection_dim=4,
-                    n_layers=1, dropout=0.0)
-  teacher, student = build_bilm(arch), build_bilm(arch)
-  batch = next(iter(data_lib.make_dataset(SENTENCES, vocab, batch_size=2, char_inputs=False,
-                                          shuffle=False)))
-  return teacher, student, batch
 
 
 def _layer_terms(student, teacher, batch):
